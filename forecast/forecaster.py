@@ -1,0 +1,83 @@
+"""The one interface every model answers, statistical or neural.
+
+Backtest, export and tracking only ever call :meth:`Forecaster.fit` and
+:meth:`Forecaster.predict`, so they never ask which kind of model they hold.
+
+Which periods are forecast: for a product with history, the ``horizon``
+periods right after the panel's last period; for a new product (``start`` at or
+after the panel's end), the ``horizon`` periods from its launch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.panel import Panel
+
+HISTORY, NEW = "history", "new"
+
+
+@dataclass
+class Forecast:
+    """A model's forecast for some of the panel's items."""
+
+    model: str
+    item_index: np.ndarray  # [m] rows of the panel
+    start: np.ndarray  # [m] grid position of the first forecast period
+    units: np.ndarray  # [m, horizon]
+    price: np.ndarray | None = None  # [m, horizon]
+    trend: np.ndarray | None = None  # [m, horizon] seasonal trend of units (see forecast.trends)
+
+    @property
+    def horizon(self) -> int:
+        return self.units.shape[1]
+
+    def select(self, mask: np.ndarray) -> "Forecast":
+        """Only the rows where mask is true."""
+        pick = lambda a: None if a is None else a[mask]  # noqa: E731
+        return Forecast(self.model, self.item_index[mask], self.start[mask], self.units[mask],
+                        pick(self.price), pick(self.trend))
+
+
+class Forecaster(Protocol):
+    name: str
+    groups: frozenset[str]  # which items it forecasts: {"history"}, {"new"} or both
+
+    def fit(self, panel: Panel, horizon: int) -> None:
+        """Learn from everything the panel knows (nothing after its last period)."""
+
+    def predict(self, panel: Panel, horizon: int) -> Forecast:
+        """Forecast every item of the supported groups (see module docstring)."""
+
+
+def forecast_targets(panel: Panel, groups: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(item rows, first forecast period) of the items a model with these groups forecasts."""
+    history = panel.has_history
+    wanted = np.zeros(panel.n_items, dtype=bool)
+    if HISTORY in groups:
+        wanted |= history
+    if NEW in groups:
+        wanted |= ~history
+    rows = np.flatnonzero(wanted)
+    start = np.where(history[rows], panel.n_periods, panel.start[rows])
+    return rows, start
+
+
+def carried_price(panel: Panel, rows: np.ndarray, horizon: int) -> np.ndarray | None:
+    """The default price plan, held flat: the last known price, or for a new product
+    the ``price`` column of the products table when it has one (else NaN)."""
+    planned = "price" in panel.products
+    if panel.price is None and not planned:
+        return None
+    last = np.full(len(rows), np.nan)
+    has = panel.has_history[rows]
+    if panel.price is not None:
+        last[has] = panel.price[rows[has], -1]
+    if planned:
+        listed = pd.to_numeric(panel.products["price"], errors="coerce").to_numpy(dtype=float)[rows]
+        last = np.where(np.isnan(last), listed, last)
+    return np.repeat(last[:, None], horizon, axis=1)
