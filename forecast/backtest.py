@@ -72,21 +72,12 @@ class BacktestResult:
         }
 
 
-def _truth(panel: Panel, rows: np.ndarray, start: np.ndarray, horizon: int) -> np.ndarray:
-    """units[row, start + h], NaN past the data's end."""
-    cols = start[:, None] + np.arange(horizon)[None, :]
-    inside = cols < panel.n_periods
-    out = np.full(cols.shape, np.nan)
-    out[inside] = panel.units[np.broadcast_to(rows[:, None], cols.shape)[inside], cols[inside]]
-    return out
-
-
 def _fold_targets(panel: Panel, cutoff: int, horizon: int) -> FoldResult:
     history = np.flatnonzero(panel.start < cutoff)
     new = np.flatnonzero((panel.start >= cutoff) & (panel.start < panel.n_periods))
     truth = {
-        HISTORY: _truth(panel, history, np.full(len(history), cutoff), horizon),
-        NEW: _truth(panel, new, panel.start[new], horizon),
+        HISTORY: panel.window(history, np.full(len(history), cutoff), horizon),
+        NEW: panel.window(new, panel.start[new], horizon),
     }
     scale = {
         HISTORY: np.array([mase_scale(panel.units[i, panel.start[i]:cutoff], panel.season_length) for i in history]),

@@ -74,6 +74,7 @@ class NeuralConfig:
     demand_weight: float = 1.0
     price_weight: float = 0.2
     trend_weight: float = 0.5
+    trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.trends)
 
 
 @dataclass
@@ -90,6 +91,8 @@ class TrainConfig:
     limit_train_batches: int | float | None = None
     num_workers: int = 0
     progress: bool = True
+    checkpoint_dir: str | None = None  # Lightning checkpoints (best + last); None: a temp dir per fit
+    num_threads: int | None = None  # torch CPU threads; None: leave torch's setting
 
 
 @dataclass

@@ -59,6 +59,14 @@ class Panel:
         """The observed series of item i (empty for a new product)."""
         return self.units[i, self.start[i]:]
 
+    def window(self, rows: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
+        """units[row, start + h] for h < length, NaN past the data's end: [len(rows), length]."""
+        cols = np.asarray(start)[:, None] + np.arange(length)[None, :]
+        inside = cols < self.n_periods
+        out = np.full(cols.shape, np.nan)
+        out[inside] = self.units[np.broadcast_to(np.asarray(rows)[:, None], cols.shape)[inside], cols[inside]]
+        return out
+
     def date_at(self, index: int | np.ndarray) -> pd.DatetimeIndex:
         """Dates of grid positions, also beyond the table's end."""
         offset = pd.tseries.frequencies.to_offset(self.freq)

@@ -1,0 +1,192 @@
+"""`python -m forecast VERB`: argument parsing into one RunConfig, exit codes, user-facing errors.
+
+Exit codes: 0 success, 2 bad input or option (a message, never a traceback),
+1 an unexpected internal error (a one-line summary; --debug shows the traceback),
+130 interrupted (Ctrl-C or SIGTERM; the MLflow run is marked KILLED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from forecast.config import ALL_MODELS, NEURAL_MODELS, RunConfig
+from forecast.errors import ForecastError
+
+log = logging.getLogger("forecast")
+
+DESCRIPTION = "Forecast product demand from sales history and product descriptions."
+
+EPILOG = """Data contract: sales (item_id, date, units[, price, numeric covariates]) and
+products (item_id, description[, attributes, launch_date]), CSV or Parquet.
+Without --sales/--products the embedded sample (300 products of the UCI Online
+Retail data) is used. See README.md for details."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--sales", help="sales table: item_id, date, units[, price, covariates] (CSV or Parquet)")
+    data.add_argument("--products", help="products table: item_id, description[, attributes, launch_date]")
+    data.add_argument("--freq", help="pandas frequency alias (e.g. W-MON); inferred when omitted")
+    data.add_argument("--gaps", choices=["zero", "error"], help="missing periods: zero sales (default) or refuse")
+    data.add_argument("--negative-units", choices=["error", "zero"],
+                      help="negative units (returns): refuse (default) or count as zero")
+    task = parser.add_argument_group("task")
+    task.add_argument("--horizon", type=int, help="periods to forecast (default 12)")
+    task.add_argument("--folds", type=int, help="rolling-origin backtest folds (default 3)")
+    task.add_argument("--step", type=int, help="periods between backtest origins (default 4)")
+    task.add_argument("--seed", type=int, help="random seed (default 0)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", help="YAML config (e.g. the best config a sweep wrote); options override it")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite under ./mlruns)")
+    run.add_argument("--experiment", help="MLflow experiment name (default 'forecast')")
+    run.add_argument("--run-name", help="MLflow run name")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    run.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models")
+    group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(ALL_MODELS)}")
+    group.add_argument("--text-mode", choices=["frozen", "last-k", "full"], help="text encoder fine-tuning")
+    group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
+    group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m forecast", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    fit = verbs.add_parser("fit", help="backtest all models, refit the best, export the forecast, log to MLflow",
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(fit)
+    _model_options(fit)
+    fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
+    fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
+    fit.add_argument("--checkpoint-dir", help="where neural models are saved (default checkpoints/)")
+
+    predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining")
+    _common(predict)
+    predict.add_argument("--model-dir", required=True, help="folder written by fit (printed at its end)")
+    predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
+
+    tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best")
+    _common(tune)
+    _model_options(tune)
+    tune.add_argument("--trials", type=int, default=20, help="trials to run in this invocation (default 20)")
+    tune.add_argument("--search-space", help="YAML search space (default: the packaged one)")
+    tune.add_argument("--study-name", default="forecast-fusion", help="Optuna study; rerun the same to resume")
+    tune.add_argument("--storage", help="Optuna RDB storage (default sqlite:///mlruns/optuna.db)")
+    tune.add_argument("--best-config", default="best_config.yaml", help="YAML written with the best configuration")
+    tune.add_argument("--export", help="forecast CSV of the refit best model (default forecast.csv)")
+
+    trends = verbs.add_parser("trends", help="trend report by attribute and description word from a forecast CSV")
+    _common(trends)
+    trends.add_argument("--forecast", default="forecast.csv", help="the CSV written by fit (default forecast.csv)")
+    trends.add_argument("--output", default="trends.csv", help="report CSV to write (default trends.csv)")
+    trends.add_argument("--min-products", type=int, default=3, help="ignore words/values with fewer products")
+
+    ui = verbs.add_parser("ui", help="start the MLflow UI on the tracking store (127.0.0.1)")
+    ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite under ./mlruns)")
+    ui.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Defaults, then --config, then explicit options: later wins."""
+    cfg = RunConfig.from_yaml(args.config) if getattr(args, "config", None) else RunConfig()
+    overrides: dict[str, Any] = {}
+    mapping = {
+        "sales": "data.sales", "products": "data.products", "freq": "data.freq", "gaps": "data.gaps",
+        "negative_units": "data.negative_units", "horizon": "evaluation.horizon", "folds": "evaluation.folds",
+        "step": "evaluation.step", "seed": "seed", "tracking_uri": "tracking.uri",
+        "experiment": "tracking.experiment", "run_name": "tracking.run_name", "model": "output.model",
+        "export": "output.export", "checkpoint_dir": "output.checkpoint_dir", "text_mode": "neural.text_mode",
+        "text_encoder": "neural.text_encoder", "max_epochs": "train.max_epochs",
+    }
+    for attr, key in mapping.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            overrides[key] = value
+    if getattr(args, "no_progress", False):
+        overrides["train.progress"] = False
+    if getattr(args, "models", None):
+        names = [m.strip() for m in args.models.split(",") if m.strip()]
+        overrides["baselines.models"] = [m for m in names if m not in NEURAL_MODELS]
+        overrides["neural.models"] = [m for m in names if m in NEURAL_MODELS]
+    return cfg.updated(overrides).validate()
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("alembic", "mlflow", "urllib3", "lightning", "lightning.pytorch", "httpx", "filelock", "matplotlib",
+                  "transformers", "optuna"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not debug:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM behaves like Ctrl-C, so runs are closed as KILLED and checkpoints kept."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.verb == "ui":
+        from forecast.tracking import launch_ui
+
+        return launch_ui(args.tracking_uri, args.port)
+    cfg = config_from_args(args)
+    if args.verb == "fit":
+        from forecast.pipeline import fit
+
+        fit(cfg)
+    elif args.verb == "predict":
+        from forecast.pipeline import predict
+
+        predict(cfg, args.model_dir)
+    elif args.verb == "tune":
+        from forecast.tuning import tune
+
+        tune(cfg, trials=args.trials, study_name=args.study_name, storage=args.storage,
+             search_space=args.search_space, best_config=args.best_config)
+    elif args.verb == "trends":
+        from forecast.pipeline import trends
+
+        trends(cfg, Path(args.forecast), Path(args.output), args.min_products)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    debug = getattr(args, "debug", False)
+    _setup_logging(debug)
+    _sigterm_as_interrupt()
+    try:
+        return run(args)
+    except ForecastError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, not a user error: say so briefly
+        if debug:
+            raise
+        print(f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

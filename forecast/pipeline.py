@@ -1,0 +1,198 @@
+"""The verbs' work, from validated config to tracked, exported forecasts.
+
+``fit``: read and validate the tables -> panel -> backtest every model on the same
+origins -> pick the best model per item group (or the one asked for) -> refit it
+on all the data -> export the future forecast -> log it all to one MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+from importlib import resources
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+import pandas as pd
+
+from forecast.backtest import BacktestResult, origins, run_backtest
+from forecast.config import NEURAL_MODELS, RunConfig
+from forecast.data.contract import load_tables
+from forecast.data.panel import Panel, build_panel
+from forecast.errors import ConfigError
+from forecast.export import check_writable, forecast_frame, write_csv_atomic
+from forecast.forecaster import HISTORY, NEW, Forecast, Forecaster
+
+log = logging.getLogger(__name__)
+
+
+def sample_paths() -> tuple[str, str]:
+    """The embedded sample: 300 products of the UCI Online Retail data (CC0)."""
+    root = resources.files("forecast") / "sample"
+    return str(root / "sales.csv"), str(root / "products.csv")
+
+
+def load_panel(cfg: RunConfig) -> Panel:
+    data = cfg.data
+    if (data.sales is None) != (data.products is None):
+        raise ConfigError("give both --sales and --products, or neither (to run on the embedded sample)")
+    sales, products = (data.sales, data.products) if data.sales else sample_paths()
+    panel = build_panel(load_tables(sales, products, data), freq=data.freq, gaps=data.gaps)
+    if cfg.evaluation.season_length:
+        panel.season_length = cfg.evaluation.season_length
+    log.info("data: %d products (%d new), %d periods of %s from %s to %s",
+             panel.n_items, int((~panel.has_history).sum()), panel.n_periods, panel.freq,
+             panel.dates[0].date(), panel.dates[-1].date())
+    return panel
+
+
+def make_forecaster(name: str, cfg: RunConfig, logger=None) -> Forecaster:
+    """The model called `name`, configured by cfg."""
+    from forecast.baselines.forecasters import KnnForecaster, StatisticalForecaster
+
+    if name in NEURAL_MODELS:
+        from forecast.models.forecaster import NeuralForecaster
+
+        return NeuralForecaster(name, cfg, logger=logger)
+    if name == "knn":
+        return KnnForecaster(cfg)
+    return StatisticalForecaster(name, cfg)
+
+
+def choose_models(cfg: RunConfig, backtest: BacktestResult) -> dict[str, str]:
+    """The model per item group: the one asked for where it can serve, else the backtest's best."""
+    best = backtest.best_models("wape")
+    wanted = cfg.output.model
+    if wanted is None:
+        return best
+    groups = make_forecaster(wanted, cfg).groups
+    chosen = {g: (wanted if g in groups else m) for g, m in best.items()}
+    for g in groups:
+        chosen.setdefault(g, wanted)
+    return chosen
+
+
+@dataclass
+class FitResult:
+    run_id: str
+    backtest: BacktestResult
+    chosen: dict[str, str]
+    export: pd.DataFrame
+    export_path: Path | None
+    model_dirs: dict[str, Path] = field(default_factory=dict)
+
+
+def fit(cfg: RunConfig) -> FitResult:
+    """Backtest every configured model, then refit the chosen ones and export."""
+    from forecast import tracking
+    from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
+
+    cfg.validate()
+    export_path = check_writable(cfg.output.export) if cfg.output.export else None
+    panel = load_panel(cfg)
+    origins(panel.n_periods, cfg.evaluation)  # refuse a too-short table before a run is opened
+    tracking.mark_abandoned_runs(cfg.tracking)
+    with tracking.tracked_run(cfg, "fit") as run_id, TemporaryDirectory() as tmp:
+        _log_data_summary(panel)
+        backtest = run_backtest(panel, {m: partial(make_forecaster, m, cfg) for m in cfg.models}, cfg.evaluation)
+        tracking.log_backtest(backtest.table)
+        _log_table(backtest.table, Path(tmp) / "backtest.csv")
+        log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
+        tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
+                                                  cfg.tracking.plot_items))
+        tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
+
+        chosen = choose_models(cfg, backtest)
+        log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
+        forecasts, model_dirs = [], {}
+        for name in dict.fromkeys(chosen.values()):
+            logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in NEURAL_MODELS else None
+            model = make_forecaster(name, cfg, logger=logger)
+            model.fit(panel, cfg.evaluation.horizon)
+            forecast = model.predict(panel, cfg.evaluation.horizon)
+            forecasts.append(_for_groups(panel, forecast, [g for g, m in chosen.items() if m == name]))
+            if hasattr(model, "save"):
+                model_dirs[name] = model.save(Path(cfg.output.checkpoint_dir) / run_id / name)
+                log.info("saved %s to %s (reload with: python -m forecast predict --model-dir %s)",
+                         name, model_dirs[name], model_dirs[name])
+        frame = forecast_frame(panel, forecasts, _trend_window(cfg), cfg.output.trend_threshold)
+        import mlflow
+
+        mlflow.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
+        if export_path:
+            write_csv_atomic(frame, export_path)
+            tracking.log_file(export_path)
+            log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
+    return FitResult(run_id, backtest, chosen, frame, export_path, model_dirs)
+
+
+def predict(cfg: RunConfig, model_dir: str | Path) -> pd.DataFrame:
+    """Forecast with a saved neural model, without retraining."""
+    from forecast.models.forecaster import NeuralForecaster
+
+    export_path = check_writable(cfg.output.export) if cfg.output.export else None
+    model = NeuralForecaster.load(model_dir)
+    panel = load_panel(cfg)
+    forecast = model.predict(panel, model.config.evaluation.horizon)
+    frame = forecast_frame(panel, [forecast], _trend_window(cfg), cfg.output.trend_threshold)
+    if export_path:
+        write_csv_atomic(frame, export_path)
+        log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
+    return frame
+
+
+def _trend_window(cfg: RunConfig) -> int:
+    return getattr(cfg.neural, "trend_window", 9)
+
+
+def _for_groups(panel: Panel, forecast: Forecast, groups: list[str]) -> Forecast:
+    history = panel.has_history[forecast.item_index]
+    keep = np.zeros(len(history), dtype=bool)
+    if HISTORY in groups:
+        keep |= history
+    if NEW in groups:
+        keep |= ~history
+    return forecast.select(keep)
+
+
+def _log_data_summary(panel: Panel) -> None:
+    import mlflow
+
+    mlflow.log_params({"panel.items": panel.n_items, "panel.new_items": int((~panel.has_history).sum()),
+                       "panel.periods": panel.n_periods, "panel.freq": panel.freq,
+                       "panel.season_length": panel.season_length, "panel.gaps_filled": panel.gaps_filled})
+
+
+def _log_table(table: pd.DataFrame, path: Path) -> None:
+    from forecast import tracking
+
+    table.to_csv(path, index=False)
+    tracking.log_file(path)
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The backtest table as a person reads it: per group, best first."""
+    cols = ["group", "model", "wape", "mase", "mae", "rmse", "smape", "bias", "fit_seconds"]
+    shown = summary[cols].sort_values(["group", "wape"], kind="stable")
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int = 3) -> pd.DataFrame:
+    """Aggregate an exported forecast by attribute and description word (see forecast.trends)."""
+    from forecast.errors import DataError
+    from forecast.trends import trend_report
+
+    check_writable(output)
+    if not forecast_csv.is_file():
+        raise DataError(f"{forecast_csv}: forecast file not found; run `python -m forecast fit --export {forecast_csv}` first")
+    export = pd.read_csv(forecast_csv, dtype={"item_id": str})
+    missing = {"item_id", "units"} - set(export.columns)
+    if missing:
+        raise DataError(f"{forecast_csv}: missing column(s) {sorted(missing)}; expected a forecast written by fit")
+    panel = load_panel(cfg)
+    report = trend_report(panel, export, cfg.output.trend_threshold, min_products)
+    write_csv_atomic(report, output)
+    log.info("wrote %d trend rows to %s", len(report), output)
+    return report

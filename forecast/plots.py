@@ -1,0 +1,81 @@
+"""Pictures a person would rather see than read: forecast vs actual, metric bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from forecast.backtest import BacktestResult  # noqa: E402
+from forecast.data.panel import Panel  # noqa: E402
+from forecast.forecaster import HISTORY, NEW  # noqa: E402
+
+
+def plot_forecast_vs_actual(panel: Panel, result: BacktestResult, models: list[str], path: str | Path,
+                            n_items: int = 12) -> Path:
+    """Latest backtest fold: history, actuals and each model's forecast for a sample of items.
+
+    Items with history are the highest-volume ones (what a planner checks first);
+    a few new items show the launch forecasts.
+    """
+    fold = result.folds[-1]
+    picks = _pick_items(panel, fold, n_items)
+    cols = 3
+    rows = max(1, -(-len(picks) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(picks):]:
+        ax.axis("off")
+    for ax, (group, k) in zip(axes.flat, picks):
+        row = fold.rows[group][k]
+        first = fold.cutoff if group == HISTORY else panel.start[row]
+        horizon = fold.truth[group].shape[1]
+        steps = np.arange(first, first + horizon)
+        context = np.arange(max(panel.start[row], fold.cutoff - 26), fold.cutoff) if group == HISTORY else []
+        if len(context):
+            ax.plot(context, panel.units[row, context], color="0.6", lw=1, label="history")
+        ax.plot(steps, fold.truth[group][k], color="black", lw=1.5, marker=".", label="actual")
+        for name in models:
+            if group in fold.forecasts.get(name, {}):
+                ax.plot(steps, fold.forecasts[name][group][k], lw=1.2, label=name)
+        title = panel.products["description"].iloc[row][:40]
+        ax.set_title(f"{'NEW: ' if group == NEW else ''}{title}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=6, loc="upper left")
+    fig.suptitle(f"Forecast vs actual, cut-off {result.cutoffs_dates[-1].date()}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _pick_items(panel: Panel, fold, n_items: int) -> list[tuple[str, int]]:
+    n_new = min(len(fold.rows[NEW]), max(1, n_items // 4)) if len(fold.rows[NEW]) else 0
+    volume = np.nansum(fold.truth[HISTORY], axis=1)
+    top = np.argsort(-volume, kind="stable")[: n_items - n_new]
+    new_volume = np.nansum(fold.truth[NEW], axis=1)
+    top_new = np.argsort(-new_volume, kind="stable")[:n_new]
+    return [(HISTORY, int(k)) for k in top] + [(NEW, int(k)) for k in top_new]
+
+
+def plot_metric_bars(summary, path: str | Path, metric: str = "wape") -> Path:
+    """One bar per model and group: the backtest table at a glance."""
+    groups = list(dict.fromkeys(summary["group"]))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
+    for ax, group in zip(axes.flat, groups):
+        part = summary[summary["group"] == group].sort_values(metric)
+        ax.barh(part["model"], part[metric], color="tab:blue")
+        ax.invert_yaxis()
+        ax.set_title(f"{metric.upper()} — items with {'history' if group == HISTORY else 'no history (new)'}",
+                     fontsize=9)
+        for y, v in enumerate(part[metric]):
+            ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,175 @@
+"""MLflow: where runs go, what a run holds, and the plots a person looks at.
+
+Default store: ``sqlite:///mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts``
+(MLflow 3 refuses a plain file store), overridable by ``--tracking-uri`` or
+``$MLFLOW_TRACKING_URI``. One ``fit`` is one run. Metric keys are
+``<model>/<group>/<metric>`` (e.g. ``ets/history/wape``) so the UI's compare view
+lines models up; per-horizon-step curves are logged as ``.../wape_by_step`` with
+the step as MLflow's step. A run that dies is marked FAILED, one that is
+interrupted KILLED — never left RUNNING.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecast.config import RunConfig, TrackingConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path("mlruns")
+
+
+def resolve_uri(cfg: TrackingConfig) -> str:
+    """Explicit option, then $MLFLOW_TRACKING_URI, then the embedded sqlite store."""
+    uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    DEFAULT_DIR.mkdir(exist_ok=True)
+    return f"sqlite:///{(DEFAULT_DIR / 'mlflow.db').resolve()}"
+
+
+def quiet_mlflow() -> None:
+    """MLflow configures its own INFO logging on import (database migrations etc.): keep warnings only."""
+    import mlflow  # noqa: F401  (import first: it resets its loggers)
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _experiment_id(name: str, uri: str) -> str:
+    import mlflow
+
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        # Artifacts beside the database, not in the current directory's ./mlartifacts.
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # another process created it first
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@contextmanager
+def tracked_run(cfg: RunConfig, verb: str, nested: bool = False) -> Iterator[str]:
+    """An MLflow run for the duration of the block; yields its run id."""
+    import mlflow
+
+    quiet_mlflow()
+    uri = resolve_uri(cfg.tracking)
+    mlflow.set_tracking_uri(uri)
+    experiment = _experiment_id(cfg.tracking.experiment, uri)
+    run = mlflow.start_run(experiment_id=experiment, run_name=cfg.tracking.run_name, nested=nested,
+                           tags={"forecast.verb": verb, "forecast.pid": str(os.getpid()),
+                                 "forecast.host": socket.gethostname()})
+    run_id = run.info.run_id
+    try:
+        mlflow.log_params({k: str(v)[:500] for k, v in flatten(cfg.to_dict()).items()})
+        mlflow.log_dict(cfg.to_dict(), "config.yaml")
+        yield run_id
+    except (KeyboardInterrupt, SystemExit):
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def mark_abandoned_runs(cfg: TrackingConfig) -> int:
+    """Mark RUNNING runs whose process on this host is gone (e.g. SIGKILL) as KILLED."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    quiet_mlflow()
+    mlflow.set_tracking_uri(resolve_uri(cfg))
+    found = mlflow.get_experiment_by_name(cfg.experiment)
+    if found is None:
+        return 0
+    client = MlflowClient()
+    host, marked = socket.gethostname(), 0
+    for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        pid = tags.get("forecast.pid")
+        if tags.get("forecast.host") != host or not pid or _alive(int(pid)):
+            continue
+        client.set_terminated(run.info.run_id, status="KILLED")
+        marked += 1
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mlflow_logger(cfg: RunConfig, run_id: str, prefix: str = ""):
+    """Lightning's MLFlowLogger writing into an existing run (so curves sit beside the baselines)."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return MLFlowLogger(tracking_uri=resolve_uri(cfg.tracking), run_id=run_id, prefix=prefix,
+                        experiment_name=cfg.tracking.experiment)
+
+
+def log_backtest(table: pd.DataFrame) -> None:
+    """Every model's pooled metrics, and per-step WAPE curves, into the active run."""
+    import mlflow
+
+    metrics = {}
+    for row in table.itertuples(index=False):
+        for name in ("mae", "rmse", "wape", "mase", "smape", "bias"):
+            value = getattr(row, name)
+            if not np.isfinite(value):
+                continue
+            if row.step == 0:
+                metrics[f"{row.model}/{row.group}/{name}"] = float(value)
+            elif name == "wape":
+                mlflow.log_metric(f"{row.model}/{row.group}/wape_by_step", float(value), step=int(row.step))
+        if row.step == 0:
+            metrics[f"{row.model}/fit_seconds"] = float(row.fit_seconds)
+    mlflow.log_metrics(metrics)
+
+
+def log_file(path: str | Path, folder: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def launch_ui(uri: str | None, port: int) -> int:
+    """`mlflow ui` on this store, bound to 127.0.0.1 (one worker: enough, and sqlite-friendly)."""
+    import subprocess
+
+    uri = resolve_uri(TrackingConfig(uri=uri))
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
+    print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it", file=sys.stderr)
+    return subprocess.call(cmd)

@@ -1,0 +1,134 @@
+"""The seasonal trend of a forecast, its direction, and the trend report by attribute and word.
+
+Definitions (README, "Trends"):
+
+- **trend**: the centred moving average of units over ``window`` periods (default
+  9 weeks), taken over the item's history followed by its forecast; at the ends
+  of the series the window shrinks to what exists. It smooths week-to-week noise
+  and promotions away and keeps the seasonal level.
+- **trend_direction** of a forecast period: its trend compared with the trend of
+  the same period one season earlier (52 weeks for weekly data) when the history
+  reaches that far back, otherwise with the trend at the end of the history.
+  ``rising`` when higher by more than ``threshold`` (default 10%), ``falling``
+  when lower by more than that, else ``flat``; ``new`` for products with no history.
+- **trend report**: for every attribute value (category, colour, ...) and every
+  description word shared by at least ``min_products`` products, the forecast
+  units over the horizon against the same items' units over the reference periods,
+  and the relative change.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.panel import Panel
+from forecast.forecaster import Forecast
+
+RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
+
+
+def centred_moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred rolling mean along the last axis; shrinking windows at the edges; NaNs ignored."""
+    values = np.asarray(values, dtype=float)
+    frame = pd.DataFrame(np.atleast_2d(values).T)
+    smooth = frame.rolling(window, center=True, min_periods=1).mean().to_numpy().T
+    return smooth.reshape(values.shape)
+
+
+def direction(change: np.ndarray, threshold: float) -> np.ndarray:
+    change = np.asarray(change, dtype=float)
+    out = np.full(change.shape, FLAT, dtype=object)
+    out[change > threshold] = RISING
+    out[change < -threshold] = FALLING
+    return out
+
+
+def relative_change(new: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """new / reference − 1, with 0 → positive counted as +100% and 0 → 0 as no change."""
+    new, reference = np.asarray(new, float), np.asarray(reference, float)
+    change = np.divide(new, reference, out=np.where(new > 0, 2.0, 1.0), where=reference > 0) - 1
+    return change
+
+
+def trend_columns(panel: Panel, forecast: Forecast, window: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(trend, trend_direction) arrays [m, H] for a forecast."""
+    m, h = forecast.units.shape
+    trend = np.empty((m, h))
+    directions = np.full((m, h), NEW_ITEM, dtype=object)
+    season = panel.season_length
+    for k, row in enumerate(forecast.item_index):
+        history = panel.history(row) if panel.has_history[row] else np.empty(0)
+        tail = history[-window:]
+        combined = centred_moving_average(np.concatenate([tail, forecast.units[k]]), window)
+        trend[k] = forecast.trend[k] if forecast.trend is not None else combined[len(tail):]
+        if not len(history):
+            continue
+        smooth_history = centred_moving_average(history, window)
+        lagged = forecast.start[k] + np.arange(h) - season - panel.start[row]
+        reference = np.where(lagged >= 0, smooth_history[np.clip(lagged, 0, len(history) - 1)], smooth_history[-1])
+        directions[k] = direction(relative_change(trend[k], reference), threshold)
+    return trend, directions
+
+
+def reference_units(panel: Panel, rows: np.ndarray, horizon: int) -> np.ndarray:
+    """Units of the comparison periods: a season earlier where the data reaches, else the last H periods."""
+    T, season = panel.n_periods, panel.season_length
+    if T - season + horizon <= T and T - season >= 0:
+        cols = np.arange(T - season, T - season + horizon)
+    else:
+        cols = np.arange(max(T - horizon, 0), T)
+    return np.nansum(panel.units[np.ix_(rows, cols)], axis=1)
+
+
+def words(description: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z][a-z'-]+", description.lower()) if len(w) > 2}
+
+
+def trend_report(panel: Panel, export: pd.DataFrame, threshold: float = 0.1, min_products: int = 3,
+                 attributes: list[str] | None = None) -> pd.DataFrame:
+    """Which attribute values and description words are forecast to rise or fall, and by how much."""
+    totals = export.groupby("item_id", sort=False)["units"].sum()
+    horizon = int(export.groupby("item_id").size().max())
+    rows = np.flatnonzero(panel.has_history & np.isin(panel.item_ids, totals.index))
+    item_ids = panel.item_ids[rows]
+    items = pd.DataFrame({
+        "item_id": item_ids,
+        "forecast_units": totals.reindex(item_ids).to_numpy(),
+        "reference_units": reference_units(panel, rows, horizon),
+    })
+    products = panel.products.iloc[rows].reset_index(drop=True)
+    attributes = attributes if attributes is not None else _attribute_columns(products)
+    records = []
+    for column in attributes:
+        for value, part in items.groupby(products[column].astype(str).to_numpy()):
+            records.append(_record(column, value, part))
+    vocab = products["description"].map(words)
+    exploded = vocab.explode()
+    for word, idx in exploded.groupby(exploded).groups.items():
+        if len(idx) >= min_products:
+            records.append(_record("word", word, items.loc[idx]))
+    report = pd.DataFrame.from_records(records, columns=[
+        "dimension", "value", "products", "reference_units", "forecast_units", "change", "direction"])
+    report = report[report["products"] >= min_products]
+    report["direction"] = direction(report["change"].to_numpy(), threshold)
+    return report.sort_values(["dimension", "change"], ascending=[True, False], kind="stable").reset_index(drop=True)
+
+
+def _record(dimension: str, value: str, part: pd.DataFrame) -> dict:
+    ref, new = part["reference_units"].sum(), part["forecast_units"].sum()
+    return {"dimension": dimension, "value": value, "products": len(part), "reference_units": round(ref, 2),
+            "forecast_units": round(new, 2), "change": round(float(relative_change(new, ref)), 4), "direction": ""}
+
+
+def _attribute_columns(products: pd.DataFrame) -> list[str]:
+    """Categorical attribute columns: text columns other than id/description with few distinct values."""
+    skip = {"item_id", "description", "launch_date", "price"}
+    return [
+        c for c in products.columns
+        if c not in skip
+        and (products[c].dtype == object or pd.api.types.is_string_dtype(products[c]))
+        and products[c].nunique() <= max(50, len(products) // 5)
+    ]

@@ -1,0 +1,87 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.data.contract import load_tables
+from forecast.data.panel import build_panel
+from forecast.errors import ForecastError
+from forecast.export import EXPORT_COLUMNS, forecast_frame, write_csv_atomic
+from forecast.forecaster import Forecast
+from forecast.trends import centred_moving_average, relative_change, trend_report
+from tests.conftest import write_csv
+
+SALES = "".join(["item_id,date,units,price\n"] + [f"A,2024-01-{d:02d},{u},2.0\n" for d, u in [(1, 4), (8, 4), (15, 4)]]
+                + [f"B,2024-01-{d:02d},{u},\n" for d, u in [(1, 10), (8, 10), (15, 10)]])
+PRODUCTS = "item_id,description,colour\nA,red wool coat,red\nB,blue wool coat,blue\nN,green coat,green\n"
+
+
+@pytest.fixture
+def panel(tmp_path):
+    return build_panel(load_tables(write_csv(tmp_path, "s.csv", SALES), write_csv(tmp_path, "p.csv", PRODUCTS)))
+
+
+def test_export_has_one_row_per_item_and_period_with_dates_after_history(panel):
+    fc = Forecast("m", np.array([0, 1, 2]), np.array([3, 3, 3]), np.array([[8.0, 8.0], [5.0, 5.0], [1.0, 2.0]]),
+                  price=np.array([[2.0, 2.0], [np.nan, np.nan], [np.nan, np.nan]]))
+    frame = forecast_frame(panel, [fc], trend_window=3)
+    assert list(frame.columns) == EXPORT_COLUMNS
+    assert list(frame["item_id"]) == ["A", "A", "B", "B", "N", "N"]
+    assert list(frame["date"][:2]) == ["2024-01-22", "2024-01-29"]
+    assert frame.loc[0, "description"] == "red wool coat"
+    # A doubles from 4 to 8: rising; B halves: falling; N is new
+    assert list(frame["trend_direction"]) == ["rising", "rising", "falling", "falling", "new", "new"]
+    # trend = centred moving average over history tail + forecast
+    np.testing.assert_allclose(frame["trend"][:2], centred_moving_average(np.array([4, 4, 4, 8, 8.0]), 3)[3:])
+
+
+def test_price_column_dropped_when_no_price_is_known(panel):
+    fc = Forecast("m", np.array([1]), np.array([3]), np.ones((1, 2)))
+    assert "price" not in forecast_frame(panel, [fc]).columns
+
+
+def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+
+    class Boom(pd.DataFrame):
+        def to_csv(self, *a, **k):
+            a[0].write("half a row,")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_csv_atomic(Boom({"a": [1]}), target)
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # no temp file left behind
+
+
+def test_unwritable_folder_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        with pytest.raises(ForecastError, match="not writable"):
+            write_csv_atomic(pd.DataFrame({"a": [1]}), locked / "x.csv")
+    finally:
+        os.chmod(locked, 0o700)
+
+
+def test_relative_change_handles_zero_reference():
+    np.testing.assert_allclose(relative_change(np.array([2.0, 0.0, 3.0]), np.array([1.0, 0.0, 0.0])), [1.0, 0.0, 1.0])
+
+
+def test_trend_report_aggregates_by_attribute_and_word(panel):
+    export = pd.DataFrame({"item_id": ["A", "A", "B", "B"], "units": [8.0, 8.0, 2.0, 2.0]})
+    report = trend_report(panel, export, threshold=0.1, min_products=1)
+    colour = report[report["dimension"] == "colour"].set_index("value")
+    # reference = last 2 periods of actuals: A 4+4, B 10+10
+    assert colour.loc["red", "change"] == pytest.approx(1.0)
+    assert colour.loc["red", "direction"] == "rising"
+    assert colour.loc["blue", "change"] == pytest.approx(-0.8)
+    wool = report[(report["dimension"] == "word") & (report["value"] == "wool")].iloc[0]
+    assert wool["products"] == 2
+    assert wool["change"] == pytest.approx(20 / 28 - 1, abs=1e-4)  # rounded to 4 places
