@@ -87,14 +87,24 @@ class FitResult:
 def fit(cfg: RunConfig) -> FitResult:
     """Backtest every configured model, then refit the chosen ones and export."""
     from forecast import tracking
-    from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
 
     cfg.validate()
     export_path = check_writable(cfg.output.export) if cfg.output.export else None
     panel = load_panel(cfg)
     origins(panel.n_periods, cfg.evaluation)  # refuse a too-short table before a run is opened
     tracking.mark_abandoned_runs(cfg.tracking)
-    with tracking.tracked_run(cfg, "fit") as run_id, TemporaryDirectory() as tmp:
+    with tracking.tracked_run(cfg, "fit") as run_id:
+        return fit_in_run(cfg, panel, run_id, export_path)
+
+
+def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | None) -> FitResult:
+    """fit's work inside an open MLflow run (``tune`` calls it for the winner)."""
+    import mlflow
+
+    from forecast import tracking
+    from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
+
+    with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
         backtest = run_backtest(panel, {m: partial(make_forecaster, m, cfg) for m in cfg.models}, cfg.evaluation)
         tracking.log_backtest(backtest.table)
@@ -104,27 +114,24 @@ def fit(cfg: RunConfig) -> FitResult:
                                                   cfg.tracking.plot_items))
         tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
 
-        chosen = choose_models(cfg, backtest)
-        log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
-        forecasts, model_dirs = [], {}
-        for name in dict.fromkeys(chosen.values()):
-            logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in NEURAL_MODELS else None
-            model = make_forecaster(name, cfg, logger=logger)
-            model.fit(panel, cfg.evaluation.horizon)
-            forecast = model.predict(panel, cfg.evaluation.horizon)
-            forecasts.append(_for_groups(panel, forecast, [g for g, m in chosen.items() if m == name]))
-            if hasattr(model, "save"):
-                model_dirs[name] = model.save(Path(cfg.output.checkpoint_dir) / run_id / name)
-                log.info("saved %s to %s (reload with: python -m forecast predict --model-dir %s)",
-                         name, model_dirs[name], model_dirs[name])
-        frame = forecast_frame(panel, forecasts, _trend_window(cfg), cfg.output.trend_threshold)
-        import mlflow
-
-        mlflow.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
-        if export_path:
-            write_csv_atomic(frame, export_path)
-            tracking.log_file(export_path)
-            log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
+    chosen = choose_models(cfg, backtest)
+    log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
+    mlflow.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
+    forecasts, model_dirs = [], {}
+    for name in dict.fromkeys(chosen.values()):
+        logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in NEURAL_MODELS else None
+        model = make_forecaster(name, cfg, logger=logger)
+        model.fit(panel, cfg.evaluation.horizon)
+        forecasts.append(_for_groups(panel, model.predict(panel, cfg.evaluation.horizon),
+                                     [g for g, m in chosen.items() if m == name]))
+        if hasattr(model, "save"):
+            model_dirs[name] = model.save(Path(cfg.output.checkpoint_dir) / run_id / name)
+            log.info("saved %s; reuse it with: python -m forecast predict --model-dir %s", name, model_dirs[name])
+    frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
+    if export_path:
+        write_csv_atomic(frame, export_path)
+        tracking.log_file(export_path)
+        log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return FitResult(run_id, backtest, chosen, frame, export_path, model_dirs)
 
 
@@ -136,15 +143,11 @@ def predict(cfg: RunConfig, model_dir: str | Path) -> pd.DataFrame:
     model = NeuralForecaster.load(model_dir)
     panel = load_panel(cfg)
     forecast = model.predict(panel, model.config.evaluation.horizon)
-    frame = forecast_frame(panel, [forecast], _trend_window(cfg), cfg.output.trend_threshold)
+    frame = forecast_frame(panel, [forecast], cfg.neural.trend_window, cfg.output.trend_threshold)
     if export_path:
         write_csv_atomic(frame, export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return frame
-
-
-def _trend_window(cfg: RunConfig) -> int:
-    return getattr(cfg.neural, "trend_window", 9)
 
 
 def _for_groups(panel: Panel, forecast: Forecast, groups: list[str]) -> Forecast:

@@ -1,0 +1,221 @@
+"""Optuna sweeps of the fusion model: pruned, resumable, every trial an MLflow run.
+
+- The search space is YAML (dotted RunConfig keys -> distributions); the packaged
+  default is ``forecast/search_space.yaml``.
+- Objective: WAPE on the holdout (the last ``horizon`` periods) of items with
+  history, the model trained on everything before it. Lightning's per-epoch
+  ``val/loss`` feeds Optuna's ``PyTorchLightningPruningCallback`` and a median pruner.
+- The study lives in an RDB storage (default ``sqlite:///mlruns/optuna.db``), so
+  rerunning the same command resumes it; ``--trials N`` is the number of finished
+  (complete or pruned) trials the study should hold, so a killed sweep picks up
+  where it stopped, and several processes (or machines, with
+  ``--storage postgresql://...``) can share one study.
+- MLflow: one parent run per invocation, each trial a nested run; the parent gets
+  the best params, the winner's backtest beside every baseline, and Optuna's
+  optimisation-history and parameter-importance plots.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import numpy as np
+import yaml
+
+from forecast.backtest import origins
+from forecast.config import RunConfig
+from forecast.data.panel import Panel
+from forecast.errors import ConfigError
+from forecast.export import check_writable
+from forecast.forecaster import HISTORY
+from forecast.metrics import score
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def load_search_space(path: str | Path | None) -> dict[str, dict[str, Any]]:
+    """The search space YAML, checked against the config tree before any trial runs."""
+    source = Path(path) if path else resources.files("forecast") / "search_space.yaml"
+    if path and not Path(path).is_file():
+        raise ConfigError(f"search space {path}: file not found")
+    space = yaml.safe_load(source.read_text()) or {}
+    if not isinstance(space, dict):
+        raise ConfigError(f"search space {source}: expected a mapping of config keys to distributions")
+    probe = RunConfig()
+    for key, spec in space.items():
+        if not isinstance(spec, dict) or spec.get("type") not in ("float", "int", "categorical"):
+            raise ConfigError(f"search space {source}: {key!r} needs type float, int or categorical")
+        probe.updated({key: _example(spec)})  # raises ConfigError for an unknown key
+    return space
+
+
+def _example(spec: dict[str, Any]) -> Any:
+    return spec["choices"][0] if spec["type"] == "categorical" else spec["low"]
+
+
+def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    params = {}
+    for key, spec in space.items():
+        kind = spec["type"]
+        if kind == "float":
+            params[key] = trial.suggest_float(key, spec["low"], spec["high"], log=spec.get("log", False))
+        elif kind == "int":
+            params[key] = trial.suggest_int(key, spec["low"], spec["high"], step=spec.get("step", 1))
+        else:
+            params[key] = trial.suggest_categorical(key, spec["choices"])
+    return params
+
+
+def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> float:
+    """Train fusion before the holdout origin; WAPE of items with history on the holdout."""
+    from forecast.models.forecaster import NeuralForecaster
+
+    horizon = cfg.evaluation.horizon
+    cutoff = origins(panel.n_periods, cfg.evaluation)[-1]
+    train = panel.truncate(cutoff)
+    model = NeuralForecaster("fusion", cfg, logger=logger)
+    model.fit(train, horizon, callbacks=callbacks)
+    forecast = model.predict(train, horizon)
+    rows = np.flatnonzero(panel.start < cutoff)
+    position = {r: k for k, r in enumerate(forecast.item_index)}
+    pred = forecast.units[[position[r] for r in rows]]
+    truth = panel.window(rows, np.full(len(rows), cutoff), horizon)
+    return score(truth, pred)["wape"]
+
+
+def open_study(study_name: str, storage: str | None):
+    import optuna
+
+    storage = storage or DEFAULT_STORAGE
+    if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90,
+                                     engine_kwargs={"connect_args": {"timeout": 60}}
+                                     if storage.startswith("sqlite") else None)
+    return optuna.create_study(study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True,
+                               pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+                               sampler=optuna.samplers.TPESampler(seed=None))
+
+
+def finished_trials(study) -> int:
+    return sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
+
+
+def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, search_space: str | None,
+         best_config: str | Path) -> RunConfig:
+    """Run the sweep up to `trials` finished trials, write the best config, refit and export it."""
+    import mlflow
+    import optuna
+
+    from forecast import pipeline, tracking
+
+    if trials <= 0:
+        raise ConfigError(f"--trials must be positive, got {trials}")
+    cfg = cfg.updated({"neural.models": ["fusion"]}).validate()
+    space = load_search_space(search_space)
+    best_path = check_writable(best_config)
+    export_path = check_writable(cfg.output.export) if cfg.output.export else None
+    panel = pipeline.load_panel(cfg)
+    origins(panel.n_periods, cfg.evaluation)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(study_name, storage)
+    tracking.mark_abandoned_runs(cfg.tracking)
+
+    with tracking.tracked_run(cfg, "tune") as parent_id:
+        mlflow.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
+        todo = trials - finished_trials(study)
+        if todo > 0:
+            log.info("study %r: %d finished trial(s); running up to %d more", study_name, trials - todo, todo)
+            study.optimize(lambda t: _objective(t, cfg, panel, space), n_trials=todo,
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=_states()), _progress],
+                           gc_after_trial=True)
+        else:
+            log.info("study %r already holds %d finished trials (asked for %d): nothing to run",
+                     study_name, trials - todo, trials)
+        completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+        if not completed:
+            raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); run more trials")
+        best = study.best_trial
+        winner = cfg.updated(best.params)
+        winner.to_yaml(best_path)
+        mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
+        mlflow.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number})
+        tracking.log_file(best_path)
+        _log_study_plots(study)
+        log.info("best trial #%d: holdout WAPE %.4f; config written to %s (rerun: python -m forecast fit --config %s)",
+                 best.number, best.value, best_path, best_path)
+        pipeline.fit_in_run(winner, panel, parent_id, export_path)
+    return winner
+
+
+def _states():
+    import optuna
+
+    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, Any]]) -> float:
+    import mlflow
+    import optuna
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from forecast import tracking
+
+    params = suggest(trial, space)
+    trial_cfg = cfg.updated(params | {"train.progress": False})
+    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as run:
+        mlflow.log_params(params | {"trial": trial.number})
+        logger = tracking.mlflow_logger(trial_cfg, run.info.run_id)
+        try:
+            value = holdout_wape(trial_cfg, panel, [PyTorchLightningPruningCallback(trial, monitor="val/loss")], logger)
+        except optuna.TrialPruned:
+            mlflow.set_tag("optuna.state", "PRUNED")
+            raise
+        mlflow.set_tag("optuna.state", "COMPLETE")
+        mlflow.log_metric(f"holdout/{HISTORY}/wape", value)
+    return value
+
+
+def _progress(study, trial) -> None:
+    """One line per trial: number, state, value, best so far."""
+    try:
+        best = f"{study.best_value:.4f} (#{study.best_trial.number})"
+    except ValueError:
+        best = "-"
+    value = f"{trial.value:.4f}" if trial.value is not None else "-"
+    log.info("trial %d %s value=%s best=%s", trial.number, trial.state.name.lower(), value, best)
+
+
+def _log_study_plots(study) -> None:
+    """Optimisation history and parameter importances, as PNG artifacts of the parent run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    from forecast import tracking
+
+    with TemporaryDirectory() as tmp:
+        plots = {"optimization_history.png": ovm.plot_optimization_history}
+        if sum(t.state.name == "COMPLETE" for t in study.trials) >= 2:
+            plots["param_importances.png"] = ovm.plot_param_importances
+        for name, plot in plots.items():
+            try:
+                ax = plot(study)
+            except (ValueError, RuntimeError) as err:  # e.g. importances of a constant objective
+                log.warning("could not draw %s: %s", name, err)
+                continue
+            path = Path(tmp) / name
+            ax.figure.set_size_inches(8, 5)
+            ax.figure.tight_layout()
+            ax.figure.savefig(path, dpi=90)
+            plt.close(ax.figure)
+            tracking.log_file(path, "optuna")
