@@ -46,7 +46,32 @@ def quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise the first touch of a local sqlite store across processes.
+
+    MLflow creates and migrates the schema on first connection; two processes
+    doing it at once collide ("duplicate column"), so they take turns.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from filelock import FileLock
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock", timeout=300):
+        yield
+
+
 def _experiment_id(name: str, uri: str) -> str:
+    import mlflow
+
+    with _store_lock(uri):
+        return _get_or_create_experiment(name, uri)
+
+
+def _get_or_create_experiment(name: str, uri: str) -> str:
     import mlflow
 
     found = mlflow.get_experiment_by_name(name)
@@ -105,8 +130,10 @@ def mark_abandoned_runs(cfg: TrackingConfig) -> int:
     from mlflow.tracking import MlflowClient
 
     quiet_mlflow()
-    mlflow.set_tracking_uri(resolve_uri(cfg))
-    found = mlflow.get_experiment_by_name(cfg.experiment)
+    uri = resolve_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    with _store_lock(uri):
+        found = mlflow.get_experiment_by_name(cfg.experiment)
     if found is None:
         return 0
     client = MlflowClient()

@@ -1,0 +1,315 @@
+"""Tests for forecast.baselines: per-series statistical models and the kNN launch baseline."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+from forecast.baselines import (
+    SERIES_MODELS,
+    BatchForecast,
+    SeriesModel,
+    forecast_many,
+    knn_launch_forecast,
+)
+from forecast.baselines import statistical
+
+M = 52  # weekly season
+
+
+def one(y, model: str, horizon: int = 8, season_length: int = M, **kwargs) -> BatchForecast:
+    return forecast_many([np.asarray(y, dtype=float)], horizon, season_length, model,
+                         n_jobs=1, progress=False, **kwargs)
+
+
+def seasonal_series(n_seasons: int, m: int = M, level: float = 10.0, amplitude: float = 5.0):
+    t = np.arange(n_seasons * m)
+    return level + amplitude * np.sin(2 * np.pi * t / m)
+
+
+# ------------------------------------------------------------------ simple models
+
+
+def test_seasonal_naive_is_exact_on_a_pure_seasonal_series():
+    y = seasonal_series(2)
+    y = np.r_[y, y[:3]]  # 2 seasons + 3 weeks: the forecast must continue the phase
+    result = one(y, "seasonal_naive", horizon=60)
+    truth = np.resize(np.r_[y[3:M], y[:3]], 60)
+    np.testing.assert_allclose(result.values[0], truth)
+    assert result.fallbacks == []
+
+
+def test_moving_average_is_the_mean_of_the_last_k_periods():
+    y = [5.0, 1.0, 2.0, 3.0, 10.0, 0.0]
+    np.testing.assert_allclose(one(y, "moving_average", horizon=3).values[0], [3.75] * 3)
+    np.testing.assert_allclose(
+        one(y, "moving_average", horizon=3, moving_average_window=2).values[0], [5.0] * 3
+    )
+    # a window longer than the history averages all of it, no fallback
+    result = one(y[:2], "moving_average", horizon=2, moving_average_window=4)
+    np.testing.assert_allclose(result.values[0], [3.0, 3.0])
+    assert result.fallbacks == []
+
+
+# ------------------------------------------------------------ statsmodels models
+
+
+@pytest.mark.parametrize("model", ["ets", "theta"])
+def test_level_is_recovered_on_a_noisy_constant_series(model):
+    rng = np.random.default_rng(1)
+    y = 20.0 + rng.normal(0.0, 1.0, 40)
+    result = one(y, model, horizon=8)
+    assert result.fallbacks == []
+    np.testing.assert_allclose(result.values[0], y.mean(), atol=1.5)
+
+
+@pytest.mark.parametrize("model", ["ets", "theta"])
+def test_a_linear_trend_is_followed(model):
+    rng = np.random.default_rng(2)
+    n, h = 40, 8
+    y = 10.0 + 2.0 * np.arange(n) + rng.normal(0.0, 1.0, n)
+    forecast = one(y, model, horizon=h).values[0]
+    truth = 10.0 + 2.0 * np.arange(n, n + h)
+    assert np.all(np.diff(forecast) > 0), "the forecast should keep rising"
+    assert forecast[0] > y[-5:].mean()
+    # theta extrapolates half the drift by design: "roughly" is 15 %
+    np.testing.assert_allclose(forecast, truth, rtol=0.15)
+
+
+def test_ets_captures_the_seasonal_shape_with_three_seasons():
+    rng = np.random.default_rng(3)
+    y = seasonal_series(3) + rng.normal(0.0, 0.5, 3 * M)
+    forecast = one(y, "ets", horizon=M).values[0]
+    truth = seasonal_series(1)
+    assert np.corrcoef(forecast, truth)[0, 1] > 0.9
+
+
+def test_theta_deseasonalises_with_two_seasons():
+    rng = np.random.default_rng(4)
+    y = seasonal_series(3) + rng.normal(0.0, 0.5, 3 * M)
+    forecast = one(y, "theta", horizon=M).values[0]
+    assert np.corrcoef(forecast, seasonal_series(1))[0, 1] > 0.9
+
+
+def test_sarimax_works_on_a_short_seasonal_series():
+    rng = np.random.default_rng(5)
+    m = 4
+    y = seasonal_series(3, m=m) + rng.normal(0.0, 0.3, 3 * m)
+    result = one(y, "sarimax", horizon=2 * m, season_length=m)
+    assert result.fallbacks == []
+    forecast = result.values[0]
+    assert np.all(np.isfinite(forecast))
+    assert np.corrcoef(forecast, seasonal_series(2, m=m))[0, 1] > 0.8
+
+
+def test_sarimax_non_seasonal_path_stays_near_the_level():
+    rng = np.random.default_rng(6)
+    y = 5.0 + rng.normal(0.0, 1.0, 30)
+    result = one(y, "sarimax", horizon=6)
+    assert result.fallbacks == []
+    np.testing.assert_allclose(result.values[0], y.mean(), atol=2.0)
+
+
+# --------------------------------------------------------------------- fallbacks
+
+
+@pytest.mark.parametrize("length", [1, 2, 5])
+def test_seasonal_naive_on_a_short_history_falls_back_to_naive(length):
+    y = np.arange(1.0, length + 1)
+    result = one(y, "seasonal_naive", horizon=3)
+    np.testing.assert_allclose(result.values[0], [y[-1]] * 3)
+    (record,) = result.fallbacks
+    assert (record.series_index, record.model, record.used) == (0, "seasonal_naive", "naive")
+    assert f"history {length} < 1 season ({M})" in record.reason
+
+
+@pytest.mark.parametrize("model", ["ets", "theta", "sarimax"])
+@pytest.mark.parametrize("length", [1, 2])
+def test_model_fits_on_a_tiny_history_fall_back_to_moving_average(model, length):
+    y = np.array([4.0, 2.0])[:length]
+    result = one(y, model, horizon=3)
+    np.testing.assert_allclose(result.values[0], [y.mean()] * 3)
+    (record,) = result.fallbacks
+    assert record.model == model and record.used == "moving_average"
+    assert f"history {length} <" in record.reason
+
+
+def test_sarimax_on_five_points_falls_back_to_ets():
+    result = one([3.0, 0.0, 1.0, 4.0, 2.0], "sarimax", horizon=3)
+    (record,) = result.fallbacks
+    assert record.used == "ets" and "history 5 < 10" in record.reason
+    assert np.all(np.isfinite(result.values)) and np.all(result.values >= 0)
+
+
+@pytest.mark.parametrize("model", ["seasonal_naive", "moving_average", "ets", "theta", "sarimax"])
+def test_all_zero_series_gives_zeros(model):
+    result = one(np.zeros(30), model, horizon=5)
+    np.testing.assert_array_equal(result.values, np.zeros((1, 5)))
+
+
+def test_a_failing_model_falls_back_and_records_why(monkeypatch):
+    def broken(y, horizon, season_length):
+        raise RuntimeError("optimizer exploded")
+
+    monkeypatch.setitem(SERIES_MODELS, "ets", SeriesModel("ets", broken, "moving_average"))
+    result = one([1.0, 2.0, 3.0, 4.0, 5.0], "ets", horizon=2)
+    np.testing.assert_allclose(result.values[0], [3.5, 3.5])
+    (record,) = result.fallbacks
+    assert record.used == "moving_average"
+    assert "RuntimeError: optimizer exploded" in record.reason
+
+
+def test_a_non_finite_forecast_falls_back(monkeypatch):
+    def nan_model(y, horizon, season_length):
+        return np.full(horizon, np.nan)
+
+    monkeypatch.setitem(SERIES_MODELS, "theta", SeriesModel("theta", nan_model, "mean"))
+    result = one([2.0, 4.0], "theta", horizon=2)
+    np.testing.assert_allclose(result.values[0], [3.0, 3.0])
+    assert result.fallbacks[0].used == "mean"
+    assert "non-finite" in result.fallbacks[0].reason
+
+
+def test_a_chain_that_runs_dry_gives_zeros(monkeypatch):
+    def broken(y, horizon, season_length):
+        raise ValueError("no")
+
+    monkeypatch.setitem(SERIES_MODELS, "naive", SeriesModel("naive", broken, None))
+    result = one([5.0], "seasonal_naive", horizon=2)
+    np.testing.assert_array_equal(result.values, np.zeros((1, 2)))
+    assert result.fallbacks[0].used == "zero"
+
+
+def test_fallbacks_are_logged_at_debug_level(caplog):
+    with caplog.at_level("DEBUG", logger="forecast.baselines.statistical"):
+        one([1.0], "ets", horizon=2)
+    assert any("ets -> moving_average" in message for message in caplog.messages)
+
+
+# --------------------------------------------------------------- many series
+
+
+def intermittent_series(count: int, seed: int = 7) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 42, count)
+    return [rng.poisson(rng.gamma(0.5, 1.0), n).astype(float) for n in lengths]
+
+
+@pytest.mark.parametrize("model", ["seasonal_naive", "moving_average", "ets", "theta"])
+def test_outputs_are_finite_and_non_negative_on_intermittent_series(model):
+    series = intermittent_series(40)
+    result = forecast_many(series, 12, M, model, n_jobs=1, progress=False)
+    assert result.values.shape == (40, 12)
+    assert np.all(np.isfinite(result.values)) and np.all(result.values >= 0)
+    assert all(r.model == model and r.used != model and r.reason for r in result.fallbacks)
+
+
+class SpyPool(ProcessPoolExecutor):
+    created = 0
+
+    def __init__(self, *args, **kwargs):
+        type(self).created += 1
+        super().__init__(*args, **kwargs)
+
+
+def test_parallel_results_equal_in_process_results(monkeypatch):
+    monkeypatch.setattr(statistical, "ProcessPoolExecutor", SpyPool)
+    series = intermittent_series(100, seed=8)
+    serial = forecast_many(series, 6, M, "ets", n_jobs=1, progress=False)
+    parallel = forecast_many(series, 6, M, "ets", n_jobs=2, progress=False)
+    assert SpyPool.created == 1, "100 series with n_jobs=2 should use the process pool"
+    np.testing.assert_array_equal(parallel.values, serial.values)
+    assert parallel.fallbacks == serial.fallbacks
+    assert serial.fallbacks, "some of these short series should have fallen back"
+
+
+def test_small_batches_run_in_process(monkeypatch):
+    monkeypatch.setattr(statistical, "ProcessPoolExecutor", SpyPool)
+    SpyPool.created = 0
+    forecast_many(intermittent_series(10), 3, M, "moving_average", n_jobs=2, progress=False)
+    assert SpyPool.created == 0
+
+
+def test_bad_arguments_are_rejected():
+    with pytest.raises(ValueError, match="unknown series model"):
+        forecast_many([np.ones(3)], 2, M, "prophet", progress=False)
+    with pytest.raises(ValueError, match="horizon"):
+        forecast_many([np.ones(3)], 0, M, "ets", progress=False)
+    with pytest.raises(ValueError, match="series 1"):
+        forecast_many([np.ones(3), np.array([1.0, np.nan])], 2, M, "ets", progress=False)
+    with pytest.raises(ValueError, match="series 0"):
+        forecast_many([np.array([])], 2, M, "ets", progress=False)
+
+
+# -------------------------------------------------------------------------- knn
+
+
+def test_knn_with_k1_returns_the_curve_of_an_identical_reference():
+    rng = np.random.default_rng(9)
+    refs = rng.normal(size=(20, 8))
+    curves = rng.poisson(5.0, size=(20, 6)).astype(float)
+    forecast = knn_launch_forecast(refs[[3, 11]] * 2.5, refs, curves, k=1)  # scale-free
+    np.testing.assert_array_equal(forecast, curves[[3, 11]])
+
+
+def test_knn_averages_the_k_nearest_and_ignores_nans():
+    refs = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [-1.0, 0.0]])
+    curves = np.array(
+        [[1.0, np.nan, np.nan], [3.0, 4.0, np.nan], [5.0, 8.0, np.nan], [100.0, 100.0, 7.0]]
+    )
+    forecast = knn_launch_forecast(np.array([[1.0, 0.0]]), refs, curves, k=3)
+    # step 0: mean of 1, 3, 5; step 1: NaN ignored -> mean of 4, 8;
+    # step 2: no neighbour observed it -> mean over all references that did (7)
+    np.testing.assert_allclose(forecast, [[3.0, 6.0, 7.0]])
+
+
+def test_knn_step_observed_by_nobody_is_zero():
+    refs = np.eye(3)
+    curves = np.array([[1.0, np.nan], [2.0, np.nan], [3.0, np.nan]])
+    forecast = knn_launch_forecast(np.array([[1.0, 0.0, 0.0]]), refs, curves, k=2)
+    assert forecast[0, 1] == 0.0
+
+
+def test_knn_weighted_leans_towards_the_more_similar_neighbour():
+    refs = np.array([[1.0, 0.0], [0.0, 1.0]])
+    curves = np.array([[10.0], [0.0]])
+    query = np.array([[3.0, 1.0]])  # cosine 0.95 to the first, 0.32 to the second
+    plain = knn_launch_forecast(query, refs, curves, k=2)
+    weighted = knn_launch_forecast(query, refs, curves, k=2, weighted=True)
+    assert plain[0, 0] == pytest.approx(5.0)
+    assert weighted[0, 0] == pytest.approx(10.0 * 3 / 4, rel=1e-6)
+
+
+def test_knn_k_larger_than_references_uses_all_of_them():
+    refs = np.eye(2)
+    curves = np.array([[2.0], [4.0]])
+    forecast = knn_launch_forecast(np.array([[1.0, 1.0], [1.0, 0.0]]), refs, curves, k=10)
+    np.testing.assert_allclose(forecast, [[3.0], [3.0]])
+
+
+def test_knn_query_blocks_do_not_change_the_result(monkeypatch):
+    rng = np.random.default_rng(10)
+    refs = rng.normal(size=(30, 4))
+    curves = rng.poisson(3.0, size=(30, 5)).astype(float)
+    curves[rng.random(curves.shape) < 0.3] = np.nan
+    queries = rng.normal(size=(11, 4))
+    whole = knn_launch_forecast(queries, refs, curves, k=4, weighted=True)
+    monkeypatch.setattr("forecast.baselines.knn.QUERY_BLOCK", 3)
+    np.testing.assert_array_equal(knn_launch_forecast(queries, refs, curves, k=4, weighted=True), whole)
+    assert knn_launch_forecast(np.zeros((0, 4)), refs, curves).shape == (0, 5)
+
+
+def test_knn_shape_errors():
+    refs, curves = np.ones((4, 3)), np.ones((4, 5))
+    with pytest.raises(ValueError, match="dimension"):
+        knn_launch_forecast(np.ones((2, 2)), refs, curves)
+    with pytest.raises(ValueError, match="4 reference embeddings but 3"):
+        knn_launch_forecast(np.ones((2, 3)), refs, np.ones((3, 5)))
+    with pytest.raises(ValueError, match="no reference"):
+        knn_launch_forecast(np.ones((2, 3)), np.ones((0, 3)), np.ones((0, 5)))
+    with pytest.raises(ValueError, match="2-D"):
+        knn_launch_forecast(np.ones(3), refs, curves)
+    with pytest.raises(ValueError, match="k must be"):
+        knn_launch_forecast(np.ones((2, 3)), refs, curves, k=0)
