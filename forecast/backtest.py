@@ -95,9 +95,13 @@ def _align(forecast: Forecast, rows: np.ndarray) -> np.ndarray | None:
     return forecast.units[where.astype(int)]
 
 
-def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Forecaster]], cfg: EvalConfig) -> BacktestResult:
-    """Fit every model at every origin and score all of them on the same items and cells."""
-    cutoffs = origins(panel.n_periods, cfg)
+def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Forecaster]], cfg: EvalConfig,
+                 cutoffs: list[int] | None = None) -> BacktestResult:
+    """Fit every model at every origin and score all of them on the same items and cells.
+
+    ``cutoffs`` overrides the rolling origins (e.g. a date split for new products).
+    """
+    cutoffs = cutoffs or origins(panel.n_periods, cfg)
     folds, timings = [], {name: 0.0 for name in models}
     for k, cutoff in enumerate(cutoffs, 1):
         log.info("backtest fold %d/%d: cut-off %s", k, len(cutoffs), panel.dates[cutoff].date())

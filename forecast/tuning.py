@@ -80,8 +80,8 @@ def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> 
     horizon = cfg.evaluation.horizon
     cutoff = origins(panel.n_periods, cfg.evaluation)[-1]
     train = panel.truncate(cutoff)
-    model = NeuralForecaster("fusion", cfg, logger=logger)
-    model.fit(train, horizon, callbacks=callbacks)
+    model = NeuralForecaster("fusion", cfg, logger=logger, callbacks=callbacks)
+    model.fit(train, horizon)
     forecast = model.predict(train, horizon)
     rows = np.flatnonzero(panel.start < cutoff)
     position = {r: k for k, r in enumerate(forecast.item_index)}

@@ -77,3 +77,84 @@ def embed_texts(texts: list[str], path: str | None = None, max_tokens: int = 32,
             for (key, _), vec in zip(chunk, vectors.numpy()):
                 _EMBED_CACHE[key] = vec
     return np.stack([_EMBED_CACHE[k] for k in keys]).astype(np.float32)
+
+
+# --- trainable encoder ---------------------------------------------------------
+TEXT_MODES = ("frozen", "last-k", "full")
+
+
+def _transformer_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks of a HF encoder (BERT/MiniLM, DistilBERT, RoBERTa...)."""
+    for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
+        node = model
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if isinstance(node, nn.ModuleList):
+            return node
+    raise ConfigError(f"text encoder {type(model).__name__}: cannot find its transformer layers for 'last-k'")
+
+
+class TextEncoder(nn.Module):
+    """A HF AutoModel + mean pooling: token ids [U, S] -> sentence vectors [U, d].
+
+    ``mode`` decides what trains, because fine-tuning a 22M-parameter encoder on a
+    few thousand descriptions overfits quickly and costs most of the CPU time:
+
+    - ``frozen``: nothing trains; the forecaster then never calls this module during
+      training (embeddings are precomputed once per product by the datamodule).
+    - ``last-k``: only the top ``k`` transformer blocks train (pooling has no weights).
+    - ``full``: every weight trains.
+
+    Tokenisation is the datamodule's job; this module only sees tensors.
+    """
+
+    def __init__(self, path: str | None = None, mode: str = "frozen", k: int = 1, model: nn.Module | None = None):
+        super().__init__()
+        if mode not in TEXT_MODES:
+            raise ConfigError(f"neural.text_mode {mode!r}: choose from {', '.join(TEXT_MODES)}")
+        self.path = resolve_encoder_path(path)
+        self.mode = mode
+        self.k = k
+        if model is None:
+            from transformers import AutoModel
+
+            try:
+                model = AutoModel.from_pretrained(self.path, local_files_only=True)
+            except OSError as err:
+                raise ConfigError(f"text encoder {self.path!r} could not be loaded: {err}") from None
+        self.model = model
+        self.dim = int(model.config.hidden_size)
+        self._set_trainable()
+
+    def _set_trainable(self) -> None:
+        self.model.requires_grad_(self.mode == "full")
+        if self.mode == "last-k":
+            layers = _transformer_layers(self.model)
+            if not 1 <= self.k <= len(layers):
+                raise ConfigError(f"neural.finetune_layers must be in 1..{len(layers)}, got {self.k}")
+            for layer in layers[-self.k:]:
+                layer.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> "TextEncoder":
+        """Frozen parts stay in eval mode (no dropout noise on weights that never learn)."""
+        super().train(mode)
+        if mode and self.mode != "full":
+            self.model.eval()
+            if self.mode == "last-k":
+                for layer in _transformer_layers(self.model)[-self.k:]:
+                    layer.train(True)
+        return self
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
+
+
+def tokenize(texts: list[str], path: str | None = None, max_tokens: int = 32) -> dict[str, torch.Tensor]:
+    """Token ids and attention masks [len(texts), max_tokens], padded to a fixed length once."""
+    tokenizer, _ = load_pretrained(path)
+    batch = tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_tokens,
+                      return_tensors="pt")
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}

@@ -1,0 +1,61 @@
+"""The training system: one LightningModule around :class:`ForecastNetwork`.
+
+Lightning's "systems vs models" split: the network (and its encoders) are plain
+``nn.Module``s that know nothing of training; this module owns the loss weights,
+the shared train/val/test step, logging and the optimiser. The text encoder's
+fine-tuned weights get their own, lower learning rate: pretrained weights move
+little before they forget what they knew, the fresh layers need a large step.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as L
+import torch
+
+from forecast.models.network import HEADS, ForecastNetwork
+
+
+class ForecastSystem(L.LightningModule):
+    def __init__(self, network: ForecastNetwork, weights: dict[str, float], learning_rate: float = 3e-3,
+                 text_learning_rate: float = 3e-5, weight_decay: float = 1e-4):
+        super().__init__()
+        self.network = network
+        self.weights = dict(weights)
+        self.learning_rate, self.text_learning_rate, self.weight_decay = learning_rate, text_learning_rate, weight_decay
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.network(batch)
+
+    def model_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Forward, loss, and logging under ``{stage}/...``: the same code for every stage."""
+        losses = self.network.loss(batch, self.network(batch), self.weights)
+        on_step = stage == "train"
+        size = batch["y"].shape[0]
+        self.log(f"{stage}/loss", losses["loss"], on_step=on_step, on_epoch=True,
+                 prog_bar=True, batch_size=size)
+        for name in HEADS:
+            self.log(f"{stage}/{name}_mse", losses[name], on_step=False, on_epoch=True, batch_size=size)
+        return losses["loss"]
+
+    def training_step(self, batch, batch_idx):
+        return self.model_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self.model_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self.model_step(batch, "test")
+
+    def param_groups(self) -> list[dict]:
+        """Fresh layers at ``learning_rate``; trainable text-encoder weights at ``text_learning_rate``."""
+        encoder = self.network.text_encoder
+        text_ids = {id(p) for p in encoder.parameters()} if encoder is not None else set()
+        text = [p for p in self.network.parameters() if p.requires_grad and id(p) in text_ids]
+        rest = [p for p in self.network.parameters() if p.requires_grad and id(p) not in text_ids]
+        groups = [{"params": rest, "lr": self.learning_rate, "name": "network"}]
+        if text:
+            groups.append({"params": text, "lr": self.text_learning_rate, "name": "text_encoder"})
+        return groups
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.param_groups(), lr=self.learning_rate, weight_decay=self.weight_decay)

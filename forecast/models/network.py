@@ -1,0 +1,154 @@
+"""The forecasting network: text + sequence encoders, fusion, per-step heads, loss.
+
+One ``nn.Module`` serves the three variants, so the ablations differ only in
+which inputs they may read:
+
+- ``fusion``: description + sales history. The projected text vector sets the
+  sequence encoder's initial state (it knows *what* it reads before reading it)
+  and, with ``neural.fusion = "gated"``, a learned gate then mixes the text and
+  sequence summaries per dimension (``g * seq + (1 - g) * text``): a launch
+  window with an empty context can lean on the text, a long history on itself.
+  With ``"init"`` only the initial-state conditioning is used.
+- ``sequence``: history only (a new product is forecast from an empty context).
+- ``text``: description + static/horizon covariates (calendar, price plan, age);
+  it never sees a sales value.
+
+The decoder is per horizon step: the summary, the step's known-future features
+(calendar, age, price plan, covariates) and a step embedding go through a small
+MLP, then three linear heads give demand, price and trend in the scaled space of
+:mod:`forecast.data.datamodule`. Loss: masked MSE per head, weighted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from forecast.encoders.sequence import make_sequence_encoder
+from forecast.encoders.text import TextEncoder
+
+VARIANTS = ("fusion", "sequence", "text")
+HEADS = ("demand", "price", "trend")
+TARGETS = {"demand": "y", "price": "price_y", "trend": "trend_y"}
+
+
+@dataclass
+class NetworkSpec:
+    """Everything needed to rebuild the network (saved as JSON with the weights)."""
+
+    variant: str
+    n_context: int
+    n_future: int
+    n_static: int
+    horizon: int
+    text_dim: int = 0
+    hidden_size: int = 64
+    dropout: float = 0.1
+    sequence_encoder: str = "lstm"
+    fusion: str = "gated"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def uses_text(self) -> bool:
+        return self.variant in ("fusion", "text")
+
+    @property
+    def uses_history(self) -> bool:
+        return self.variant in ("fusion", "sequence")
+
+
+class ForecastNetwork(nn.Module):
+    """Encoders + fusion + heads. ``forward(batch)`` -> {"demand", "price", "trend"}: [B, H]."""
+
+    def __init__(self, spec: NetworkSpec, text_encoder: TextEncoder | None = None):
+        super().__init__()
+        if spec.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {spec.variant!r}; choose from {VARIANTS}")
+        self.spec = spec
+        h = spec.hidden_size
+        self.text_encoder = text_encoder if spec.uses_text else None
+        if spec.uses_text:
+            # Fixed affine normalisation of sentence vectors (set from the training products by
+            # `set_text_stats`): MiniLM vectors share a large common direction and the words that
+            # matter (a colour) move them little; standardising makes those differences visible.
+            self.register_buffer("text_mean", torch.zeros(spec.text_dim))
+            self.register_buffer("text_std", torch.ones(spec.text_dim))
+            self.text_proj = nn.Sequential(nn.Linear(spec.text_dim, h), nn.GELU(), nn.Dropout(spec.dropout))
+        if spec.uses_history:
+            self.sequence = make_sequence_encoder(spec.sequence_encoder, spec.n_context, h, spec.dropout)
+        if spec.variant == "fusion":
+            self.init_proj = nn.Linear(h, h)
+            if spec.fusion == "gated":
+                self.gate = nn.Linear(2 * h, h)
+        n_static = spec.n_static if spec.uses_history else spec.n_static - 3  # text: no history statistics
+        self.summary = nn.Sequential(nn.Linear(h + n_static, h), nn.GELU())
+        self.step_embedding = nn.Embedding(spec.horizon, h // 4)
+        self.decoder = nn.Sequential(
+            nn.Linear(h + spec.n_future + h // 4, h), nn.GELU(), nn.Dropout(spec.dropout),
+            nn.Linear(h, h), nn.GELU(),
+        )
+        self.heads = nn.ModuleDict({name: nn.Linear(h, 1) for name in HEADS})
+
+    # --- pieces -------------------------------------------------------------
+    def text_vector(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[B, hidden]: encode each unique product of the batch once, then gather per window."""
+        if "text_emb" in batch:
+            unique = batch["text_emb"]
+        else:
+            unique = self.text_encoder(batch["text_input_ids"], batch["text_attention_mask"])
+        unique = (unique - self.text_mean) / self.text_std
+        return self.text_proj(unique[batch["text_index"]])
+
+    def set_text_stats(self, vectors: torch.Tensor) -> None:
+        """Centre and scale text vectors by their per-dimension statistics over products."""
+        self.text_mean.copy_(vectors.mean(0))
+        self.text_std.copy_(vectors.std(0).clamp(min=1e-4))
+
+    def static(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        s = batch["static"]
+        if self.spec.uses_history:
+            return s
+        return torch.cat([s[:, :1], s[:, 4:]], dim=1)  # age, price plan; not the context statistics
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The window's summary vector [B, hidden]."""
+        text = self.text_vector(batch) if self.spec.uses_text else None
+        if self.spec.variant == "text":
+            summary = text
+        elif self.spec.variant == "sequence":
+            summary = self.sequence(batch["context"])
+        else:
+            seq = self.sequence(batch["context"], torch.tanh(self.init_proj(text)))
+            if self.spec.fusion == "gated":
+                g = torch.sigmoid(self.gate(torch.cat([seq, text], dim=-1)))
+                summary = g * seq + (1 - g) * text
+            else:
+                summary = seq
+        return self.summary(torch.cat([summary, self.static(batch)], dim=-1))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        z = self.encode(batch)
+        future = batch["future"]
+        B, H = future.shape[:2]
+        steps = self.step_embedding.weight[:H].unsqueeze(0).expand(B, -1, -1)
+        x = torch.cat([z.unsqueeze(1).expand(-1, H, -1), future, steps], dim=-1)
+        hidden = self.decoder(x)
+        return {name: head(hidden).squeeze(-1) for name, head in self.heads.items()}
+
+    def loss(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
+             weights: dict[str, float]) -> dict[str, torch.Tensor]:
+        """{"loss": weighted sum, and the MSE of each head} over observed target cells."""
+        parts = {name: masked_mse(out[name], batch[TARGETS[name]]) for name in HEADS}
+        parts["loss"] = sum(weights[name] * parts[name] for name in HEADS)
+        return parts
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the finite target cells (0 when there are none)."""
+    mask = torch.isfinite(target)
+    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+    return diff.pow(2).sum() / mask.sum().clamp(min=1)
