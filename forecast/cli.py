@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
     fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
     fit.add_argument("--checkpoint-dir", help="where neural models are saved (default checkpoints/)")
+    fit.add_argument("--resume", action="store_true",
+                     help="continue a killed fit of the same config and data from its last checkpoints")
 
     predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining")
     _common(predict)
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "fit":
         from forecast.pipeline import fit
 
-        fit(cfg)
+        fit(cfg, resume=args.resume)
     elif args.verb == "predict":
         from forecast.pipeline import predict
 

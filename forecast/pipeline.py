@@ -27,6 +27,9 @@ from forecast.forecaster import HISTORY, NEW, Forecast, Forecaster
 
 log = logging.getLogger(__name__)
 
+# Fallback order when the backtest has no evidence for a group.
+PREFERENCE = ("fusion", "text", "sequence", "knn", "ets", "theta", "moving_average", "seasonal_naive", "sarimax")
+
 
 def sample_paths() -> tuple[str, str]:
     """The embedded sample: 300 products of the UCI Online Retail data (CC0)."""
@@ -48,13 +51,16 @@ def load_panel(cfg: RunConfig) -> Panel:
     return panel
 
 
-def make_forecaster(name: str, cfg: RunConfig, logger=None) -> Forecaster:
-    """The model called `name`, configured by cfg."""
+def make_forecaster(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None,
+                    resume: bool = False) -> Forecaster:
+    """The model called `name`, configured by cfg (neural ones checkpoint into `workdir` when given)."""
     from forecast.baselines.forecasters import KnnForecaster, StatisticalForecaster
 
     if name in NEURAL_MODELS:
         from forecast.models.forecaster import NeuralForecaster
 
+        if workdir is not None:
+            return ResumableNeural(name, cfg, workdir, resume, logger)
         return NeuralForecaster(name, cfg, logger=logger)
     if name == "knn":
         return KnnForecaster(cfg)
@@ -62,16 +68,87 @@ def make_forecaster(name: str, cfg: RunConfig, logger=None) -> Forecaster:
 
 
 def choose_models(cfg: RunConfig, backtest: BacktestResult) -> dict[str, str]:
-    """The model per item group: the one asked for where it can serve, else the backtest's best."""
-    best = backtest.best_models("wape")
+    """The model per item group: the one asked for where it can serve, else the backtest's best.
+
+    A group the backtest could not score (e.g. no product launched after any
+    origin) gets the first fitted model that serves it, in PREFERENCE order.
+    """
+    chosen = backtest.best_models("wape")
+    for group in (HISTORY, NEW):
+        if group in chosen:
+            continue
+        serving = [m for m in PREFERENCE if m in cfg.models and group in make_forecaster(m, cfg).groups]
+        if serving:
+            chosen[group] = serving[0]
+            log.warning("no %s items in any backtest fold: using %s for them without backtest evidence",
+                        group, serving[0])
     wanted = cfg.output.model
-    if wanted is None:
-        return best
-    groups = make_forecaster(wanted, cfg).groups
-    chosen = {g: (wanted if g in groups else m) for g, m in best.items()}
-    for g in groups:
-        chosen.setdefault(g, wanted)
+    if wanted is not None:
+        for group in make_forecaster(wanted, cfg).groups:
+            chosen[group] = wanted
     return chosen
+
+
+class ResumableNeural:
+    """A neural model whose training survives a kill: ``fit --resume`` picks it up.
+
+    Each training (one per backtest origin, one final) checkpoints every epoch
+    into its own folder of the run's work directory, keyed by the training
+    panel's length; a finished one is saved there too. On resume, finished
+    trainings are loaded instead of retrained and an interrupted one continues
+    from its last checkpoint; training is epoch-deterministic, so the result is
+    the uninterrupted run's.
+    """
+
+    def __init__(self, name: str, cfg: RunConfig, workdir: Path, resume: bool, logger=None):
+        from forecast.models.forecaster import NeuralForecaster
+
+        self.name, self.cfg, self.workdir, self.resume, self.logger = name, cfg, workdir, resume, logger
+        self.groups = NeuralForecaster.groups
+        self.model = None
+
+    def fit(self, panel: Panel, horizon: int) -> None:
+        import shutil
+
+        from forecast.models.forecaster import NeuralForecaster
+
+        folder = self.workdir / f"{self.name}-{panel.n_periods}"
+        finished = folder / "model"
+        if self.resume and finished.is_dir():
+            log.info("resume: %s on %d periods already trained, loading it", self.name, panel.n_periods)
+            self.model = NeuralForecaster.load(finished)
+            return
+        last = folder / "checkpoints" / self.name / "last.ckpt"
+        resume_from = str(last) if self.resume and last.is_file() else None
+        if resume_from:
+            log.info("resume: %s continues from %s", self.name, last)
+        elif folder.exists():
+            shutil.rmtree(folder)
+        cfg = self.cfg.updated({"train.checkpoint_dir": str(folder / "checkpoints")})
+        self.model = NeuralForecaster(self.name, cfg, logger=self.logger)
+        self.model.fit(panel, horizon, ckpt_path=resume_from)
+        self.model.save(finished)
+
+    def predict(self, panel: Panel, horizon: int) -> Forecast:
+        return self.model.predict(panel, horizon)
+
+    def save(self, directory: str | Path) -> Path:
+        return self.model.save(directory)
+
+
+def work_directory(cfg: RunConfig) -> Path:
+    """Where a fit keeps its checkpoints: one folder per (config, data), so --resume finds it."""
+    import hashlib
+    import json
+
+    sales, products = (cfg.data.sales, cfg.data.products) if cfg.data.sales else sample_paths()
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("tracking", "output")}
+    settings["train"] = {k: v for k, v in settings["train"].items() if k not in ("progress", "checkpoint_dir")}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in (sales, products):
+        digest.update(Path(path).read_bytes())
+    return Path(cfg.output.checkpoint_dir) / "work" / digest.hexdigest()[:16]
 
 
 @dataclass
@@ -84,20 +161,36 @@ class FitResult:
     model_dirs: dict[str, Path] = field(default_factory=dict)
 
 
-def fit(cfg: RunConfig) -> FitResult:
-    """Backtest every configured model, then refit the chosen ones and export."""
+def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
+    """Backtest every configured model, then refit the chosen ones and export.
+
+    Neural trainings checkpoint into a work directory keyed by config and data;
+    ``resume=True`` continues a killed fit from there. It is removed on success.
+    """
+    import shutil
+
     from forecast import tracking
 
     cfg.validate()
     export_path = check_writable(cfg.output.export) if cfg.output.export else None
     panel = load_panel(cfg)
     origins(panel.n_periods, cfg.evaluation)  # refuse a too-short table before a run is opened
+    workdir = work_directory(cfg)
+    if resume and not workdir.is_dir():
+        log.warning("--resume: no interrupted fit with this configuration and data in %s; starting afresh", workdir)
     tracking.mark_abandoned_runs(cfg.tracking)
     with tracking.tracked_run(cfg, "fit") as run_id:
-        return fit_in_run(cfg, panel, run_id, export_path)
+        if resume:
+            import mlflow
+
+            mlflow.set_tag("forecast.resumed", "true")
+        result = fit_in_run(cfg, panel, run_id, export_path, workdir, resume)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return result
 
 
-def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | None) -> FitResult:
+def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | None,
+               workdir: Path | None = None, resume: bool = False) -> FitResult:
     """fit's work inside an open MLflow run (``tune`` calls it for the winner)."""
     import mlflow
 
@@ -106,7 +199,8 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
 
     with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
-        backtest = run_backtest(panel, {m: partial(make_forecaster, m, cfg) for m in cfg.models}, cfg.evaluation)
+        factories = {m: partial(make_forecaster, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
+        backtest = run_backtest(panel, factories, cfg.evaluation)
         tracking.log_backtest(backtest.table)
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
@@ -120,7 +214,7 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
     forecasts, model_dirs = [], {}
     for name in dict.fromkeys(chosen.values()):
         logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in NEURAL_MODELS else None
-        model = make_forecaster(name, cfg, logger=logger)
+        model = make_forecaster(name, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
         forecasts.append(_for_groups(panel, model.predict(panel, cfg.evaluation.horizon),
                                      [g for g, m in chosen.items() if m == name]))

@@ -27,8 +27,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """(sales.csv, products.csv) from the documented generator: 40 items, 2 years, 8 new."""
-    return synthetic.write(tmp_path_factory.mktemp("synthetic"), n_items=40, n_periods=104, n_new=8, seed=1)
+    """(sales.csv, products.csv) from the documented generator: 60 items launching over 2 years, 8 new."""
+    return synthetic.write(tmp_path_factory.mktemp("synthetic"), n_items=60, n_periods=104, n_new=8, seed=1,
+                           launch_window=0.95)
 
 
 def write_csv(directory: Path, name: str, text: str) -> str:

@@ -11,8 +11,9 @@ Each product is "<colour> <fabric> <category>" (plus a neutral style word):
 - elasticity = (price / base)^(−1.5)
 - units      ~ Poisson(level × season × trend × elasticity)
 
-Launches are staggered over the first half of the history; ``n_new`` further
-products have no sales and a ``launch_date`` right after the history ends.
+Two in three products launch at a random period within the first
+``launch_window`` share of the history (the rest sell from the start); ``n_new``
+further products have no sales and a ``launch_date`` right after the history ends.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def expected_demand(colour: str, fabric: str, category: str, dates: pd.DatetimeI
 
 
 def generate(n_items: int = 60, n_periods: int = 104, n_new: int = 10, seed: int = 0,
-             start: str = "2022-01-03") -> tuple[pd.DataFrame, pd.DataFrame]:
+             start: str = "2022-01-03", launch_window: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(sales, products) in the data contract; identical for identical arguments."""
     rng = np.random.default_rng(seed)
     dates = pd.date_range(start, periods=n_periods, freq="W-MON")
@@ -70,7 +71,7 @@ def generate(n_items: int = 60, n_periods: int = 104, n_new: int = 10, seed: int
             products.append(row)
             continue
         products.append(row)
-        launch = int(rng.integers(0, n_periods // 2)) if i % 3 else 0
+        launch = int(rng.integers(0, max(1, int(n_periods * launch_window)))) if i % 3 else 0
         base = CATEGORIES[category][3]
         promo = rng.random(n_periods - launch) < 0.1
         price = base * (1 - 0.3 * promo)

@@ -84,6 +84,7 @@ class NeuralForecaster:
         system = ForecastSystem(
             network, {"demand": nt.demand_weight, "price": nt.price_weight, "trend": nt.trend_weight},
             self.config.train.learning_rate, self.config.train.text_learning_rate, self.config.train.weight_decay,
+            seed=self.config.seed,
         )
         persistent = self.config.train.checkpoint_dir
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:

@@ -17,8 +17,9 @@ from forecast.models.network import HEADS, ForecastNetwork
 
 class ForecastSystem(L.LightningModule):
     def __init__(self, network: ForecastNetwork, weights: dict[str, float], learning_rate: float = 3e-3,
-                 text_learning_rate: float = 3e-5, weight_decay: float = 1e-4):
+                 text_learning_rate: float = 3e-5, weight_decay: float = 1e-4, seed: int = 0):
         super().__init__()
+        self.seed = seed
         self.network = network
         self.weights = dict(weights)
         self.learning_rate, self.text_learning_rate, self.weight_decay = learning_rate, text_learning_rate, weight_decay
@@ -36,6 +37,10 @@ class ForecastSystem(L.LightningModule):
         for name in HEADS:
             self.log(f"{stage}/{name}_mse", losses[name], on_step=False, on_epoch=True, batch_size=size)
         return losses["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        """Dropout draws from (seed, epoch): a resumed run repeats an uninterrupted one exactly."""
+        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
 
     def training_step(self, batch, batch_idx):
         return self.model_step(batch, "train")
