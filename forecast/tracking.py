@@ -47,11 +47,12 @@ def quiet_mlflow() -> None:
 
 
 @contextmanager
-def _store_lock(uri: str) -> Iterator[None]:
-    """Serialise the first touch of a local sqlite store across processes.
+def sqlite_lock(uri: str) -> Iterator[None]:
+    """Serialise the first touch of a local sqlite database across processes.
 
-    MLflow creates and migrates the schema on first connection; two processes
-    doing it at once collide ("duplicate column"), so they take turns.
+    MLflow and Optuna create and migrate their schemas on first connection; two
+    processes doing it at once collide ("duplicate column", "table already
+    exists"), so they take turns.
     """
     if not uri.startswith("sqlite:///"):
         yield
@@ -67,7 +68,7 @@ def _store_lock(uri: str) -> Iterator[None]:
 def _experiment_id(name: str, uri: str) -> str:
     import mlflow
 
-    with _store_lock(uri):
+    with sqlite_lock(uri):
         return _get_or_create_experiment(name, uri)
 
 
@@ -132,7 +133,7 @@ def mark_abandoned_runs(cfg: TrackingConfig) -> int:
     quiet_mlflow()
     uri = resolve_uri(cfg)
     mlflow.set_tracking_uri(uri)
-    with _store_lock(uri):
+    with sqlite_lock(uri):
         found = mlflow.get_experiment_by_name(cfg.experiment)
     if found is None:
         return 0

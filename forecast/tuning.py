@@ -91,17 +91,18 @@ def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> 
 
 
 def open_study(study_name: str, storage: str | None):
+    """Create or load the study; a heartbeat lets a later run fail trials whose process died."""
     import optuna
 
+    from forecast.tracking import sqlite_lock
+
     storage = storage or DEFAULT_STORAGE
-    if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90,
-                                     engine_kwargs={"connect_args": {"timeout": 60}}
-                                     if storage.startswith("sqlite") else None)
-    return optuna.create_study(study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True,
-                               pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
-                               sampler=optuna.samplers.TPESampler(seed=None))
+    sqlite = storage.startswith("sqlite")
+    with sqlite_lock(storage):
+        rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90,
+                                         engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
+        return optuna.create_study(study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True,
+                                   pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2))
 
 
 def finished_trials(study) -> int:
@@ -170,16 +171,21 @@ def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, A
 
     params = suggest(trial, space)
     trial_cfg = cfg.updated(params | {"train.progress": False})
+    pruned = None
     with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as run:
         mlflow.log_params(params | {"trial": trial.number})
         logger = tracking.mlflow_logger(trial_cfg, run.info.run_id)
+        callback = PyTorchLightningPruningCallback(trial, monitor="val/loss")
         try:
-            value = holdout_wape(trial_cfg, panel, [PyTorchLightningPruningCallback(trial, monitor="val/loss")], logger)
-        except optuna.TrialPruned:
+            value = holdout_wape(trial_cfg, panel, [callback], logger)
+        except optuna.TrialPruned as err:  # a pruned trial is a finished run, tagged as such
+            pruned = err
             mlflow.set_tag("optuna.state", "PRUNED")
-            raise
-        mlflow.set_tag("optuna.state", "COMPLETE")
-        mlflow.log_metric(f"holdout/{HISTORY}/wape", value)
+        else:
+            mlflow.set_tag("optuna.state", "COMPLETE")
+            mlflow.log_metric(f"holdout/{HISTORY}/wape", value)
+    if pruned is not None:
+        raise pruned
     return value
 
 

@@ -1,0 +1,104 @@
+"""Optuna sweeps: trials in storage and as nested MLflow runs, resume, parallel workers, best config round trip."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from forecast.cli import main
+from forecast.config import RunConfig
+from forecast.errors import ConfigError
+from forecast.tuning import load_search_space
+
+SPACE = "neural.hidden_size: {type: categorical, choices: [16, 32]}\n" \
+        "train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}\n"
+
+
+@pytest.fixture
+def small_data(workdir):
+    from forecast.data import synthetic
+
+    sales, products = synthetic.write(workdir / "data", n_items=30, n_periods=70, n_new=3, seed=5)
+    (workdir / "space.yaml").write_text(SPACE)
+    return sales, products
+
+
+def tune_args(sales, products, trials: int, *extra: str) -> list[str]:
+    return ["tune", "--sales", sales, "--products", products, "--trials", str(trials), "--search-space",
+            "space.yaml", "--horizon", "6", "--folds", "1", "--max-epochs", "3", "--models",
+            "moving_average,fusion", "--no-progress", *extra]
+
+
+def trial_states(db="mlruns/optuna.db") -> tuple[list[str], list[str]]:
+    with sqlite3.connect(db) as con:
+        studies = [s for (s,) in con.execute("select study_name from studies")]
+        states = [s for (s,) in con.execute("select state from trials")]
+    return studies, states
+
+
+def mlflow_trials(db="mlruns/mlflow.db") -> list[tuple[str, str, str]]:
+    with sqlite3.connect(db) as con:
+        return con.execute(
+            "select r.name, r.status, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
+            "where t.key = 'optuna.state'").fetchall()
+
+
+def test_sweep_records_trials_resumes_and_writes_a_config_fit_accepts(small_data):
+    sales, products = small_data
+    assert main(tune_args(sales, products, 2)) == 0
+    studies, states = trial_states()
+    assert studies == ["forecast-fusion"]
+    assert len(states) == 2 and set(states) <= {"COMPLETE", "PRUNED"} and "COMPLETE" in states
+    runs = mlflow_trials()
+    assert sorted(name for name, _, _ in runs) == ["trial-0", "trial-1"]
+    assert all(status == "FINISHED" for _, status, _ in runs)
+    with sqlite3.connect("mlruns/mlflow.db") as con:
+        parents = {v for (v,) in con.execute("select value from tags where key = 'mlflow.parentRunId'")}
+        artifacts = {p.name for p in Path("mlruns/artifacts").rglob("*.png")}
+    assert len(parents) == 1  # every trial nested under the one sweep run
+    assert "optimization_history.png" in artifacts
+
+    # Rerunning with a larger target resumes the same study.
+    assert main(tune_args(sales, products, 3)) == 0
+    studies, states = trial_states()
+    assert studies == ["forecast-fusion"] and len(states) == 3
+
+    # The winner's YAML reruns with fit --config.
+    best = RunConfig.from_yaml("best_config.yaml")
+    assert best.neural.hidden_size in (16, 32)
+    assert main(["fit", "--config", "best_config.yaml", "--export", "rerun.csv", "--run-name", "rerun"]) == 0
+    with sqlite3.connect("mlruns/mlflow.db") as con:
+        (run_id,) = con.execute("select run_uuid from runs where name = 'rerun'").fetchone()
+        params = dict(con.execute("select key, value from params where run_uuid = ?", (run_id,)))
+    assert params["neural.hidden_size"] == str(best.neural.hidden_size)
+    assert params["train.learning_rate"] == str(best.train.learning_rate)
+
+
+def test_two_workers_share_one_study(small_data):
+    sales, products = small_data
+    cmd = [sys.executable, "-m", "forecast", *tune_args(sales, products, 4)]
+    procs = [subprocess.Popen(cmd + ["--best-config", f"best{k}.yaml", "--export", f"out{k}.csv"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-3000:]
+    studies, states = trial_states()
+    assert studies == ["forecast-fusion"]
+    finished = [s for s in states if s in ("COMPLETE", "PRUNED")]
+    assert 4 <= len(finished) <= 5  # the two workers stop at the shared target (one may overshoot by a trial)
+
+
+def test_search_space_is_checked_before_any_trial(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("neural.hiden_size: {type: categorical, choices: [16]}\n")
+    with pytest.raises(ConfigError, match="hiden_size"):
+        load_search_space(bad)
+    packaged = load_search_space(None)
+    assert "train.learning_rate" in packaged and "neural.text_mode" in packaged
+    assert yaml.safe_load(Path(__file__).parents[1].joinpath("experiments", "configs", "search_space.yaml")
+                          .read_text()).keys() == packaged.keys()
