@@ -110,8 +110,11 @@ def finished_trials(study) -> int:
 
 
 def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, search_space: str | None,
-         best_config: str | Path) -> RunConfig:
-    """Run the sweep up to `trials` finished trials, write the best config, refit and export it."""
+         best_config: str | Path):
+    """Run the sweep up to `trials` finished trials, write the best config, refit and export it.
+
+    Returns (the study, the winning RunConfig, the winner's FitResult).
+    """
     import mlflow
     import optuna
 
@@ -152,8 +155,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         _log_study_plots(study)
         log.info("best trial #%d: holdout WAPE %.4f; config written to %s (rerun: python -m forecast fit --config %s)",
                  best.number, best.value, best_path, best_path)
-        pipeline.fit_in_run(winner, panel, parent_id, export_path)
-    return winner
+        result = pipeline.fit_in_run(winner, panel, parent_id, export_path)
+    return study, winner, result
 
 
 def _states():

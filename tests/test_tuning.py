@@ -99,6 +99,6 @@ def test_search_space_is_checked_before_any_trial(tmp_path):
     with pytest.raises(ConfigError, match="hiden_size"):
         load_search_space(bad)
     packaged = load_search_space(None)
-    assert "train.learning_rate" in packaged and "neural.text_mode" in packaged
+    assert "train.learning_rate" in packaged and "neural.fusion" in packaged
     assert yaml.safe_load(Path(__file__).parents[1].joinpath("experiments", "configs", "search_space.yaml")
                           .read_text()).keys() == packaged.keys()
