@@ -74,7 +74,9 @@ class NeuralConfig:
     demand_weight: float = 1.0
     price_weight: float = 0.2
     trend_weight: float = 0.5
-    transform: Literal["log1p", "sqrt", "none"] = "sqrt"  # global transform of units (forecast.data.datamodule)
+    transform: Literal["log1p", "sqrt", "none"] = "sqrt"  # transform of units (forecast.data.datamodule)
+    scaling: Literal["global", "window"] = "global"  # one global standardisation, or per-window level
+    level_weight: float = 0.0  # "window": loss weight of a window = (level / launch level) ** this
     trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.trends)
 
 
@@ -82,13 +84,16 @@ class NeuralConfig:
 class TrainConfig:
     """The Lightning training loop."""
 
-    max_epochs: int = 4  # ~1 min per fit on 3.5k series x 41 weeks (~50k windows) on 2 CPU cores
+    max_epochs: int = 4  # x windows_per_epoch: ~30-45 s per fit on 2 CPU cores, whatever the panel's size
     batch_size: int = 512
     learning_rate: float = 3e-3
+    lr_schedule: Literal["constant", "onecycle"] = "onecycle"  # onecycle: warm-up, then cosine decay per step
     text_learning_rate: float = 3e-5
     weight_decay: float = 1e-4
     patience: int = 4
-    val_periods: int | None = None  # periods held out for early stopping; default: horizon
+    val_periods: int | None = 0  # periods held out for early stopping (None: the horizon); 0: none, train on
+                                 # every window up to the end (the recent periods matter most; see datamodule)
+    windows_per_epoch: int | None = 48_000  # random training windows per epoch (EpochShuffle); None: all
     limit_train_batches: int | float | None = None
     num_workers: int = 0
     progress: bool = True

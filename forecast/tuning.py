@@ -3,7 +3,8 @@
 - The search space is YAML (dotted RunConfig keys -> distributions); the packaged
   default is ``forecast/search_space.yaml``.
 - Objective: WAPE on the holdout (the last ``horizon`` periods) of items with
-  history, the model trained on everything before it. Lightning's per-epoch
+  history, the model trained on everything before it. Inside that training the
+  last ``horizon`` periods are held out for validation, whose per-epoch
   ``val/loss`` feeds Optuna's ``PyTorchLightningPruningCallback`` and a median pruner.
 - The study lives in an RDB storage (default ``sqlite:///mlruns/optuna.db``), so
   rerunning the same command resumes it; ``--trials N`` is the number of finished
@@ -173,7 +174,9 @@ def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, A
     from forecast import tracking
 
     params = suggest(trial, space)
-    trial_cfg = cfg.updated(params | {"train.progress": False})
+    # Trials hold out the last horizon of their training data so that Lightning logs val/loss each epoch
+    # for the pruner; the winner's config keeps the default (train on everything, fixed epochs).
+    trial_cfg = cfg.updated(params | {"train.progress": False, "train.val_periods": None})
     pruned = None
     with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as run:
         mlflow.log_params(params | {"trial": trial.number})

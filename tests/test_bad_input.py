@@ -45,7 +45,7 @@ def no_finished_runs() -> bool:
         return True
     import sqlite3
 
-    with sqlite3.connect(db) as con:
+    with sqlite3.connect(db, timeout=60) as con:
         return con.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0] == 0
 
 

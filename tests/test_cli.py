@@ -14,7 +14,7 @@ FAST = ["--horizon", "6", "--folds", "2", "--step", "6", "--max-epochs", "2", "-
 
 
 def run_metrics(db: Path) -> tuple[list[tuple], dict[str, float], set[str]]:
-    with sqlite3.connect(db) as con:
+    with sqlite3.connect(db, timeout=60) as con:
         runs = con.execute("select run_uuid, status from runs").fetchall()
         metrics = dict(con.execute("select key, value from latest_metrics"))
         params = {k for (k,) in con.execute("select key from params")}

@@ -18,7 +18,7 @@ def test_two_fits_share_one_store(workdir, synthetic_csv):
     results = [p.communicate(timeout=300) for p in procs]
     for proc, (_, err) in zip(procs, results):
         assert proc.returncode == 0, err
-    with sqlite3.connect(Path("mlruns/mlflow.db")) as con:
+    with sqlite3.connect(Path("mlruns/mlflow.db"), timeout=60) as con:
         runs = con.execute("select run_uuid, name, status from runs").fetchall()
         assert sorted((name, status) for _, name, status in runs) == [("job1", "FINISHED"), ("job2", "FINISHED")]
         for run_id, _, _ in runs:

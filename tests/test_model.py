@@ -18,7 +18,7 @@ import torch
 from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
-from forecast.data.datamodule import PanelDataModule, centred_moving_average, training_windows
+from forecast.data.datamodule import EpochShuffle, PanelDataModule, centred_moving_average, training_windows
 from forecast.data.panel import Panel, build_panel
 from forecast.encoders.text import TextEncoder, default_encoder_path, embed_texts, load_pretrained
 from forecast.errors import ForecastError
@@ -29,7 +29,8 @@ from forecast.models.network import ForecastNetwork, NetworkSpec, masked_mse
 
 H = 8
 TRAIN = {"train.max_epochs": 8, "train.progress": False, "train.patience": 8, "neural.hidden_size": 32,
-         "neural.context_length": 12, "train.batch_size": 128, "train.learning_rate": 5e-3}
+         "neural.context_length": 12, "train.batch_size": 128, "train.learning_rate": 5e-3,
+         "train.val_periods": None}  # hold out the horizon: several tests score the validation windows
 
 
 def recent_launches(panel: Panel, every: int = 2) -> Panel:
@@ -277,3 +278,36 @@ def test_text_model_ignores_sales_history(panel, cfg):
     scrambled = dict(batch, context=torch.randn_like(batch["context"]),
                      static=torch.cat([batch["static"][:, :1], torch.randn(5, 3), batch["static"][:, 4:]], 1))
     torch.testing.assert_close(net(batch)["demand"], net(scrambled)["demand"])
+
+
+# --- sampling, window scaling, training without a holdout ----------------------------
+def test_epoch_shuffle_subset_depends_on_seed_and_epoch_only():
+    a, b = EpochShuffle(100, seed=1, per_epoch=30), EpochShuffle(100, seed=1, per_epoch=30)
+    a.set_epoch(2), b.set_epoch(2)
+    first = list(a)
+    assert len(first) == len(a) == 30 and len(set(first)) == 30 and first == list(b)
+    b.set_epoch(3)
+    assert list(b) != first
+    assert sorted(EpochShuffle(10, seed=1, per_epoch=50)) == list(range(10))
+
+
+def test_window_scaling_levels_and_save_load(panel, cfg, tmp_path):
+    config = cfg.updated({"neural.scaling": "window", "neural.level_weight": 2.0, "train.val_periods": 0,
+                          "train.max_epochs": 1, "train.limit_train_batches": 3, "train.lr_schedule": "onecycle"})
+    dm = PanelDataModule(panel, H, config, use_text=False)
+    dm.setup()
+    assert not dm.has_validation and dm.cut == panel.n_periods
+    batch = dm.train_set.__getitems__(list(range(len(dm.train_set))))
+    launch = batch["context"][:, :, 1].sum(1) == 0
+    assert launch.any() and torch.allclose(batch["level"][launch], torch.tensor(dm.scaler.launch_level))
+    # targets times the window's level give back the transformed units
+    fu = dm.scaler.f(panel.units)
+    i, t = batch["item"][~launch][:5].numpy(), batch["origin"][~launch][:5].numpy()
+    y = batch["y"][~launch][:5, 0].numpy() * batch["level"][~launch][:5].numpy()
+    np.testing.assert_allclose(y, fu[i, t], rtol=1e-5, equal_nan=True)
+    model = NeuralForecaster("fusion", config)
+    model.fit(panel, H)
+    loaded = NeuralForecaster.load(model.save(tmp_path / "w"))
+    a, b = model.predict(panel, H), loaded.predict(panel, H)
+    np.testing.assert_array_equal(a.units, b.units)
+    assert np.isfinite(a.units).all() and (a.units >= 0).all()

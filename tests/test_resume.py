@@ -24,7 +24,7 @@ def fit_cmd(data: Path, *extra: str) -> list[str]:
 
 
 def run_statuses(folder: Path) -> list[str]:
-    with sqlite3.connect(folder / "mlruns" / "mlflow.db") as con:
+    with sqlite3.connect(folder / "mlruns" / "mlflow.db", timeout=60) as con:
         return [s for (s,) in con.execute("select status from runs order by start_time")]
 
 

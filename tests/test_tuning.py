@@ -35,14 +35,14 @@ def tune_args(sales, products, trials: int, *extra: str) -> list[str]:
 
 
 def trial_states(db="mlruns/optuna.db") -> tuple[list[str], list[str]]:
-    with sqlite3.connect(db) as con:
+    with sqlite3.connect(db, timeout=60) as con:
         studies = [s for (s,) in con.execute("select study_name from studies")]
         states = [s for (s,) in con.execute("select state from trials")]
     return studies, states
 
 
 def mlflow_trials(db="mlruns/mlflow.db") -> list[tuple[str, str, str]]:
-    with sqlite3.connect(db) as con:
+    with sqlite3.connect(db, timeout=60) as con:
         return con.execute(
             "select r.name, r.status, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
             "where t.key = 'optuna.state'").fetchall()
@@ -57,7 +57,7 @@ def test_sweep_records_trials_resumes_and_writes_a_config_fit_accepts(small_data
     runs = mlflow_trials()
     assert sorted(name for name, _, _ in runs) == ["trial-0", "trial-1"]
     assert all(status == "FINISHED" for _, status, _ in runs)
-    with sqlite3.connect("mlruns/mlflow.db") as con:
+    with sqlite3.connect("mlruns/mlflow.db", timeout=60) as con:
         parents = {v for (v,) in con.execute("select value from tags where key = 'mlflow.parentRunId'")}
         artifacts = {p.name for p in Path("mlruns/artifacts").rglob("*.png")}
     assert len(parents) == 1  # every trial nested under the one sweep run
@@ -72,7 +72,7 @@ def test_sweep_records_trials_resumes_and_writes_a_config_fit_accepts(small_data
     best = RunConfig.from_yaml("best_config.yaml")
     assert best.neural.hidden_size in (16, 32)
     assert main(["fit", "--config", "best_config.yaml", "--export", "rerun.csv", "--run-name", "rerun"]) == 0
-    with sqlite3.connect("mlruns/mlflow.db") as con:
+    with sqlite3.connect("mlruns/mlflow.db", timeout=60) as con:
         (run_id,) = con.execute("select run_uuid from runs where name = 'rerun'").fetchone()
         params = dict(con.execute("select key, value from params where run_uuid = ?", (run_id,)))
     assert params["neural.hidden_size"] == str(best.neural.hidden_size)

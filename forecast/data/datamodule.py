@@ -15,13 +15,20 @@ Windows
     Targets are masked (NaN) where nothing was observed.
 
 Validation
-    The last ``V = train.val_periods`` periods (default: the horizon) are held out:
-    each item has one validation window at origin ``max(start, T - V)`` (exactly
-    what the backtest asks: items with history forecast from the cut-off, new
-    items from their launch). Training windows have origins before ``T - V`` and
-    their targets are masked from ``T - V`` on, so no training target lies in the
-    validation periods (the trend target of training windows is likewise computed
-    on the series cut at ``T - V``).
+    Default (``train.val_periods = 0``): no holdout. Every window whose origin
+    lies before the panel's end trains (targets masked at the end), for a fixed
+    number of epochs of ``train.windows_per_epoch`` random windows each, under a
+    one-cycle learning rate. On online_retail (41 weeks; backtest cut-offs at 21,
+    25 and 29) a horizon-long holdout left the model training only on targets
+    before week 9, 13 or 17: pooled history WAPE 0.876 -> 0.781 without it, 0.745
+    with the one-cycle schedule. With ``V = train.val_periods > 0`` (``None``: the
+    horizon) the last ``V`` periods are held out for early stopping on
+    ``val/loss``: each item has one validation window at origin
+    ``max(start, T - V)`` (what the backtest asks: items with history forecast
+    from the cut-off, new items from their launch). Training windows then have
+    origins before ``T - V`` and targets masked from ``T - V`` on, so no training
+    target lies in the validation periods (the trend target of training windows
+    is likewise computed on the series cut at ``T - V``).
 
 Scaling (why global, not per series)
     A new product has no history, so a per-series mean scale cannot give its
@@ -38,6 +45,16 @@ Scaling (why global, not per series)
     ``log(price)`` standardised the same way; further covariates are
     standardised (mean/std over known cells). The statistics are fitted on the
     training periods only and saved with the model.
+
+    ``neural.scaling = "window"`` (DeepAR-style, opt-in): each window's values are
+    divided by its level ``1 + mean f(units)`` over its observed context; a
+    launch window (empty context) gets the global launch level (1 + mean ``f`` of
+    the first H periods of every item), so its absolute level still comes from the
+    text. ``log(level)`` replaces the context-mean static feature and outputs are
+    ``f⁻¹(z * level)``. Window losses are weighted by
+    ``(level / launch level) ** neural.level_weight``. On online_retail it gave a
+    better MASE (1.35-1.42 vs 1.47) but a worse pooled WAPE (0.77-0.86 vs 0.745)
+    than the global transform, which stays the default.
 
 Features
     Context steps: z (0 where padded), observed, calendar (sin/cos of week of
@@ -76,7 +93,7 @@ import lightning.pytorch as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
@@ -98,21 +115,41 @@ class Scaler:
     price_mean: float = 0.0
     price_std: float = 1.0
     covariates: dict[str, list[float]] = field(default_factory=dict)  # name -> [mean, std]
+    scaling: str = "global"  # "global" or "window" (see the module docstring)
+    launch_level: float = 1.0  # "window": the level of a launch window (empty context)
 
     @classmethod
-    def fit(cls, panel: Panel, end: int | None = None, transform: str = "sqrt") -> "Scaler":
+    def fit(cls, panel: Panel, end: int | None = None, transform: str = "sqrt", scaling: str = "global",
+            launch_periods: int = 12) -> "Scaler":
         """Statistics over the observed cells before period ``end`` (default: all)."""
+        if scaling not in SCALINGS:
+            from forecast.errors import ConfigError
+
+            raise ConfigError(f"neural.scaling {scaling!r}: choose from {', '.join(SCALINGS)}")
         end = panel.n_periods if end is None else end
-        m_u, s_u = _moments(TRANSFORMS[transform][0](panel.units[:, :end]))
+        fu = TRANSFORMS[transform][0](panel.units[:, :end])
+        m_u, s_u = _moments(fu)
         m_p, s_p = (0.0, 1.0) if panel.price is None else _moments(_safe_log(panel.price[:, :end]))
         covs = {k: list(_moments(v[:, :end])) for k, v in panel.covariates.items()}
-        return cls(transform, m_u, s_u, m_p, s_p, covs)
+        age = np.arange(fu.shape[1])[None, :] - panel.start[:, None]
+        launch = fu[(age >= 0) & (age < launch_periods) & np.isfinite(fu)]
+        level = 1.0 + (float(launch.mean()) if launch.size else 0.0)
+        return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level)
+
+    def f(self, units: np.ndarray) -> np.ndarray:
+        return TRANSFORMS[self.transform][0](units)
 
     def units_to_z(self, units: np.ndarray) -> np.ndarray:
+        """Global scaling only: the standardised transform."""
         return (TRANSFORMS[self.transform][0](units) - self.units_mean) / self.units_std
 
-    def z_to_units(self, z: np.ndarray) -> np.ndarray:
-        return np.clip(TRANSFORMS[self.transform][1](z * self.units_std + self.units_mean), 0, None)
+    def z_to_units(self, z: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
+        """Invert the scaling; ``level`` [n] is each window's level when ``scaling == "window"``."""
+        if self.scaling == "window":
+            v = z * np.asarray(level, dtype=float).reshape(-1, *([1] * (z.ndim - 1)))
+        else:
+            v = z * self.units_std + self.units_mean
+        return np.clip(TRANSFORMS[self.transform][1](v), 0, None)
 
     def logprice_to_z(self, logp: np.ndarray) -> np.ndarray:
         return (logp - self.price_mean) / self.price_std
@@ -127,6 +164,8 @@ class Scaler:
     def from_dict(cls, data: dict) -> "Scaler":
         return cls(**data)
 
+
+SCALINGS = ("global", "window")
 
 TRANSFORMS = {  # name -> (forward, inverse) on units >= 0
     "log1p": (lambda u: np.log1p(np.clip(u, 0, None)), np.expm1),
@@ -179,15 +218,17 @@ class PanelFeatures:
     """
 
     def __init__(self, panel: Panel, scaler: Scaler, context_length: int, horizon: int,
-                 trend_window: int, text: dict[str, torch.Tensor] | None = None):
+                 trend_window: int, text: dict[str, torch.Tensor] | None = None, level_weight: float = 0.0):
         self.L, self.H, self.T = context_length, horizon, panel.n_periods
+        self.level_weight = level_weight
         self.scaler, self.trend_window, self.text = scaler, trend_window, text
         self.start = panel.start.astype(np.int64)
         n = panel.n_items
         last = max(self.T, int(self.start.max(initial=0)) + 1) + horizon
         self.G = self.L + last
         self.units = self._pad(panel.units)
-        self.z = scaler.units_to_z(self.units)
+        self.window_scaling = scaler.scaling == "window"
+        self.z = scaler.f(self.units) if self.window_scaling else scaler.units_to_z(self.units)
         self.logp = self._pad(_safe_log(panel.price)) if panel.price is not None else np.full((n, self.G), np.nan)
         listed = np.full(n, np.nan)
         if "price" in panel.products:
@@ -224,7 +265,8 @@ class PanelFeatures:
         if end not in self._trend:
             units = self.units.copy()
             units[:, self.L + end:] = np.nan
-            self._trend[end] = self.scaler.units_to_z(centred_moving_average(units, self.trend_window))
+            trend = centred_moving_average(units, self.trend_window)
+            self._trend[end] = self.scaler.f(trend) if self.window_scaling else self.scaler.units_to_z(trend)
         return self._trend[end]
 
     def gather(self, items: np.ndarray, origins: np.ndarray, target_end: int | None = None) -> dict[str, torch.Tensor]:
@@ -238,6 +280,12 @@ class PanelFeatures:
 
         z_ctx = self.z[rows, ctx]
         observed = np.isfinite(z_ctx)
+        n_obs = observed.sum(1)
+        if self.window_scaling:  # divide by the window's level: 1 + mean f(units) of its context
+            level = np.where(n_obs > 0, 1.0 + np.nansum(z_ctx, 1) / np.maximum(n_obs, 1), self.scaler.launch_level)
+            z_ctx = z_ctx / level[:, None]
+        else:
+            level = np.ones(len(items))
         age_ctx = np.where(observed, np.log1p(np.clip(ctx - self.L - start, 0, None)) / AGE_SCALE, 0.0)
         plan = self.logp[items, origins + self.L - 1]
         plan = np.where(np.isfinite(plan), plan, self.listed_logp[items])
@@ -261,27 +309,28 @@ class PanelFeatures:
             np.repeat(covs_plan[:, None, :], self.H, 1),
         ], axis=-1)
 
-        n_obs = observed.sum(1)
         zc = np.nan_to_num(z_ctx)
         last4 = observed[:, -4:].sum(1)
         static = np.stack([
             np.log1p(np.clip(origins - self.start[items], 0, None)) / AGE_SCALE,
             n_obs / self.L,
-            np.where(n_obs > 0, zc.sum(1) / np.maximum(n_obs, 1), 0.0),
+            np.log(level) if self.window_scaling else np.where(n_obs > 0, zc.sum(1) / np.maximum(n_obs, 1), 0.0),
             np.where(last4 > 0, zc[:, -4:].sum(1) / np.maximum(last4, 1), 0.0),
             plan_z, plan_known,
         ], axis=1)
 
         beyond = (fut - self.L) >= target_end
-        y = np.where(beyond, np.nan, self.z[rows, fut])
+        y = np.where(beyond, np.nan, self.z[rows, fut] / level[:, None])
         logp_fut = self.logp[rows, fut]
         price_y = np.where(beyond, np.nan, self.scaler.logprice_to_z(logp_fut))
-        trend_y = np.where(beyond, np.nan, self.trend_z(min(target_end, self.T))[rows, fut])
+        trend_y = np.where(beyond, np.nan, self.trend_z(min(target_end, self.T))[rows, fut] / level[:, None])
+        weight = (level / self.scaler.launch_level) ** self.level_weight if self.window_scaling else level
 
         batch = {
             "context": _t(context), "future": _t(future), "static": _t(static),
             "y": _t(y), "price_y": _t(price_y), "trend_y": _t(trend_y),
             "item": torch.from_numpy(items), "origin": torch.from_numpy(origins),
+            "level": _t(level), "weight": _t(weight),
         }
         batch.update(self._text_batch(items))
         return batch
@@ -318,6 +367,33 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.__getitems__([index])
+
+
+class EpochShuffle(Sampler[int]):
+    """A fresh permutation each epoch, drawn from (seed, epoch) alone.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a
+    checkpoint sees exactly the batches an uninterrupted run would have seen.
+
+    With ``per_epoch`` (< n) each epoch visits a fresh random subset of that many
+    windows (without replacement within the epoch), also drawn from (seed, epoch):
+    on a large panel an epoch then costs a fixed time, and successive epochs still
+    cover different windows.
+    """
+
+    def __init__(self, n: int, seed: int, per_epoch: int | None = None):
+        self.n, self.seed, self.epoch = n, seed, 0
+        self.per_epoch = n if not per_epoch else min(int(per_epoch), n)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator)[:self.per_epoch].tolist())
+
+    def __len__(self) -> int:
+        return self.per_epoch
 
 
 def _as_batch(batch):
@@ -359,14 +435,16 @@ class PanelDataModule(L.LightningDataModule):
         if self.features is not None:
             return
         T = self.panel.n_periods
-        val_periods = self.config.train.val_periods or self.horizon
+        val_periods = self.config.train.val_periods
+        val_periods = self.horizon if val_periods is None else val_periods
         train, val, cut = training_windows(self.panel.start, T, min(val_periods, T - 1))
-        if len(train[0]) == 0 or len(val[0]) == 0:
+        if val_periods > 0 and (len(train[0]) == 0 or len(val[0]) == 0):
             log.warning("too few periods (%d) to hold out %d for validation: training without it", T, val_periods)
             train, val, cut = training_windows(self.panel.start, T, 0)
         self.cut = cut
         self.scaler = self.scaler or Scaler.fit(self.panel, end=cut if len(val[0]) else T,
-                                                transform=self.config.neural.transform)
+                                                transform=self.config.neural.transform,
+                                                scaling=self.config.neural.scaling, launch_periods=self.horizon)
         self.features = build_features(self.panel, self.scaler, self.config, self.horizon, self.use_text)
         self.train_set = WindowDataset(self.features, *train, target_end=cut)
         self.val_set = WindowDataset(self.features, *val, target_end=T)
@@ -378,14 +456,15 @@ class PanelDataModule(L.LightningDataModule):
         return len(self.val_set) > 0
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, EpochShuffle(len(self.train_set), self.config.seed,
+                                                         self.config.train.windows_per_epoch))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set, None)
 
-    def _loader(self, dataset: WindowDataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: WindowDataset, sampler: Sampler | None) -> DataLoader:
         workers = self.config.train.num_workers
-        return DataLoader(dataset, batch_size=self.config.train.batch_size, shuffle=shuffle,
+        return DataLoader(dataset, batch_size=self.config.train.batch_size, sampler=sampler,
                           collate_fn=_as_batch, num_workers=workers, persistent_workers=workers > 0)
 
 
@@ -401,4 +480,5 @@ def text_inputs(descriptions: list[str], config: RunConfig) -> dict[str, torch.T
 
 def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int, use_text: bool) -> PanelFeatures:
     text = text_inputs(panel.descriptions, config) if use_text else None
-    return PanelFeatures(panel, scaler, config.neural.context_length, horizon, config.neural.trend_window, text)
+    return PanelFeatures(panel, scaler, config.neural.context_length, horizon, config.neural.trend_window, text,
+                         config.neural.level_weight)

@@ -1,8 +1,9 @@
 """``NeuralForecaster``: the fusion network and its ablations behind the Forecaster protocol.
 
 ``fit`` builds the windows (:class:`~forecast.data.datamodule.PanelDataModule`),
-trains with a seeded, deterministic Lightning ``Trainer`` (early stopping on
-``val/loss``, best + last checkpoints) and keeps the best weights; ``predict``
+trains with a seeded, deterministic Lightning ``Trainer`` (by default a fixed
+number of epochs on every window; with ``train.val_periods > 0`` early stopping on
+``val/loss``; best + last checkpoints) and keeps the best weights; ``predict``
 forecasts every item from the panel's end (or a new product from its launch).
 
 ``save(dir)`` writes ``model.safetensors`` (weights, no pickle), ``config.yaml``
@@ -39,7 +40,8 @@ from forecast.models.network import VARIANTS, ForecastNetwork, NetworkSpec
 log = logging.getLogger(__name__)
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "meta.json"
-FORMAT = "forecast-neural/1"
+FORMAT = "forecast-neural/2"  # /2: scaler has "scaling" and "launch_level" (per-window levels)
+READABLE_FORMATS = ("forecast-neural/1", FORMAT)  # /1 files load as global scaling
 PREDICT_BATCH = 2048
 
 
@@ -84,7 +86,7 @@ class NeuralForecaster:
         system = ForecastSystem(
             network, {"demand": nt.demand_weight, "price": nt.price_weight, "trend": nt.trend_weight},
             self.config.train.learning_rate, self.config.train.text_learning_rate, self.config.train.weight_decay,
-            seed=self.config.seed,
+            seed=self.config.seed, lr_schedule=self.config.train.lr_schedule,
         )
         persistent = self.config.train.checkpoint_dir
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:
@@ -169,18 +171,21 @@ class NeuralForecaster:
             raise ForecastError(f"{self.name}: the data's covariates {features.covariate_names} differ from "
                                 f"those the model was trained with")
         outputs = {"demand": [], "price": [], "trend": []}
+        levels = []
         self.network.eval()
         with torch.inference_mode(), _threads(self.config.train.num_threads):
             for lo in range(0, len(rows), PREDICT_BATCH):
                 batch = features.gather(rows[lo:lo + PREDICT_BATCH], start[lo:lo + PREDICT_BATCH])
                 out = self.network(batch)
+                levels.append(batch["level"].numpy().astype(float))
                 for key in outputs:
                     outputs[key].append(out[key][:, :horizon].numpy().astype(float))
         demand, price, trend = (np.concatenate(outputs[k]) for k in ("demand", "price", "trend"))
+        level = np.concatenate(levels)
         has_price = panel.price is not None or "price" in panel.products
         return Forecast(
-            self.name, rows, start, self.scaler.z_to_units(demand),
-            self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend),
+            self.name, rows, start, self.scaler.z_to_units(demand, level),
+            self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend, level),
         )
 
     # --- persistence -----------------------------------------------------------
@@ -215,7 +220,7 @@ class NeuralForecaster:
                 raise ForecastError(f"{directory}: not a saved neural model ({name} is missing)")
         try:
             meta = json.loads((directory / META).read_text())
-            if meta.get("format") != FORMAT:
+            if meta.get("format") not in READABLE_FORMATS:
                 raise ValueError(f"unknown format {meta.get('format')!r}")
         except (ValueError, json.JSONDecodeError) as err:
             raise ForecastError(f"{directory / META}: unreadable model metadata ({err})") from None

@@ -17,9 +17,10 @@ from forecast.models.network import HEADS, ForecastNetwork
 
 class ForecastSystem(L.LightningModule):
     def __init__(self, network: ForecastNetwork, weights: dict[str, float], learning_rate: float = 3e-3,
-                 text_learning_rate: float = 3e-5, weight_decay: float = 1e-4, seed: int = 0):
+                 text_learning_rate: float = 3e-5, weight_decay: float = 1e-4, seed: int = 0,
+                 lr_schedule: str = "constant"):
         super().__init__()
-        self.seed = seed
+        self.seed, self.lr_schedule = seed, lr_schedule
         self.network = network
         self.weights = dict(weights)
         self.learning_rate, self.text_learning_rate, self.weight_decay = learning_rate, text_learning_rate, weight_decay
@@ -63,4 +64,17 @@ class ForecastSystem(L.LightningModule):
         return groups
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.param_groups(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        """AdamW; with ``lr_schedule="onecycle"`` a per-step one-cycle schedule over the whole run
+        (10 % warm-up, cosine decay to ~0), which Lightning checkpoints and restores on resume."""
+        optimizer = torch.optim.AdamW(self.param_groups(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        if self.lr_schedule == "constant":
+            return optimizer
+        if self.lr_schedule != "onecycle":
+            from forecast.errors import ConfigError
+
+            raise ConfigError(f"train.lr_schedule {self.lr_schedule!r}: choose from constant, onecycle")
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total, pct_start=0.1,
+            anneal_strategy="cos", cycle_momentum=False)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -142,13 +142,20 @@ class ForecastNetwork(nn.Module):
     def loss(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor],
              weights: dict[str, float]) -> dict[str, torch.Tensor]:
         """{"loss": weighted sum, and the MSE of each head} over observed target cells."""
-        parts = {name: masked_mse(out[name], batch[TARGETS[name]]) for name in HEADS}
+        w = batch.get("weight")
+        parts = {name: masked_mse(out[name], batch[TARGETS[name]], w if name != "price" else None) for name in HEADS}
         parts["loss"] = sum(weights[name] * parts[name] for name in HEADS)
         return parts
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the finite target cells (0 when there are none)."""
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over the finite target cells (0 when there are none).
+
+    ``weight`` [B]: per-window weights (a weighted mean over cells).
+    """
     mask = torch.isfinite(target)
     diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
-    return diff.pow(2).sum() / mask.sum().clamp(min=1)
+    if weight is None:
+        return diff.pow(2).sum() / mask.sum().clamp(min=1)
+    w = weight.unsqueeze(-1) * mask
+    return (w * diff.pow(2)).sum() / w.sum().clamp(min=1e-8)
