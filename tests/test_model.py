@@ -18,7 +18,8 @@ import torch
 from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
-from forecast.data.datamodule import EpochShuffle, PanelDataModule, centred_moving_average, training_windows
+from forecast.data.datamodule import EpochShuffle, PanelDataModule, training_windows
+from forecast.trends import centred_moving_average
 from forecast.data.panel import Panel, build_panel
 from forecast.encoders.text import TextEncoder, default_encoder_path, embed_texts, load_pretrained
 from forecast.errors import ForecastError

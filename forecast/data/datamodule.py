@@ -97,6 +97,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
+from forecast.trends import centred_moving_average
 
 log = logging.getLogger(__name__)
 
@@ -185,20 +186,6 @@ def _moments(x: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     std = float(x.std())
     return float(x.mean()), std if std > 1e-6 else 1.0
-
-
-def centred_moving_average(units: np.ndarray, window: int) -> np.ndarray:
-    """Centred mean over ``window`` periods along axis 1, NaNs ignored, shrinking at the ends."""
-    values = np.nan_to_num(units, nan=0.0)
-    counts = np.isfinite(units).astype(float)
-    half_lo, half_hi = window // 2, window - window // 2 - 1
-    pad = lambda a: np.pad(a, ((0, 0), (half_lo + 1, half_hi)))  # noqa: E731
-    cs_v, cs_c = np.cumsum(pad(values), axis=1), np.cumsum(pad(counts), axis=1)
-    total = cs_v[:, window:] - cs_v[:, :-window]
-    n = cs_c[:, window:] - cs_c[:, :-window]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(n > 0, total / np.where(n > 0, n, 1), np.nan)
-    return np.where(np.isfinite(units), out, np.nan)
 
 
 def calendar_features(dates: pd.DatetimeIndex) -> np.ndarray:
