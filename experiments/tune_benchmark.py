@@ -47,6 +47,9 @@ def fold_wape(result, model: str, group: str, folds: list[int]) -> float:
 
 
 def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -59,10 +62,11 @@ def main() -> None:
         "train.progress": False,
     })
     tic = time.perf_counter()
-    study, winner, result = tune(cfg, args.trials, "online-retail-fusion", f"sqlite:///{CACHE / 'optuna.db'}",
+    study, winner, fitted = tune(cfg, args.trials, "online-retail-fusion", f"sqlite:///{CACHE / 'optuna.db'}",
                                  str(ROOT / "experiments" / "configs" / "search_space.yaml"),
                                  CACHE / "best_config.yaml")
     sweep_seconds = time.perf_counter() - tic
+    result = fitted.backtest
     # The untuned default on the same origins.
     panel = load_panel(cfg)
     default = run_backtest(panel, {"fusion": lambda: make_forecaster("fusion", cfg)}, cfg.evaluation)
