@@ -38,15 +38,16 @@ def plot_forecast_vs_actual(panel: Panel, result: BacktestResult, models: list[s
         if len(context):
             ax.plot(context, panel.units[row, context], color="0.6", lw=1, label="history")
         ax.plot(steps, fold.truth[group][k], color="black", lw=1.5, marker=".", label="actual")
-        for name in models:
+        for colour, name in enumerate(models):  # one colour per model across all panels
             if group in fold.forecasts.get(name, {}):
-                ax.plot(steps, fold.forecasts[name][group][k], lw=1.2, label=name)
+                ax.plot(steps, fold.forecasts[name][group][k], lw=1.2, label=name, color=f"C{colour % 10}")
         title = panel.products["description"].iloc[row][:40]
         ax.set_title(f"{'NEW: ' if group == NEW else ''}{title}", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes.flat[0].legend(fontsize=6, loc="upper left")
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="lower center", ncol=min(len(handles), 8))
     fig.suptitle(f"Forecast vs actual, cut-off {result.cutoffs_dates[-1].date()}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=90)
     plt.close(fig)
