@@ -66,8 +66,6 @@ def sqlite_lock(uri: str) -> Iterator[None]:
 
 
 def _experiment_id(name: str, uri: str) -> str:
-    import mlflow
-
     with sqlite_lock(uri):
         return _get_or_create_experiment(name, uri)
 

@@ -72,9 +72,11 @@ def trend_columns(panel: Panel, forecast: Forecast, window: int, threshold: floa
     season = panel.season_length
     for k, row in enumerate(forecast.item_index):
         history = panel.history(row) if panel.has_history[row] else np.empty(0)
-        tail = history[-window:]
-        combined = centred_moving_average(np.concatenate([tail, forecast.units[k]]), window)
-        trend[k] = forecast.trend[k] if forecast.trend is not None else combined[len(tail):]
+        if forecast.trend is not None:
+            trend[k] = forecast.trend[k]
+        else:
+            tail = history[-window:]
+            trend[k] = centred_moving_average(np.concatenate([tail, forecast.units[k]]), window)[len(tail):]
         if not len(history):
             continue
         smooth_history = centred_moving_average(history, window)
@@ -87,7 +89,7 @@ def trend_columns(panel: Panel, forecast: Forecast, window: int, threshold: floa
 def reference_units(panel: Panel, rows: np.ndarray, horizon: int) -> np.ndarray:
     """Units of the comparison periods: a season earlier where the data reaches, else the last H periods."""
     T, season = panel.n_periods, panel.season_length
-    if T - season + horizon <= T and T - season >= 0:
+    if horizon <= season <= T:
         cols = np.arange(T - season, T - season + horizon)
     else:
         cols = np.arange(max(T - horizon, 0), T)

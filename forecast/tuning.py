@@ -24,16 +24,14 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import numpy as np
 import yaml
 
-from forecast.backtest import origins
+from forecast.backtest import origins, run_backtest
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError
 from forecast.export import check_writable
 from forecast.forecaster import HISTORY
-from forecast.metrics import score
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +76,10 @@ def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> 
     """Train fusion before the holdout origin; WAPE of items with history on the holdout."""
     from forecast.models.forecaster import NeuralForecaster
 
-    horizon = cfg.evaluation.horizon
     cutoff = origins(panel.n_periods, cfg.evaluation)[-1]
-    train = panel.truncate(cutoff)
-    model = NeuralForecaster("fusion", cfg, logger=logger, callbacks=callbacks)
-    model.fit(train, horizon)
-    forecast = model.predict(train, horizon)
-    rows = np.flatnonzero(panel.start < cutoff)
-    position = {r: k for k, r in enumerate(forecast.item_index)}
-    pred = forecast.units[[position[r] for r in rows]]
-    truth = panel.window(rows, np.full(len(rows), cutoff), horizon)
-    return score(truth, pred)["wape"]
+    make = lambda: NeuralForecaster("fusion", cfg, logger=logger, callbacks=callbacks)  # noqa: E731
+    summary = run_backtest(panel, {"fusion": make}, cfg.evaluation, cutoffs=[cutoff]).summary()
+    return float(summary.loc[summary["group"] == HISTORY, "wape"].iloc[0])
 
 
 def open_study(study_name: str, storage: str | None):
