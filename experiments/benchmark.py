@@ -1,22 +1,32 @@
 """The benchmark: forecast's models, its baselines and the peer libraries, on real data, one scorer.
 
-    python experiments/benchmark.py                 # everything (about an hour on 2 cores)
+    python experiments/benchmark.py --split validation --seeds 0,1   # where settings are chosen
+    python experiments/benchmark.py --split reported --seeds 0,1     # what README reports (run once)
     python experiments/benchmark.py --skip-peers --skip-scaling --skip-profile   # just our models
 
-Datasets (../shared/data, see ../shared/README.md):
-- online_retail: rolling origins 20, 16 and 12 weeks before the end, horizon 12
-  (every fold has 12 weeks of truth). Items with history: the 12 weeks after the
-  cut-off. New items (first sale after the cut-off): their first 12 weeks from launch.
-- visuelle: new products only. Cut-off = the launch date from which the latest
-  ~15% of products were released; those are forecast for their 12 weeks from
-  launch from their description alone. (Its sales file holds only each product's
-  first 12 weeks, so the panel's zero-filled weeks after them are not real
-  zeros; only launch windows are scored.)
+Protocol. Every setting of the package (defaults, search spaces, ensemble weights) is
+chosen on the *validation* split; the *reported* split is run once, for the figures in
+README. Both splits hold out the future the same way:
 
-Every model, ours or a peer's, writes long forecasts (cutoff, model, group, item_id,
-date, units); one function scores them all against the same truth with
-forecast.metrics. Our models run one per child process so that each one's peak RSS
-is its own. Writes experiments/results/benchmark.{json,md} and PNG plots.
+- online_retail (41 weeks): reported origins are the cut-offs 20, 16 and 12 weeks before
+  the end (horizon 12; every fold has 12 weeks of truth); validation origins are 8 and 4
+  weeks before the first reported one. Items with history: the 12 weeks after the
+  cut-off. New items (first sale after the cut-off): their first 12 weeks from launch.
+- visuelle: new products only. Reported: the cut-off is the launch date from which the
+  latest 15% of products were released; those are forecast for their 12 weeks from
+  launch. Validation: the products of that latest 15% do not exist; the cut-off is the
+  70% launch quantile, and the products launched between it and the 85% quantile are
+  forecast. Each product's series ends at its last sales row (its 12 weeks).
+
+Every model, ours, a peer's or a reference, writes long forecasts (cutoff, model,
+group, item_id, date, units[, fallback]); one function scores them all against the
+truth that forecast.backtest defines for its own folds, with forecast.metrics. Every
+model runs with each seed of ``--seeds``; tables give each seed and their mean, pooled
+over origins, and each origin separately. A peer's items that its library could not
+forecast get the runner's fallback (last-8-week mean, or 0 for a new item); they count
+in the score but not in ``coverage``, and are reported as ``fallback``. Our models run
+one per child process so that each one's peak RSS is its own. Writes
+experiments/results/benchmark[_validation].{json,md} and PNG plots.
 """
 
 from __future__ import annotations
@@ -38,39 +48,64 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from forecast.backtest import origins, run_backtest  # noqa: E402
+from forecast.backtest import _fold_targets, origins, run_backtest  # noqa: E402
 from forecast.config import DataConfig, EvalConfig, RunConfig  # noqa: E402
-from forecast.data.contract import load_tables  # noqa: E402
+from forecast.data.contract import Tables, load_tables  # noqa: E402
 from forecast.data.panel import Panel, build_panel  # noqa: E402
 from forecast.forecaster import HISTORY, NEW  # noqa: E402
-from forecast.metrics import mase_scale, score, score_by_step  # noqa: E402
+from forecast.metrics import score, score_by_step  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 RESULTS = ROOT / "experiments" / "results"
 PEERS = ROOT / "experiments" / "peers"
 HORIZON = 12
+SPLITS = ("validation", "reported")
 OURS = {
     "online_retail": ["fusion", "sequence", "text", "seasonal_naive", "moving_average", "ets", "theta", "knn"],
     "visuelle": ["fusion", "sequence", "text", "knn"],
 }
 STATISTICAL = {"seasonal_naive", "moving_average", "ets", "theta", "sarimax"}
-VISUELLE_NEW_SHARE = 0.15
+VISUELLE_NEW_SHARE = 0.15  # reported: the latest 15% of launches
+VISUELLE_VALIDATION_SHARE = 0.15  # validation: the 15% of launches before those
+MEAN_LAUNCH_CURVE = "mean launch curve"
 LITERATURE = [{"dataset": "visuelle", "model": "GTM-Transformer (published)", "group": NEW, "wape": 0.55,
                "source": "literature: Skenderi et al. 2021, official split, text+image+Google Trends; not measured here"}]
 
 
 # --- data and splits -------------------------------------------------------------
-def load(dataset: str) -> Panel:
+def load(dataset: str, split: str = "reported") -> Panel:
+    """The dataset's panel as the split knows it (visuelle validation: without the reported launches)."""
     base = DATA / dataset
     config = DataConfig(negative_units="zero")  # visuelle has a few negative (returns) weeks
-    return build_panel(load_tables(base / "sales.csv", base / "products.csv", config))
+    tables = load_tables(base / "sales.csv", base / "products.csv", config)
+    if dataset == "visuelle" and split == "validation":
+        tables = _launched_before(tables, visuelle_launch_quantile(tables, 1 - VISUELLE_NEW_SHARE))
+    return build_panel(tables)
 
 
-def cutoffs_of(dataset: str, panel: Panel) -> list[int]:
+def visuelle_launch_quantile(tables: Tables, q: float) -> pd.Timestamp:
+    """The first-sale date from which the latest 1 - q of the products were launched."""
+    first = np.sort(tables.sales.groupby("item_id")["date"].min().to_numpy())
+    return pd.Timestamp(first[int(len(first) * q)])
+
+
+def _launched_before(tables: Tables, date: pd.Timestamp) -> Tables:
+    first = tables.sales.groupby("item_id")["date"].min()
+    keep = set(first.index[first < date])
+    return Tables(tables.sales[tables.sales["item_id"].isin(keep)].reset_index(drop=True),
+                  tables.products[tables.products["item_id"].isin(keep)].reset_index(drop=True),
+                  tables.sales_name, tables.products_name)
+
+
+def cutoffs_of(dataset: str, panel: Panel, split: str = "reported") -> list[int]:
+    """The split's cut-offs (see the module docstring)."""
     if dataset == "visuelle":
-        launch = np.sort(panel.start)
-        return [int(launch[int(len(launch) * (1 - VISUELLE_NEW_SHARE))])]
-    return origins(panel.n_periods, EvalConfig(horizon=HORIZON, folds=3, step=4))
+        share = VISUELLE_NEW_SHARE + (VISUELLE_VALIDATION_SHARE if split == "validation" else 0.0)
+        launches = np.sort(panel.start[panel.has_history])
+        total = len(launches) if split == "reported" else round(len(launches) / (1 - VISUELLE_NEW_SHARE))
+        return [int(launches[int(total * (1 - share))])]
+    reported = origins(panel.n_periods, EvalConfig(horizon=HORIZON, folds=3, step=4))
+    return reported if split == "reported" else [reported[0] - 8, reported[0] - 4]
 
 
 def groups_of(dataset: str) -> tuple[str, ...]:
@@ -85,12 +120,12 @@ def config_for(dataset: str, seed: int) -> RunConfig:
 
 
 # --- our models, one child process each ----------------------------------------------
-def run_child(dataset: str, model: str, out: Path, seed: int) -> None:
+def run_child(dataset: str, model: str, out: Path, seed: int, split: str) -> None:
     """Backtest one model and write its long forecasts + timing (called in a child process)."""
     from forecast.pipeline import make_forecaster
 
-    panel = load(dataset)
-    cuts = cutoffs_of(dataset, panel)
+    panel = load(dataset, split)
+    cuts = cutoffs_of(dataset, panel, split)
     cfg = config_for(dataset, seed)
     tic = time.perf_counter()
     result = run_backtest(panel, {model: lambda: make_forecaster(model, cfg)}, cfg.evaluation, cutoffs=cuts)
@@ -115,21 +150,38 @@ def long_frame(panel: Panel, cutoff: int, model: str, group: str, rows, start, v
                          "date": panel.date_at(cols).strftime("%Y-%m-%d"), "units": values.ravel()})
 
 
-def run_ours(dataset: str, models: list[str], tmp: Path, seed: int) -> tuple[pd.DataFrame, dict]:
+def run_ours(dataset: str, models: list[str], tmp: Path, seed: int, split: str) -> tuple[pd.DataFrame, dict]:
     frames, timings = [], {}
     for model in models:
-        out = tmp / f"{dataset}_{model}.csv"
-        print(f"[{dataset}] {model} ...", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--child", dataset, model, str(out), "--seed", str(seed)],
-                              capture_output=True, text=True)
+        out = tmp / f"{dataset}_{model}_{seed}.csv"
+        print(f"[{dataset} seed {seed}] {model} ...", flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--child", dataset, model, str(out), "--seed", str(seed),
+                               "--split", split], capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"[{dataset}] {model} FAILED:\n{proc.stderr[-2000:]}", flush=True)
             timings[model] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
             continue
         frames.append(pd.read_csv(out, dtype={"item_id": str}))
         timings[model] = json.loads(Path(str(out) + ".json").read_text())
-        print(f"[{dataset}] {model}: {timings[model]}", flush=True)
+        print(f"[{dataset} seed {seed}] {model}: {timings[model]}", flush=True)
     return pd.concat(frames) if frames else pd.DataFrame(), timings
+
+
+def mean_launch_curve(panel: Panel, cuts: list[int]) -> pd.DataFrame:
+    """The reference for new products: at each cut-off, the average launch curve of every product
+    launched in the training data (what it sold in its k-th week, averaged over products, from the
+    cells known before the cut-off), unscaled, for every new product."""
+    frames = []
+    for cutoff in cuts:
+        train = panel.truncate(cutoff)
+        launched = np.flatnonzero(train.has_history & (train.start > 0))
+        curves = train.window(launched, train.start[launched], HORIZON)
+        curve = np.nan_to_num(np.nanmean(curves, axis=0)) if len(launched) else np.zeros(HORIZON)
+        fold = _fold_targets(panel, cutoff, HORIZON)
+        rows = fold.rows[NEW]
+        values = np.repeat(curve[None, :], len(rows), axis=0)
+        frames.append(long_frame(panel, cutoff, MEAN_LAUNCH_CURVE, NEW, rows, panel.start[rows], values))
+    return pd.concat(frames, ignore_index=True)
 
 
 # --- peers ----------------------------------------------------------------------------
@@ -140,17 +192,18 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int)
         subprocess.run(["bash", str(PEERS / "setup.sh")], check=True)
     from forecast.encoders.text import embed_texts
 
+    sales, products = tmp / f"{dataset}_sales.csv", tmp / f"{dataset}_products.csv"
+    _panel_tables(panel, sales, products)
     emb = tmp / f"{dataset}_embeddings.npz"
     np.savez(emb, item_id=panel.item_ids.astype(str), embedding=embed_texts(panel.descriptions))
-    out = tmp / f"peers_{dataset}"
+    out = tmp / f"peers_{dataset}_{seed}"
     models = "lgbm_new_onehot,lgbm_new_text,ridge_new_text" if dataset == "visuelle" else None
-    cmd = [str(python), str(PEERS / "run_peers.py"), "--sales", str(DATA / dataset / "sales.csv"),
-           "--products", str(DATA / dataset / "products.csv"), "--horizon", str(HORIZON), "--out", str(out),
-           "--embeddings", str(emb), "--seed", str(seed),
+    cmd = [str(python), str(PEERS / "run_peers.py"), "--sales", str(sales), "--products", str(products),
+           "--horizon", str(HORIZON), "--out", str(out), "--embeddings", str(emb), "--seed", str(seed),
            "--cutoffs", ",".join(panel.dates[c].strftime("%Y-%m-%d") for c in cuts)]
     if models:
         cmd += ["--models", models]
-    print(f"[{dataset}] peers ...", flush=True)
+    print(f"[{dataset} seed {seed}] peers ...", flush=True)
     proc = subprocess.run(cmd, text=True)
     if proc.returncode != 0 or not (out / "forecasts.csv").exists():
         return pd.DataFrame(), {"error": f"run_peers exited {proc.returncode}"}
@@ -158,57 +211,81 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int)
     return frame, json.loads((out / "timings.json").read_text())
 
 
+def _panel_tables(panel: Panel, sales: Path, products: Path) -> None:
+    """The panel's products and observed sales rows as contract CSVs: the peers see exactly the
+    products and weeks our models see (e.g. without the reported launches in validation)."""
+    rows, cols = np.nonzero(np.isfinite(panel.units))
+    frame = pd.DataFrame({"item_id": panel.item_ids[rows], "date": panel.dates[cols].strftime("%Y-%m-%d"),
+                          "units": panel.units[rows, cols]})
+    if panel.price is not None:
+        frame["price"] = panel.price[rows, cols]
+    frame.to_csv(sales, index=False)
+    panel.products.to_csv(products, index=False)
+
+
 # --- scoring --------------------------------------------------------------------------
 def truth_table(panel: Panel, cuts: list[int], groups: tuple[str, ...]) -> dict:
-    """(cutoff date, group) -> (item ids, start, truth [m, H], MASE scale [m])."""
+    """(cutoff date, group) -> (item ids, start, truth [m, H], MASE scale [m]): the backtest's own folds."""
     table = {}
     for cutoff in cuts:
+        fold = _fold_targets(panel, cutoff, HORIZON)
         key = panel.dates[cutoff].strftime("%Y-%m-%d")
         for group in groups:
-            if group == HISTORY:
-                rows = np.flatnonzero(panel.start < cutoff)
-                start = np.full(len(rows), cutoff)
-                scale = np.array([mase_scale(panel.units[i, panel.start[i]:cutoff], panel.season_length) for i in rows])
-            else:
-                rows = np.flatnonzero((panel.start >= cutoff) & (panel.start < panel.n_periods))
-                start = panel.start[rows]
-                scale = np.full(len(rows), np.nan)
-            table[key, group] = (panel.item_ids[rows], start, panel.window(rows, start, HORIZON), scale)
+            rows = fold.rows[group]
+            start = np.full(len(rows), cutoff) if group == HISTORY else panel.start[rows]
+            table[key, group] = (panel.item_ids[rows], start, fold.truth[group], fold.scale[group])
     return table
 
 
+def align(panel: Panel, ids: np.ndarray, start: np.ndarray, forecasts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(forecast [m, H], own [m]) on the truth's items and steps; an item or cell a model did not
+    forecast is 0; ``own`` says which items the model forecast itself (not its runner's fallback)."""
+    pred = np.zeros((len(ids), HORIZON))
+    own = np.zeros(len(ids), dtype=bool)
+    if forecasts.empty:
+        return pred, own
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    k = position.reindex(forecasts["item_id"]).to_numpy()
+    period = pd.Series(np.arange(panel.n_periods + 4 * HORIZON + 60),
+                       index=panel.date_at(np.arange(panel.n_periods + 4 * HORIZON + 60)).strftime("%Y-%m-%d"))
+    col = period.reindex(forecasts["date"]).to_numpy()
+    ok = ~np.isnan(k) & ~np.isnan(col)
+    step = np.where(ok, np.nan_to_num(col) - start[np.nan_to_num(k).astype(int)], -1)
+    ok &= (step >= 0) & (step < HORIZON)
+    pred[k[ok].astype(int), step[ok].astype(int)] = forecasts["units"].to_numpy()[ok]
+    fallback = (forecasts["fallback"].fillna(False).astype(bool).to_numpy() if "fallback" in forecasts
+                else np.zeros(len(forecasts), dtype=bool))
+    own[k[ok & ~fallback].astype(int)] = True
+    return pred, own
+
+
 def score_all(dataset: str, panel: Panel, truth: dict, forecasts: pd.DataFrame) -> tuple[list[dict], list[dict]]:
-    """Pooled and per-step metrics of every model and group; a model missing an item scores 0 for it."""
+    """Metrics of every model, group and seed: pooled over origins (cutoff "all") and per origin;
+    per-step WAPE of the pooled ones."""
     rows_out, steps_out = [], []
     if forecasts.empty:
         return rows_out, steps_out
-    base = panel.dates[0]
-    week = pd.Timedelta(weeks=1)
-    for (model, group), part in forecasts.groupby(["model", "group"]):
-        actual, predicted, scales, covered, total = [], [], [], 0, 0
+    for (model, group, seed), part in forecasts.groupby(["model", "group", "seed"]):
+        pooled = []
         for (cutoff, g), (ids, start, y, scale) in truth.items():
             if g != group:
                 continue
-            sub = part[part["cutoff"] == cutoff]
-            pred = np.zeros_like(y)
-            if len(sub):
-                pos = pd.Series(np.arange(len(ids)), index=ids)
-                k = pos.reindex(sub["item_id"]).to_numpy()
-                step = ((pd.to_datetime(sub["date"]) - base) // week).to_numpy() - start[np.nan_to_num(k).astype(int)]
-                ok = ~np.isnan(k) & (step >= 0) & (step < HORIZON)
-                pred[k[ok].astype(int), step[ok]] = sub["units"].to_numpy()[ok]
-                covered += len(np.unique(k[ok]))
-            total += len(ids)
-            actual.append(y), predicted.append(pred), scales.append(scale)
-        if not actual:
-            continue
-        y, f, s = np.concatenate(actual), np.concatenate(predicted), np.concatenate(scales)
-        metrics = score(y, f, s if group == HISTORY else None)
-        rows_out.append({"dataset": dataset, "model": model, "group": group, **metrics,
-                         "coverage": round(covered / max(total, 1), 3)})
-        for h, m in enumerate(score_by_step(y, f), 1):
-            steps_out.append({"dataset": dataset, "model": model, "group": group, "step": h, "wape": m["wape"]})
+            pred, own = align(panel, ids, start, part[part["cutoff"] == cutoff])
+            pooled.append((y, pred, scale, own))
+            rows_out.append(_score_row(dataset, model, group, seed, cutoff, y, pred, scale, own))
+        if pooled:
+            y, f, s, own = (np.concatenate(x) for x in zip(*pooled))
+            rows_out.append(_score_row(dataset, model, group, seed, "all", y, f, s, own))
+            for h, m in enumerate(score_by_step(y, f), 1):
+                steps_out.append({"dataset": dataset, "model": model, "group": group, "seed": seed, "step": h,
+                                  "wape": m["wape"]})
     return rows_out, steps_out
+
+
+def _score_row(dataset, model, group, seed, cutoff, y, f, scale, own) -> dict:
+    metrics = score(y, f, scale if group == HISTORY else None)
+    return {"dataset": dataset, "model": model, "group": group, "seed": seed, "cutoff": cutoff, **metrics,
+            "coverage": round(float(own.mean()), 3) if len(own) else float("nan")}
 
 
 # --- scaling and profile ------------------------------------------------------------------
@@ -248,30 +325,46 @@ def run_profile(seed: int) -> list[dict]:
 
 
 # --- report ---------------------------------------------------------------------------------
-def targets(summary: pd.DataFrame, scaling: list[dict]) -> list[dict]:
-    def wape(dataset, group, models):
-        part = summary[(summary.dataset == dataset) & (summary.group == group) & summary.model.isin(models)]
+def pooled(summary: pd.DataFrame) -> pd.DataFrame:
+    """Pooled-over-origins rows, averaged over seeds, with each seed's WAPE beside the mean."""
+    rows = summary[summary["cutoff"] == "all"]
+    keys = ["dataset", "group", "model", "source"]
+    mean = rows.groupby(keys, dropna=False).mean(numeric_only=True).drop(columns="seed", errors="ignore")
+    per_seed = rows.pivot_table(index=keys, columns="seed", values="wape", dropna=False)
+    per_seed.columns = [f"wape_seed{int(c)}" for c in per_seed.columns]
+    return mean.join(per_seed).reset_index()
+
+
+def targets(table: pd.DataFrame, scaling: list[dict]) -> list[dict]:
+    """Issue #11's targets, on seed-averaged pooled WAPE."""
+    def best(dataset, group, keep) -> pd.Series | None:
+        part = table[(table.dataset == dataset) & (table.group == group) & keep]
         return part.sort_values("wape").iloc[0] if len(part) else None
 
+    def model(dataset, group, name) -> pd.Series | None:
+        return best(dataset, group, table.model == name)
+
     out = []
-    fusion_h = wape("online_retail", HISTORY, ["fusion"])
-    stats = wape("online_retail", HISTORY, STATISTICAL)
-    peers = summary[summary.source == "peer"]
-    peer_h = wape("online_retail", HISTORY, peers[peers.group == HISTORY].model.unique())
-    if fusion_h is not None and stats is not None:
-        out.append(_target("online_retail history: fusion WAPE <= 0.85 x best statsmodels baseline",
-                           fusion_h.wape, 0.85 * stats.wape, f"best baseline {stats.model} {stats.wape:.3f}"))
-    if fusion_h is not None and peer_h is not None:
-        out.append(_target("online_retail history: fusion WAPE <= 0.85 x best peer", fusion_h.wape,
-                           0.85 * peer_h.wape, f"best peer {peer_h.model} {peer_h.wape:.3f}"))
-    for dataset in ("online_retail", "visuelle"):
-        fusion_n = wape(dataset, NEW, ["fusion"])
-        rivals = summary[(summary.dataset == dataset) & (summary.group == NEW)
-                         & ((summary.source == "peer") | (summary.model == "knn"))]
-        if fusion_n is not None and len(rivals):
-            best = rivals.sort_values("wape").iloc[0]
-            out.append(_target(f"{dataset} new products: fusion better than every peer and kNN", fusion_n.wape,
-                               best.wape, f"best rival {best.model} {best.wape:.3f}", strict=True))
+    peer = table.source == "peer"
+    for dataset, group, factor in (("visuelle", NEW, 0.90), ("online_retail", HISTORY, 0.85),
+                                   ("online_retail", NEW, 0.90)):
+        fusion, rival = model(dataset, group, "fusion"), best(dataset, group, peer)
+        if fusion is not None and rival is not None:
+            out.append(_target(f"{dataset} {group}: fusion WAPE <= {factor:.2f} x best peer", fusion.wape,
+                               factor * rival.wape, f"best peer {rival.model} {rival.wape:.3f}"))
+    curve, fusion = model("visuelle", NEW, MEAN_LAUNCH_CURVE), model("visuelle", NEW, "fusion")
+    if curve is not None and fusion is not None:
+        out.append(_target("visuelle new: fusion below the mean launch curve", fusion.wape, curve.wape,
+                           f"mean launch curve {curve.wape:.3f}", strict=True))
+    fusion = model("online_retail", HISTORY, "fusion")
+    if fusion is not None:
+        out.append(_target("online_retail history: |bias| <= 10%", abs(fusion.bias), 0.10, f"bias {fusion.bias:+.3f}"))
+    for dataset, group, factor in (("online_retail", NEW, 0.90), ("visuelle", NEW, 0.90),
+                                   ("online_retail", HISTORY, 1.0)):
+        fusion, sequence = model(dataset, group, "fusion"), model(dataset, group, "sequence")
+        if fusion is not None and sequence is not None:
+            out.append(_target(f"text earns its place, {dataset} {group}: fusion <= {factor:.2f} x sequence",
+                               fusion.wape, factor * sequence.wape, f"sequence {sequence.wape:.3f}"))
     full = [s for s in scaling if s["products"] >= 3571]
     if full:
         out.append(_target("full online_retail fit under 10 minutes (2 cores)", full[0]["wall_seconds"], 600.0,
@@ -286,23 +379,32 @@ def _target(name, value, bound, detail, strict=False) -> dict:
 
 
 def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scaling: list[dict], profile: list[dict],
-                 goals: list[dict], meta: dict) -> None:
+                 meta: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"meta": meta, "summary": summary.to_dict("records"), "per_step": steps, "timings": timings,
-               "scaling": scaling, "profile": profile, "targets": goals}
-    (RESULTS / "benchmark.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    table = pooled(summary)
+    goals = targets(table, scaling) if meta["split"] == "reported" else []
+    suffix = "" if meta["split"] == "reported" else "_validation"
+    payload = {"meta": meta, "pooled": table.to_dict("records"), "rows": summary.to_dict("records"),
+               "per_step": steps, "timings": timings, "scaling": scaling, "profile": profile, "targets": goals}
+    (RESULTS / f"benchmark{suffix}.json").write_text(json.dumps(payload, indent=2, default=_json) + "\n")
+    seeds = sorted(int(s) for s in summary["seed"].dropna().unique())
     lines = ["# Benchmark results", "", f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}; "
-             f"date {meta['date']}; seed {meta['seed']}; horizon {HORIZON} weeks.", "",
-             "WAPE = Σ|error| / Σ actual over all scored cells (lower is better). All models scored by the same "
-             "code on the same cells; `coverage` is the share of target items a model forecast (missing = 0).", ""]
-    for (dataset, group), part in summary.groupby(["dataset", "group"], sort=True):
+             f"date {meta['date']}; split **{meta['split']}**; seeds {meta['seeds']}; horizon {HORIZON} weeks.", "",
+             "WAPE = Σ|error| / Σ actual over all scored cells (lower is better), pooled over the split's origins "
+             "and averaged over seeds. All models scored by the same code on the same cells; `coverage` is the "
+             "share of target items a model forecast itself (a peer's runner fallback does not count), missing "
+             "items score as 0.", ""]
+    seed_cols = " | ".join(f"WAPE seed {s}" for s in seeds)
+    for (dataset, group), part in table.groupby(["dataset", "group"], sort=True):
         lines += [f"## {dataset} — {'items with history' if group == HISTORY else 'new products'}", "",
-                  "| model | source | WAPE | MAE | MASE | RMSE | bias | coverage | fit+predict s | peak RSS MB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in part.sort_values("wape").itertuples():
-            lines.append(f"| {r.model} | {r.source} | {_f(r.wape)} | {_f(r.mae)} | {_f(r.mase)} | {_f(r.rmse)} | "
-                         f"{_f(r.bias)} | {_f(r.coverage)} | {_f(r.seconds, 0)} | {_f(r.peak_rss_mb, 0)} |")
-        lines.append("")
+                  f"| model | source | WAPE (mean) | {seed_cols} | MAE | MASE | bias | coverage | fit+predict s "
+                  "| peak RSS MB |", "|---|---|---|" + "---|" * len(seeds) + "---|---|---|---|---|---|"]
+        for r in part.sort_values("wape").to_dict("records"):
+            per = " | ".join(_f(r.get(f"wape_seed{s}")) for s in seeds)
+            lines.append(f"| {r['model']} | {r['source']} | {_f(r['wape'])} | {per} | {_f(r['mae'])} | "
+                         f"{_f(r['mase'])} | {_f(r['bias'])} | {_f(r['coverage'])} | {_f(r.get('seconds'), 0)} | "
+                         f"{_f(r.get('peak_rss_mb'), 0)} |")
+        lines += ["", *per_origin_lines(summary, dataset, group), ""]
     if goals:
         lines += ["## Targets", "", "| target | value | bound | met | detail |", "|---|---|---|---|---|"]
         for g in goals:
@@ -322,8 +424,25 @@ def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scalin
             lines.append(f"| {p['mode']} | {p['epoch_seconds']:.1f} | {s['data_loading']:.0%} | {s['text_encoder']:.0%} "
                          f"| {s['sequence_encoder']:.0%} | {s['optimiser']:.0%} | {s['other']:.0%} |")
         lines.append("")
-    (RESULTS / "benchmark.md").write_text("\n".join(lines))
-    plot(summary, scaling)
+    (RESULTS / f"benchmark{suffix}.md").write_text("\n".join(lines))
+    plot(table, scaling, RESULTS / f"benchmark{suffix}_wape.png")
+
+
+def per_origin_lines(summary: pd.DataFrame, dataset: str, group: str) -> list[str]:
+    """WAPE per origin (seed mean), one row per model."""
+    part = summary[(summary.dataset == dataset) & (summary.group == group) & (summary.cutoff != "all")]
+    if part.empty:
+        return []
+    table = part.pivot_table(index="model", columns="cutoff", values="wape", aggfunc="mean")
+    table = table.loc[table.mean(axis=1).sort_values().index]
+    lines = ["WAPE per origin (cut-off date, mean over seeds):", "",
+             "| model | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
+    lines += [f"| {m} | " + " | ".join(_f(v) for v in row) + " |" for m, row in zip(table.index, table.to_numpy())]
+    return lines
+
+
+def _json(value):
+    return None if isinstance(value, float) and not np.isfinite(value) else float(value)
 
 
 def scaling_lines(scaling: list[dict]) -> list[str]:
@@ -349,24 +468,24 @@ def _f(v, digits=3) -> str:
     return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
 
 
-def plot(summary: pd.DataFrame, scaling: list[dict]) -> None:
+def plot(table: pd.DataFrame, scaling: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = list(summary.groupby(["dataset", "group"], sort=True))
+    panels = list(table.groupby(["dataset", "group"], sort=True))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
-    colours = {"forecast": "tab:blue", "peer": "tab:orange", "literature": "tab:gray"}
+    colours = {"forecast": "tab:blue", "peer": "tab:orange", "reference": "tab:green", "literature": "tab:gray"}
     for ax, ((dataset, group), part) in zip(axes.flat, panels):
         part = part.sort_values("wape")
         ax.barh(part["model"], part["wape"], color=[colours.get(s, "k") for s in part["source"]])
         ax.invert_yaxis()
         ax.set_title(f"{dataset}: {group}", fontsize=9)
-        ax.set_xlabel("WAPE")
+        ax.set_xlabel("WAPE (mean over seeds)")
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "benchmark_wape.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     plot_scaling(scaling)
 
@@ -396,7 +515,10 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("DATASET", "MODEL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--datasets", default="online_retail,visuelle")
     parser.add_argument("--models", help="subset of our models to run")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=SPLITS, default="reported",
+                        help="validation: where settings are chosen; reported: the README figures (run once)")
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # the child's seed
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; every model runs with each")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
@@ -406,56 +528,62 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         dataset, model, out = args.child
-        run_child(dataset, model, Path(out), args.seed)
+        run_child(dataset, model, Path(out), args.seed, args.split)
         return
+    seeds = [int(s) for s in args.seeds.split(",")]
     if args.only_scaling:
         with tempfile.TemporaryDirectory() as tmp_name:
-            scaling = run_scaling([int(s) for s in args.scaling_sizes.split(",")], Path(tmp_name), args.seed)
+            scaling = run_scaling([int(s) for s in args.scaling_sizes.split(",")], Path(tmp_name), seeds[0])
         write_scaling(scaling, "python experiments/benchmark.py " + " ".join(sys.argv[1:]))
         return
     rows, steps, timings = [], [], {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for dataset in args.datasets.split(","):
-            panel = load(dataset)
-            cuts = cutoffs_of(dataset, panel)
-            print(f"[{dataset}] cut-offs {[str(panel.dates[c].date()) for c in cuts]}", flush=True)
+            panel = load(dataset, args.split)
+            cuts = cutoffs_of(dataset, panel, args.split)
+            print(f"[{dataset}] {args.split} cut-offs {[str(panel.dates[c].date()) for c in cuts]}", flush=True)
             models = [m for m in OURS[dataset] if not args.models or m in args.models.split(",")]
-            ours, t_ours = run_ours(dataset, models, tmp, args.seed)
-            ours["source"] = "forecast"
-            peers, t_peers = (pd.DataFrame(), {}) if args.skip_peers else run_peers(dataset, panel, cuts, tmp, args.seed)
-            if not peers.empty:
-                peers["source"] = "peer"
             truth = truth_table(panel, cuts, groups_of(dataset))
-            for frame in (ours, peers):
+            timings[dataset] = {}
+            frames = [mean_launch_curve(panel, cuts).assign(source="reference", seed=seeds[0])]
+            for seed in seeds:
+                ours, t_ours = run_ours(dataset, models, tmp, seed, args.split)
+                frames.append(ours.assign(source="forecast", seed=seed))
+                peers, t_peers = (pd.DataFrame(), {}) if args.skip_peers else run_peers(dataset, panel, cuts, tmp, seed)
+                frames.append(peers.assign(source="peer", seed=seed))
+                timings[dataset][seed] = {"forecast": t_ours, "peers": t_peers}
+            for frame in frames:
+                if frame.empty:
+                    continue
                 scored, per_step = score_all(dataset, panel, truth, frame)
-                source = frame["source"].iloc[0] if not frame.empty else ""
-                rows += [r | {"source": source} for r in scored]
+                rows += [r | {"source": frame["source"].iloc[0]} for r in scored]
                 steps += per_step
-            timings[dataset] = {"forecast": t_ours, "peers": t_peers}
         summary = pd.DataFrame(rows)
-        summary["seconds"] = [_seconds(timings, r) for r in summary.itertuples()]
-        summary["peak_rss_mb"] = [_rss(timings, r) for r in summary.itertuples()]
-        summary = pd.concat([summary, pd.DataFrame([r | {"source": "literature"} for r in LITERATURE
-                                                    if r["dataset"] in args.datasets])], ignore_index=True)
+        summary["seconds"] = [_timing(timings, r, "seconds") for r in summary.itertuples()]
+        summary["peak_rss_mb"] = [_timing(timings, r, "peak_rss_mb") for r in summary.itertuples()]
+        literature = [r | {"source": "literature", "cutoff": "all", "seed": seeds[0]} for r in LITERATURE
+                      if r["dataset"] in args.datasets and args.split == "reported"]
+        summary = pd.concat([summary, pd.DataFrame(literature)], ignore_index=True)
         scaling = [] if args.skip_scaling else run_scaling([int(s) for s in args.scaling_sizes.split(",")], tmp,
-                                                          args.seed)
-    profile = [] if args.skip_profile else run_profile(args.seed)
+                                                          seeds[0])
+    profile = [] if args.skip_profile else run_profile(seeds[0])
     meta = {"command": "python " + " ".join(["experiments/benchmark.py", *sys.argv[1:]]),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seed": args.seed,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seeds": seeds, "split": args.split,
             "date": time.strftime("%Y-%m-%d")}
-    write_report(summary, steps, timings, scaling, profile, targets(summary, scaling), meta)
-    print((RESULTS / "benchmark.md").read_text())
+    write_report(summary, steps, timings, scaling, profile, meta)
+    print((RESULTS / f"benchmark{'' if args.split == 'reported' else '_validation'}.md").read_text())
 
 
-def _seconds(timings: dict, r) -> float | None:
-    t = timings.get(r.dataset, {}).get("forecast" if r.source == "forecast" else "peers", {}).get(r.model, {})
-    return t.get("fit_predict_seconds", (t.get("fit_seconds") or 0) + (t.get("predict_seconds") or 0) or None)
-
-
-def _rss(timings: dict, r) -> float | None:
-    t = timings.get(r.dataset, {}).get("forecast" if r.source == "forecast" else "peers", {}).get(r.model, {})
-    return t.get("peak_rss_mb")
+def _timing(timings: dict, r, key: str) -> float | None:
+    """A model's fit+predict seconds or peak RSS for this seed (None for references)."""
+    side = {"forecast": "forecast", "peer": "peers"}.get(r.source)
+    if side is None:
+        return None
+    t = timings.get(r.dataset, {}).get(r.seed, {}).get(side, {}).get(r.model, {})
+    if key == "seconds":
+        return t.get("fit_predict_seconds", (t.get("fit_seconds") or 0) + (t.get("predict_seconds") or 0) or None)
+    return t.get(key)
 
 
 if __name__ == "__main__":

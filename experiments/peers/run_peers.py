@@ -8,7 +8,7 @@ Usage (from the repo root, in the peers venv made by experiments/peers/setup.sh)
         --cutoffs 2011-06-20,2011-07-18 --horizon 12 --out out/peers_or \
         --embeddings emb.npz
 
-Writes OUT/forecasts.csv (cutoff,model,group,item_id,date,units) and
+Writes OUT/forecasts.csv (cutoff,model,group,item_id,date,units,fallback) and
 OUT/timings.json. Scoring is left to the main benchmark so that every model,
 peer or package, is judged by the same metric code.
 """
@@ -53,6 +53,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-items", type=int, help="seeded sample of at most N history and N new items")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="threads/processes per model (LightGBM, torch, statsforecast)")
+    parser.add_argument("--peer-windows", type=int, default=48_000,
+                        help="TFT/DeepAR training windows per epoch (default: fusion's train.windows_per_epoch)")
+    parser.add_argument("--peer-epochs", type=int, default=4, help="TFT/DeepAR epochs (default: fusion's max_epochs)")
+    parser.add_argument("--peer-hidden", type=int, default=64, help="TFT/DeepAR hidden size (default: fusion's)")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(ALL_MODELS))
@@ -63,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ----------------------------------------------------------------------- contenders
-def contender_factory(name: str, seed: int, threads: int, embeddings: dict | None) -> Callable[[], object]:
+def contender_factory(name: str, seed: int, threads: int, embeddings: dict | None,
+                      budget: dict | None = None) -> Callable[[], object]:
     """A zero-argument builder of a fresh model, imported lazily so that one
     library failing to import fails only its own contenders."""
     if name == "lgbm":
@@ -75,7 +80,7 @@ def contender_factory(name: str, seed: int, threads: int, embeddings: dict | Non
     if name in ("tft", "deepar"):
         from neural_models import DeepARHistory, TFTHistory
         cls = TFTHistory if name == "tft" else DeepARHistory
-        return lambda: cls(seed=seed, threads=threads)
+        return lambda: cls(seed=seed, threads=threads, **(budget or {}))
     if name == "lgbm_new_onehot":
         from new_models import LightGBMNewOneHot
         return lambda: LightGBMNewOneHot(seed=seed, threads=threads)
@@ -115,9 +120,9 @@ def rss_mb() -> float:
 
 
 # ------------------------------------------------------------------------- running
-def fill_gaps(values: np.ndarray, fold: Fold, group: str) -> tuple[np.ndarray, int]:
+def fill_gaps(values: np.ndarray, fold: Fold, group: str) -> tuple[np.ndarray, np.ndarray]:
     """Replace NaN forecasts (an item a library skipped) by a plain fallback and
-    count them: the item's mean of its last 8 weeks for history, 0 for new items."""
+    say which items: the item's mean of its last 8 weeks for history, 0 for new items."""
     missing = np.isnan(values)
     if missing.any():
         if group == HISTORY:
@@ -126,11 +131,12 @@ def fill_gaps(values: np.ndarray, fold: Fold, group: str) -> tuple[np.ndarray, i
             values = np.where(missing, level[:, None], values)
         else:
             values = np.where(missing, 0.0, values)
-    return np.clip(values, 0.0, None), int(missing.any(axis=1).sum())
+    return np.clip(values, 0.0, None), missing.any(axis=1)
 
 
-def forecast_frame(fold: Fold, model: str, group: str, values: np.ndarray) -> pd.DataFrame:
-    """Long rows cutoff,model,group,item_id,date,units for one model's [n, H] forecast."""
+def forecast_frame(fold: Fold, model: str, group: str, values: np.ndarray, fallback: np.ndarray) -> pd.DataFrame:
+    """Long rows cutoff,model,group,item_id,date,units,fallback for one model's [n, H] forecast
+    (fallback: the row comes from the runner's fallback, not from the model)."""
     H = fold.horizon
     if group == HISTORY:
         ids = np.repeat(fold.history_ids, H)
@@ -142,6 +148,7 @@ def forecast_frame(fold: Fold, model: str, group: str, values: np.ndarray) -> pd
     return pd.DataFrame({
         "cutoff": fold.cutoff.date().isoformat(), "model": model, "group": group, "item_id": ids,
         "date": pd.DatetimeIndex(dates).strftime("%Y-%m-%d"), "units": values.reshape(-1),
+        "fallback": np.repeat(fallback, H),
     })
 
 
@@ -159,13 +166,13 @@ def run_one(name: str, make: Callable[[], object], fold: Fold) -> tuple[pd.DataF
     expected = (len(fold.history_ids) if model.group == HISTORY else len(fold.new_ids), fold.horizon)
     if values.shape != expected:
         raise ValueError(f"forecast shape {values.shape}, expected {expected}")
-    values, n_fallback = fill_gaps(values, fold, model.group)
+    values, fallback = fill_gaps(values, fold, model.group)
     timing = {"fit_seconds": round(fit_seconds, 2), "predict_seconds": round(predict_seconds, 2),
               "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before,
-              "items": expected[0], "items_fallback": n_fallback}
+              "items": expected[0], "items_fallback": int(fallback.sum())}
     if getattr(model, "missing", 0):
         timing["items_without_embedding"] = model.missing
-    return forecast_frame(fold, name, model.group, values), timing
+    return forecast_frame(fold, name, model.group, values, fallback), timing
 
 
 def summarise(per_cutoff: dict[str, dict[str, dict]], models: list[str]) -> dict[str, dict]:
@@ -211,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             print(f"[{key}] {name} ...", end=" ", flush=True)
             try:
-                frame, timing = run_one(name, contender_factory(name, args.seed, args.threads, embeddings), fold)
+                budget = {"max_epochs": args.peer_epochs, "hidden_size": args.peer_hidden,
+                          "train_batches": max(1, args.peer_windows // 128)}
+                make = contender_factory(name, args.seed, args.threads, embeddings, budget)
+                frame, timing = run_one(name, make, fold)
                 frames.append(frame)
                 print(f"ok fit {timing['fit_seconds']}s predict {timing['predict_seconds']}s "
                       f"peak {timing['peak_rss_mb']} MB", flush=True)
@@ -221,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             per_cutoff[key][name] = timing
 
-    columns = ["cutoff", "model", "group", "item_id", "date", "units"]
+    columns = ["cutoff", "model", "group", "item_id", "date", "units", "fallback"]
     forecasts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     forecasts[columns].to_csv(args.out / "forecasts.csv", index=False)
     (args.out / "timings.json").write_text(json.dumps(summarise(per_cutoff, args.models), indent=2))
