@@ -177,11 +177,11 @@ def mean_launch_curve(panel: Panel, cuts: list[int]) -> pd.DataFrame:
         launched = np.flatnonzero(train.has_history & (train.start > 0))
         curves = train.window(launched, train.start[launched], HORIZON)
         curve = np.nan_to_num(np.nanmean(curves, axis=0)) if len(launched) else np.zeros(HORIZON)
-        fold = _fold_targets(panel, cutoff, HORIZON)
-        rows = fold.rows[NEW]
-        values = np.repeat(curve[None, :], len(rows), axis=0)
-        frames.append(long_frame(panel, cutoff, MEAN_LAUNCH_CURVE, NEW, rows, panel.start[rows], values))
-    return pd.concat(frames, ignore_index=True)
+        rows = _fold_targets(panel, cutoff, HORIZON).rows[NEW]
+        if len(rows):
+            values = np.repeat(curve[None, :], len(rows), axis=0)
+            frames.append(long_frame(panel, cutoff, MEAN_LAUNCH_CURVE, NEW, rows, panel.start[rows], values))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 # --- peers ----------------------------------------------------------------------------

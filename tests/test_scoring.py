@@ -1,0 +1,130 @@
+"""The backtest's origins and fold targets, and the benchmark's scorer, exactly, on a hand-made panel.
+
+Every figure in README comes through these functions: a cut-off one period off, an item
+put in the wrong group or a forecast scored against the wrong week must fail here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecast.backtest import _fold_targets, origins
+from forecast.config import EvalConfig
+from forecast.data.contract import load_tables
+from forecast.data.panel import build_panel
+from forecast.errors import DataError
+from forecast.forecaster import HISTORY, NEW
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import benchmark  # noqa: E402
+
+MONDAYS = pd.date_range("2024-01-01", periods=10, freq="W-MON")
+
+
+@pytest.fixture
+def panel(tmp_path: Path):
+    """Item a sells from period 0 (units 10 + t), b from period 5 (units 100, 101, ...), c never (new)."""
+    rows = [("a", MONDAYS[t], 10 + t) for t in range(10)] + [("b", MONDAYS[t], 95 + t) for t in range(5, 10)]
+    pd.DataFrame(rows, columns=["item_id", "date", "units"]).to_csv(tmp_path / "sales.csv", index=False)
+    pd.DataFrame({"item_id": ["a", "b", "c"], "description": ["red mug", "blue mug", "green mug"]}).to_csv(
+        tmp_path / "products.csv", index=False)
+    return build_panel(load_tables(tmp_path / "sales.csv", tmp_path / "products.csv"))
+
+
+def test_origins_step_back_from_the_end() -> None:
+    assert origins(41, EvalConfig(horizon=12, folds=3, step=4)) == [21, 25, 29]
+    assert origins(10, EvalConfig(horizon=3, folds=2, step=2)) == [5, 7]
+
+
+def test_origins_drop_folds_without_enough_training_periods_and_refuse_a_short_table() -> None:
+    assert origins(10, EvalConfig(horizon=3, folds=3, step=2)) == [5, 7]  # cut-off 3 leaves < 4 periods
+    with pytest.raises(DataError, match="too short"):
+        origins(6, EvalConfig(horizon=3, folds=1, step=1))
+
+
+def test_fold_targets_split_history_and_new_at_the_cutoff(panel) -> None:
+    fold = _fold_targets(panel, 4, 3)
+    ids = panel.item_ids
+    assert list(ids[fold.rows[HISTORY]]) == ["a"]
+    assert list(ids[fold.rows[NEW]]) == ["b"]  # first sale after the cut-off; c has no truth at all
+    np.testing.assert_array_equal(fold.truth[HISTORY], [[14, 15, 16]])  # the 3 periods from the cut-off
+    np.testing.assert_array_equal(fold.truth[NEW], [[100, 101, 102]])  # b's first 3 periods from launch
+
+
+def test_fold_targets_past_the_end_are_nan_and_an_item_selling_before_the_cutoff_is_history(panel) -> None:
+    fold = _fold_targets(panel, 8, 3)
+    ids = panel.item_ids
+    assert list(ids[fold.rows[HISTORY]]) == ["a", "b"]
+    assert fold.rows[NEW].size == 0
+    np.testing.assert_array_equal(fold.truth[HISTORY], [[18, 19, np.nan], [103, 104, np.nan]])
+
+
+def _frame(model: str, group: str, items: list[str], first: list[int], values: np.ndarray, **extra) -> pd.DataFrame:
+    horizon = values.shape[1]
+    return pd.DataFrame({
+        "cutoff": MONDAYS[4].strftime("%Y-%m-%d"), "model": model, "group": group, "seed": 0,
+        "item_id": np.repeat(items, horizon),
+        "date": [MONDAYS[0] + pd.Timedelta(weeks=f + h) for f in first for h in range(horizon)],
+        "units": values.ravel(), **extra,
+    }).assign(date=lambda f: pd.to_datetime(f["date"]).dt.strftime("%Y-%m-%d"))
+
+
+def _scores(panel, frame: pd.DataFrame, monkeypatch) -> dict:
+    monkeypatch.setattr(benchmark, "HORIZON", 3)
+    truth = benchmark.truth_table(panel, [4], (HISTORY, NEW))
+    rows, _ = benchmark.score_all("hand", panel, truth, frame)
+    return {(r["model"], r["group"], r["cutoff"]): r for r in rows}
+
+
+def test_scorer_aligns_dates_with_the_truth(panel, monkeypatch) -> None:
+    perfect = _frame("perfect", HISTORY, ["a"], [4], np.array([[14.0, 15, 16]]))
+    shifted = _frame("shifted", HISTORY, ["a"], [5], np.array([[14.0, 15, 16]]))  # one week late
+    new = _frame("new", NEW, ["b"], [5], np.array([[101.0, 101, 101]]))
+    scores = _scores(panel, pd.concat([perfect, shifted, new]), monkeypatch)
+    assert scores["perfect", HISTORY, "all"]["wape"] == 0.0
+    assert scores["perfect", HISTORY, "all"]["coverage"] == 1.0
+    # shifted: the week-4 cell is missing (0) and weeks 5, 6 get 14, 15 against 15, 16
+    assert scores["shifted", HISTORY, "all"]["wape"] == pytest.approx((14 + 1 + 1) / (14 + 15 + 16))
+    assert scores["new", NEW, "all"]["wape"] == pytest.approx((1 + 0 + 1) / (100 + 101 + 102))
+    assert scores["new", NEW, "all"]["bias"] == pytest.approx((1 + 0 - 1) / (100 + 101 + 102))
+
+
+def test_scorer_counts_a_missing_item_as_zero_and_a_fallback_as_not_covered(panel, monkeypatch) -> None:
+    monkeypatch.setattr(benchmark, "HORIZON", 3)
+    fold = _fold_targets(panel, 8, 3)
+    truth = {(MONDAYS[8].strftime("%Y-%m-%d"), HISTORY): (panel.item_ids[fold.rows[HISTORY]],
+                                                           np.full(2, 8), fold.truth[HISTORY], fold.scale[HISTORY])}
+    frame = _frame("peer", HISTORY, ["a", "b"], [8, 8], np.array([[18.0, 19, 0], [103, 104, 0]]),
+                   fallback=[False] * 3 + [True] * 3).assign(cutoff=MONDAYS[8].strftime("%Y-%m-%d"))
+    only_a = frame[frame["item_id"] == "a"].assign(model="half")
+    rows, _ = benchmark.score_all("hand", panel, truth, pd.concat([frame, only_a]))
+    scores = {r["model"]: r for r in rows if r["cutoff"] == "all"}
+    assert scores["peer"]["wape"] == 0.0 and scores["peer"]["coverage"] == 0.5
+    assert scores["half"]["wape"] == pytest.approx((103 + 104) / (18 + 19 + 103 + 104))
+    assert scores["half"]["coverage"] == 0.5
+
+
+def test_mean_launch_curve_averages_launches_known_before_the_cutoff(panel, monkeypatch) -> None:
+    monkeypatch.setattr(benchmark, "HORIZON", 3)
+    assert benchmark.mean_launch_curve(panel, [8]).empty  # no new item at cut-off 8
+    frame = benchmark.mean_launch_curve(panel, [4])
+    # at cut-off 4 nothing launched inside the training data (a starts in period 0: no launch seen)
+    assert frame["item_id"].tolist() == ["b"] * 3 and frame["units"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_mean_launch_curve_uses_only_cells_before_the_cutoff(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(benchmark, "HORIZON", 3)
+    rows = ([("a", MONDAYS[t], 1) for t in range(10)] + [("b", MONDAYS[t], 10 * (t - 1)) for t in range(2, 10)]
+            + [("c", MONDAYS[t], 1000) for t in range(8, 10)])
+    pd.DataFrame(rows, columns=["item_id", "date", "units"]).to_csv(tmp_path / "sales.csv", index=False)
+    pd.DataFrame({"item_id": list("abc"), "description": ["x", "y", "z"]}).to_csv(tmp_path / "products.csv",
+                                                                                  index=False)
+    panel = build_panel(load_tables(tmp_path / "sales.csv", tmp_path / "products.csv"))
+    frame = benchmark.mean_launch_curve(panel, [4])
+    # b launched at 2 with 10, 20, (30 at period 4 = the cut-off: unknown): curve 10, 20, 0 for new item c
+    assert frame["item_id"].tolist() == ["c"] * 3 and frame["units"].tolist() == [10.0, 20.0, 0.0]
