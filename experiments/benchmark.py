@@ -10,8 +10,8 @@ Datasets (../shared/data, see ../shared/README.md):
 - visuelle: new products only. Cut-off = the launch date from which the latest
   ~15% of products were released; those are forecast for their 12 weeks from
   launch from their description alone. (Its sales file holds only each product's
-  first 12 weeks, so the panel's zero-filled weeks after them are not real
-  zeros; only launch windows are scored.)
+  first 12 weeks, so its panel is built with ``series_end="last-sale"``: no
+  zero is invented after a product's last week; only launch windows are scored.)
 
 Every model, ours or a peer's, writes long forecasts (cutoff, model, group, item_id,
 date, units); one function scores them all against the same truth with
@@ -63,7 +63,8 @@ LITERATURE = [{"dataset": "visuelle", "model": "GTM-Transformer (published)", "g
 def load(dataset: str) -> Panel:
     base = DATA / dataset
     config = DataConfig(negative_units="zero")  # visuelle has a few negative (returns) weeks
-    return build_panel(load_tables(base / "sales.csv", base / "products.csv", config))
+    series_end = "last-sale" if dataset == "visuelle" else "table"  # visuelle: 12 weeks per product, then unknown
+    return build_panel(load_tables(base / "sales.csv", base / "products.csv", config), series_end=series_end)
 
 
 def cutoffs_of(dataset: str, panel: Panel) -> list[int]:
@@ -166,11 +167,12 @@ def truth_table(panel: Panel, cuts: list[int], groups: tuple[str, ...]) -> dict:
         key = panel.dates[cutoff].strftime("%Y-%m-%d")
         for group in groups:
             if group == HISTORY:
-                rows = np.flatnonzero(panel.start < cutoff)
+                rows = np.flatnonzero((panel.first_sale < cutoff) & (panel.end > cutoff))
                 start = np.full(len(rows), cutoff)
-                scale = np.array([mase_scale(panel.units[i, panel.start[i]:cutoff], panel.season_length) for i in rows])
+                known = panel.truncate(cutoff)
+                scale = np.array([mase_scale(known.history(i), panel.season_length) for i in rows])
             else:
-                rows = np.flatnonzero((panel.start >= cutoff) & (panel.start < panel.n_periods))
+                rows = np.flatnonzero((panel.first_sale >= cutoff) & (panel.first_sale < panel.n_periods))
                 start = panel.start[rows]
                 scale = np.full(len(rows), np.nan)
             table[key, group] = (panel.item_ids[rows], start, panel.window(rows, start, HORIZON), scale)
