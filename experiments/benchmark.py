@@ -80,7 +80,8 @@ def load(dataset: str, split: str = "reported") -> Panel:
     tables = load_tables(base / "sales.csv", base / "products.csv", config)
     if dataset == "visuelle" and split == "validation":
         tables = _launched_before(tables, visuelle_launch_quantile(tables, 1 - VISUELLE_NEW_SHARE))
-    return build_panel(tables)
+    series_end = "last-sale" if dataset == "visuelle" else "table"  # visuelle: 12 weeks per product, then unknown
+    return build_panel(tables, series_end=series_end)
 
 
 def visuelle_launch_quantile(tables: Tables, q: float) -> pd.Timestamp:

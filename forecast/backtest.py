@@ -3,9 +3,11 @@
 Origins (cut-offs) step back from the end of the data: the last one is the
 holdout of the final H periods, the others lie ``step`` periods apart before it.
 At each origin every model sees only the periods before it. Items are scored in
-two groups: those with history at the origin, and new items whose first sale
-comes after it (forecast from their launch, scored on whatever of their first H
-periods the data holds).
+two groups: those with history at the origin (a sale before it) whose series
+has not ended by then, and new items whose first sale comes at or after it
+(forecast from their launch, which may lie before the origin, and scored on
+whatever of their first H periods the data holds; nothing after a series' end
+is scored).
 """
 
 from __future__ import annotations
@@ -73,14 +75,16 @@ class BacktestResult:
 
 
 def _fold_targets(panel: Panel, cutoff: int, horizon: int) -> FoldResult:
-    history = np.flatnonzero(panel.start < cutoff)
-    new = np.flatnonzero((panel.start >= cutoff) & (panel.start < panel.n_periods))
+    known = panel.truncate(cutoff)
+    sold = panel.first_sale < panel.n_periods
+    history = np.flatnonzero((panel.first_sale < cutoff) & (panel.end > cutoff))
+    new = np.flatnonzero(sold & (panel.first_sale >= cutoff))
     truth = {
         HISTORY: panel.window(history, np.full(len(history), cutoff), horizon),
         NEW: panel.window(new, panel.start[new], horizon),
     }
     scale = {
-        HISTORY: np.array([mase_scale(panel.units[i, panel.start[i]:cutoff], panel.season_length) for i in history]),
+        HISTORY: np.array([mase_scale(known.history(i), panel.season_length) for i in history]),
         NEW: np.full(len(new), np.nan),
     }
     return FoldResult(cutoff, truth, {HISTORY: history, NEW: new}, scale)

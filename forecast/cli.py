@@ -24,7 +24,7 @@ log = logging.getLogger("forecast")
 DESCRIPTION = "Forecast product demand from sales history and product descriptions."
 
 EPILOG = """Data contract: sales (item_id, date, units[, price, numeric covariates]) and
-products (item_id, description[, attributes, launch_date]), CSV or Parquet.
+products (item_id, description[, attributes, launch_date, end_date]), CSV or Parquet.
 Without --sales/--products the embedded sample (300 products of the UCI Online
 Retail data) is used. See README.md for details."""
 
@@ -32,11 +32,14 @@ Retail data) is used. See README.md for details."""
 def _common(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--sales", help="sales table: item_id, date, units[, price, covariates] (CSV or Parquet)")
-    data.add_argument("--products", help="products table: item_id, description[, attributes, launch_date]")
+    data.add_argument("--products", help="products table: item_id, description[, attributes, launch_date, end_date]")
     data.add_argument("--freq", help="pandas frequency alias (e.g. W-MON); inferred when omitted")
     data.add_argument("--gaps", choices=["zero", "error"], help="missing periods: zero sales (default) or refuse")
     data.add_argument("--negative-units", choices=["error", "zero"],
                       help="negative units (returns): refuse (default) or count as zero")
+    data.add_argument("--series-end", choices=["table", "last-sale"],
+                      help="where a series without end_date ends: the table's end (default) or its last sale")
+    data.add_argument("--signals", help="exogenous signals: date + one numeric column per signal name (CSV or Parquet)")
     task = parser.add_argument_group("task")
     task.add_argument("--horizon", type=int, help="periods to forecast (default 12)")
     task.add_argument("--folds", type=int, help="rolling-origin backtest folds (default 3)")
@@ -107,7 +110,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides: dict[str, Any] = {}
     mapping = {
         "sales": "data.sales", "products": "data.products", "freq": "data.freq", "gaps": "data.gaps",
-        "negative_units": "data.negative_units", "horizon": "evaluation.horizon", "folds": "evaluation.folds",
+        "negative_units": "data.negative_units", "series_end": "data.series_end", "signals": "data.signals",
+        "horizon": "evaluation.horizon", "folds": "evaluation.folds",
         "step": "evaluation.step", "seed": "seed", "tracking_uri": "tracking.uri",
         "experiment": "tracking.experiment", "run_name": "tracking.run_name", "model": "output.model",
         "export": "output.export", "checkpoint_dir": "output.checkpoint_dir", "text_mode": "neural.text_mode",

@@ -33,6 +33,8 @@ class DataConfig:
     gaps: Literal["zero", "error"] = "zero"  # missing periods: zero sales, or refuse
     negative_units: Literal["error", "zero"] = "error"  # returns: refuse, or count as zero sales
     max_description_chars: int = 500  # longer descriptions are truncated with a warning
+    series_end: Literal["table", "last-sale"] = "table"  # a series runs to the table's end, or to its last sale
+    signals: str | None = None  # exogenous signals table: date + one numeric column per signal name
 
 
 @dataclass

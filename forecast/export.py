@@ -66,7 +66,8 @@ def forecast_frame(panel: Panel, forecasts: list[Forecast], trend_window: int = 
 
 def _one_model(panel: Panel, forecast: Forecast, trend_window: int, threshold: float) -> pd.DataFrame:
     m, h = forecast.units.shape
-    dates = panel.date_at((forecast.start[:, None] + np.arange(h)[None, :]).ravel())
+    periods = forecast.start[:, None] + np.arange(h)[None, :]
+    dates = panel.date_at(periods.ravel())
     trend, direction = trend_columns(panel, forecast, trend_window, threshold)
     price = forecast.price if forecast.price is not None else np.full((m, h), np.nan)
     return pd.DataFrame({
@@ -78,4 +79,4 @@ def _one_model(panel: Panel, forecast: Forecast, trend_window: int, threshold: f
         "trend": trend.ravel(),
         "trend_direction": direction.ravel(),
         "description": np.repeat(panel.products["description"].to_numpy()[forecast.item_index], h),
-    })
+    })[(periods < panel.end[forecast.item_index][:, None]).ravel()]  # nothing past a series' end

@@ -3,9 +3,11 @@
 Backtest, export and tracking only ever call :meth:`Forecaster.fit` and
 :meth:`Forecaster.predict`, so they never ask which kind of model they hold.
 
-Which periods are forecast: for a product with history, the ``horizon``
-periods right after the panel's last period; for a new product (``start`` at or
-after the panel's end), the ``horizon`` periods from its launch.
+Which periods are forecast: for a product with history (a sales row inside the
+panel), the ``horizon`` periods right after the panel's last period; for a new
+product, the ``horizon`` periods from its launch (``start``), wherever that lies.
+A product whose series ends (``Panel.end``) before its first forecast period is
+not forecast; periods from its end on are dropped from the export.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def forecast_targets(panel: Panel, groups: frozenset[str]) -> tuple[np.ndarray, 
         wanted |= history
     if NEW in groups:
         wanted |= ~history
-    rows = np.flatnonzero(wanted)
+    rows = np.flatnonzero(wanted & panel.forecastable)
     start = np.where(history[rows], panel.n_periods, panel.start[rows])
     return rows, start
 

@@ -42,7 +42,12 @@ def load_panel(cfg: RunConfig) -> Panel:
     if (data.sales is None) != (data.products is None):
         raise ConfigError("give both --sales and --products, or neither (to run on the embedded sample)")
     sales, products = (data.sales, data.products) if data.sales else sample_paths()
-    panel = build_panel(load_tables(sales, products, data), freq=data.freq, gaps=data.gaps)
+    panel = build_panel(load_tables(sales, products, data), freq=data.freq, gaps=data.gaps,
+                        series_end=data.series_end)
+    if data.signals:
+        from forecast.data.signals import attach_signals
+
+        panel = attach_signals(panel, data.signals)
     if cfg.evaluation.season_length:
         panel.season_length = cfg.evaluation.season_length
     log.info("data: %d products (%d new), %d periods of %s from %s to %s",
@@ -146,7 +151,7 @@ def work_directory(cfg: RunConfig) -> Path:
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("tracking", "output")}
     settings["train"] = {k: v for k, v in settings["train"].items() if k not in ("progress", "checkpoint_dir")}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in (sales, products):
+    for path in (sales, products, *filter(None, [cfg.data.signals])):
         digest.update(Path(path).read_bytes())
     return Path(cfg.output.checkpoint_dir) / "work" / digest.hexdigest()[:16]
 

@@ -6,7 +6,8 @@ offending rows (as line numbers in the file, header = line 1), so a planner can
 open the file and fix it.
 
 sales:    item_id, date, units, [price], [further numeric covariates]
-products: item_id, description, [attribute columns], [launch_date]
+products: item_id, description, [attribute columns], [launch_date], [end_date]
+signals:  date, one numeric column per signal name (optional, ``--signals``)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 SALES_REQUIRED = ("item_id", "date", "units")
 PRODUCTS_REQUIRED = ("item_id", "description")
 SHOW_ROWS = 5  # how many offending rows a message quotes
+LIFE_CYCLE_DATES = ("launch_date", "end_date")  # optional product dates (forecast.data.panel)
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Tables:
     """Validated inputs: typed, sorted, one row per (item, date) in sales."""
 
     sales: pd.DataFrame  # item_id (str), date (datetime64), units (float), [price], [covariates]
-    products: pd.DataFrame  # item_id (str), description (str), [attributes], [launch_date]
+    products: pd.DataFrame  # item_id (str), description (str), [attributes], [launch_date], [end_date]
     sales_name: str
     products_name: str
 
@@ -248,9 +250,28 @@ def validate_products(frame: pd.DataFrame, file: str, max_description_chars: int
         )
         desc = desc.str.slice(0, max_description_chars)
     out["description"] = desc
-    if "launch_date" in frame.columns:
-        out["launch_date"] = parse_dates(frame, "launch_date", file, allow_missing=True)
+    for column in LIFE_CYCLE_DATES:
+        if column in frame.columns:
+            out[column] = parse_dates(frame, column, file, allow_missing=True)
     return out.reset_index(drop=True)
+
+
+def load_signals(path: str | Path) -> tuple[pd.DataFrame, str]:
+    """Read and validate a signals table: ``date`` plus one numeric column per signal name.
+
+    Returns the table (dates parsed, one row per date, sorted) and the file name for messages.
+    """
+    frame = read_table(path)
+    file = Path(path).name
+    require_columns(frame, ("date",), file)
+    names = [c for c in frame.columns if c != "date"]
+    if not names:
+        raise DataError(f"{file}: no signal columns besides 'date' (one numeric column per signal name)")
+    out = pd.DataFrame({"date": parse_dates(frame, "date", file)})
+    for name in names:
+        out[name] = parse_numeric(frame, name, file)
+    _fail_rows(file, "date", "repeat a date already listed", out["date"].duplicated(keep="first"), frame)
+    return out.sort_values("date", kind="stable").reset_index(drop=True), file
 
 
 def check_items_known(sales: pd.DataFrame, products: pd.DataFrame, sales_file: str, products_file: str) -> None:

@@ -388,22 +388,25 @@ def _as_batch(batch):
     return batch
 
 
-def training_windows(start: np.ndarray, n_periods: int, val_periods: int) -> tuple[tuple, tuple, int]:
+def training_windows(start: np.ndarray, n_periods: int, val_periods: int,
+                     end: np.ndarray | None = None) -> tuple[tuple, tuple, int]:
     """((items, origins) for training, (items, origins) for validation, the cut-off T - V).
 
-    Training origins run from each item's start to the cut-off (exclusive);
+    Training origins run from each item's start to the cut-off or its series' ``end``
+    (exclusive; pass ``end = start`` for an item with no sales, so it gets none);
     validation has one window per item at ``max(start, cut-off)`` when that lies
-    inside the data. With too little data for both, validation is empty.
+    inside the data and its series. With too little data for both, validation is empty.
     """
     cut = n_periods - val_periods
+    end = np.full(len(start), n_periods) if end is None else np.minimum(end, n_periods)
     starts = np.clip(start, 0, None)
-    counts = np.clip(cut - starts, 0, None)
+    counts = np.clip(np.minimum(cut, end) - starts, 0, None)
     items = np.repeat(np.arange(len(start)), counts)
     first = np.repeat(starts, counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     train = (items, first + offsets)
     val_origin = np.maximum(starts, cut)
-    keep = (val_origin < n_periods) & (val_periods > 0)
+    keep = (val_origin < end) & (val_periods > 0)
     val = (np.flatnonzero(keep), val_origin[keep])
     return train, val, cut
 
@@ -424,10 +427,11 @@ class PanelDataModule(L.LightningDataModule):
         T = self.panel.n_periods
         val_periods = self.config.train.val_periods
         val_periods = self.horizon if val_periods is None else val_periods
-        train, val, cut = training_windows(self.panel.start, T, min(val_periods, T - 1))
+        end = np.where(self.panel.has_history, self.panel.end, self.panel.start)  # no windows without sales
+        train, val, cut = training_windows(self.panel.start, T, min(val_periods, T - 1), end)
         if val_periods > 0 and (len(train[0]) == 0 or len(val[0]) == 0):
             log.warning("too few periods (%d) to hold out %d for validation: training without it", T, val_periods)
-            train, val, cut = training_windows(self.panel.start, T, 0)
+            train, val, cut = training_windows(self.panel.start, T, 0, end)
         self.cut = cut
         self.scaler = self.scaler or Scaler.fit(self.panel, end=cut if len(val[0]) else T,
                                                 transform=self.config.neural.transform,

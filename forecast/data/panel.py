@@ -1,10 +1,22 @@
 """The panel: every product on one regular time grid, as dense arrays.
 
-A product's series starts at its first sale (or its launch_date, if earlier) and
-runs to the end of the table; periods inside it with no row are zero sales (or
-refused, with ``gaps="error"``). Before its start a product has no series (NaN).
-A product with no sales at all is a *new product*: its ``start`` is its launch
-position on the (conceptually endless) grid, at or after the table's end.
+Three facts per product, kept apart because real merchandise data separates them:
+
+- ``start``: its launch position, the first period of its series: its first sale,
+  or its ``launch_date`` if earlier. For a product with no sales rows it is the
+  launch_date's position wherever that lies (before, inside or after the table),
+  or the first period after the table when it has none.
+- ``first_sale``: the first period with a sales row. A product *has history* at a
+  cut-off ``t`` when ``first_sale < t``; otherwise it is a *new product* there,
+  forecast from its ``start`` (which may lie before ``t``: a launch the planner
+  knows of, with no sale recorded yet).
+- ``end``: the period after its series ends (exclusive): the ``end_date``, or with
+  ``series_end="last-sale"`` the period after its last sale (unless that is the
+  table's last period); ``OPEN_END`` when it runs on. Nothing is known or
+  forecast from ``end`` on.
+
+Periods from ``start`` to ``end`` with no row are zero sales (or refused, with
+``gaps="error"``); outside them a product has no series (NaN).
 
 Dense ``[items, periods]`` arrays make cut-offs, windows and metrics cheap
 slicing; a million sales rows is a few tens of MB here.
@@ -14,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,8 +34,13 @@ import pandas as pd
 from forecast.data.contract import Tables
 from forecast.errors import DataError
 
+if TYPE_CHECKING:
+    from forecast.data.signals import Signals
+
 log = logging.getLogger(__name__)
 
+OPEN_END = np.iinfo(np.int64).max // 4  # ``end`` of a series that runs on past any horizon
+SERIES_ENDS = ("table", "last-sale")
 SEASON_LENGTHS = {"W": 52, "D": 7, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4, "h": 24, "H": 24}
 
 
@@ -30,14 +48,24 @@ SEASON_LENGTHS = {"W": 52, "D": 7, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4,
 class Panel:
     item_ids: np.ndarray  # [n] str
     dates: pd.DatetimeIndex  # [T] the observed grid
-    units: np.ndarray  # [n, T] float, NaN before an item's start
+    units: np.ndarray  # [n, T] float, NaN outside an item's series (before start, from end on)
     price: np.ndarray | None  # [n, T] float, last known price carried forward; NaN if never known
     covariates: dict[str, np.ndarray]  # name -> [n, T], carried forward like price
-    start: np.ndarray  # [n] int, first period of each series; >= T for new products
-    products: pd.DataFrame  # aligned with item_ids: description, attributes, launch_date
+    start: np.ndarray  # [n] int, launch position: first period of each series (any grid position)
+    products: pd.DataFrame  # aligned with item_ids: description, attributes, launch_date, end_date
     freq: str
     season_length: int
     gaps_filled: int = field(default=0)
+    first_sale: np.ndarray | None = None  # [n] int, first period with a sales row; >= T when none
+    end: np.ndarray | None = None  # [n] int, period after the series ends; OPEN_END when it runs on
+    signals: "Signals | None" = None  # exogenous signals on the grid (forecast.data.signals)
+
+    def __post_init__(self) -> None:
+        # Panels built by hand (tests, tools): a series starts at its first sale and runs on.
+        if self.first_sale is None:
+            self.first_sale = np.asarray(self.start, dtype=int).copy()
+        if self.end is None:
+            self.end = np.full(len(self.item_ids), OPEN_END, dtype=np.int64)
 
     @property
     def n_items(self) -> int:
@@ -53,28 +81,39 @@ class Panel:
 
     @property
     def has_history(self) -> np.ndarray:
-        return self.start < self.n_periods
+        """Items with a sales row inside the panel (the rest are new products)."""
+        return self.first_sale < self.n_periods
+
+    @property
+    def forecastable(self) -> np.ndarray:
+        """Items whose series has not ended before their first forecast period."""
+        first = np.where(self.has_history, self.n_periods, self.start)
+        return self.end > first
 
     def history(self, i: int) -> np.ndarray:
         """The observed series of item i (empty for a new product)."""
-        return self.units[i, self.start[i]:]
+        if not self.has_history[i]:
+            return self.units[i, :0]
+        return self.units[i, self.start[i]:min(self.end[i], self.n_periods)]
 
     def window(self, rows: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
-        """units[row, start + h] for h < length, NaN past the data's end: [len(rows), length]."""
+        """units[row, start + h] for h < length, NaN outside the data: [len(rows), length]."""
         cols = np.asarray(start)[:, None] + np.arange(length)[None, :]
-        inside = cols < self.n_periods
+        inside = (cols >= 0) & (cols < self.n_periods)
         out = np.full(cols.shape, np.nan)
         out[inside] = self.units[np.broadcast_to(np.asarray(rows)[:, None], cols.shape)[inside], cols[inside]]
         return out
 
     def date_at(self, index: int | np.ndarray) -> pd.DatetimeIndex:
-        """Dates of grid positions, also beyond the table's end."""
+        """Dates of grid positions, also before the table's start and beyond its end."""
         offset = pd.tseries.frequencies.to_offset(self.freq)
-        first = self.dates[0]
         index = np.atleast_1d(np.asarray(index, dtype=int))
-        # date_range is exact for any offset; build once up to the largest index.
-        grid = pd.date_range(first, periods=int(index.max()) + 1, freq=offset)
-        return grid[index]
+        if index.size == 0:
+            return pd.DatetimeIndex([])
+        lo = min(int(index.min()), 0)
+        # date_range is exact for any offset; build once over the span asked for.
+        grid = pd.date_range(self.dates[0] + lo * offset, periods=int(index.max()) - lo + 1, freq=offset)
+        return grid[index - lo]
 
     def last_price(self) -> np.ndarray:
         """Latest known price per item (NaN when never known): the default price plan."""
@@ -85,17 +124,23 @@ class Panel:
     def truncate(self, cutoff: int) -> "Panel":
         """The panel as it was known before period `cutoff` (for backtests).
 
-        Items whose series starts at or after the cut-off become new products,
-        launching at their start (the planner knows launch dates).
+        Items whose first sale is at or after the cut-off become new products,
+        launching at their start (the planner knows launch dates), which may lie
+        before the cut-off; the zero weeks between such a launch and the cut-off
+        are not shown, since no sale was recorded yet. Signals dated from the
+        cut-off on are unknown.
         """
         if not 0 < cutoff <= self.n_periods:
             raise ValueError(f"cutoff {cutoff} outside 1..{self.n_periods}")
+        unsold = self.first_sale >= cutoff
+        cut = lambda a: np.where(unsold[:, None], np.nan, a[:, :cutoff])  # noqa: E731
         return replace(
             self,
             dates=self.dates[:cutoff],
-            units=self.units[:, :cutoff],
-            price=None if self.price is None else self.price[:, :cutoff],
-            covariates={k: v[:, :cutoff] for k, v in self.covariates.items()},
+            units=cut(self.units),
+            price=None if self.price is None else cut(self.price),
+            covariates={k: cut(v) for k, v in self.covariates.items()},
+            signals=None if self.signals is None else self.signals.known_before(cutoff),
         )
 
     def subset(self, mask: np.ndarray) -> "Panel":
@@ -108,7 +153,10 @@ class Panel:
             price=None if self.price is None else self.price[idx],
             covariates={k: v[idx] for k, v in self.covariates.items()},
             start=self.start[idx],
+            first_sale=self.first_sale[idx],
+            end=self.end[idx],
             products=self.products.iloc[idx].reset_index(drop=True),
+            signals=None if self.signals is None else self.signals.subset(idx),
         )
 
 
@@ -137,9 +185,13 @@ def season_length_of(freq: str) -> int:
     return SEASON_LENGTHS.get(base, 1)
 
 
-def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero") -> Panel:
-    """Put the validated tables on one regular grid."""
+def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", series_end: str = "table") -> Panel:
+    """Put the validated tables on one regular grid (see the module docstring)."""
     sales, products, file = tables.sales, tables.products, tables.sales_name
+    if series_end not in SERIES_ENDS:
+        from forecast.errors import ConfigError
+
+        raise ConfigError(f"--series-end {series_end!r}: choose from {', '.join(SERIES_ENDS)}")
     freq = freq or infer_freq(sales["date"], file)
     try:
         offset = pd.tseries.frequencies.to_offset(freq)
@@ -165,11 +217,15 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero") -> 
 
     first_sale = np.full(n, T, dtype=int)
     np.minimum.at(first_sale, row, col)
+    last_sale = np.full(n, -1, dtype=int)
+    np.maximum.at(last_sale, row, col)
     start = _series_start(products, dates, offset, first_sale)
+    end = _series_end(tables, dates, offset, last_sale, series_end)
 
     observed = np.zeros((n, T), dtype=bool)
     observed[row, col] = True
-    inside = np.arange(T)[None, :] >= start[:, None]
+    period = np.arange(T)[None, :]
+    inside = (period >= start[:, None]) & (period < end[:, None]) & (first_sale < T)[:, None]
     gap_mask = inside & ~observed
     if gaps == "error" and gap_mask.any():
         bad_items = item_ids[gap_mask.any(axis=1)]
@@ -177,23 +233,65 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero") -> 
             f"{file}: {int(gap_mask.sum())} missing period(s) in {len(bad_items)} series "
             f"(e.g. {', '.join(bad_items[:5])}); add zero rows or use --gaps zero"
         )
-    if gap_mask.any():
-        log.info("filled %d missing period(s) in %d series with zero sales",
-                 int(gap_mask.sum()), int(gap_mask.any(axis=1).sum()))
+    _log_gaps(gap_mask, inside)
 
     units = np.where(inside, 0.0, np.nan)
     units[row, col] = sales["units"].to_numpy(dtype=float)
     price = _carried(sales, "price", row, col, n, T, inside) if "price" in sales else None
     covariates = {c: _carried(sales, c, row, col, n, T, inside) for c in tables.covariates}
-    return Panel(
+    panel = Panel(
         item_ids=item_ids, dates=dates, units=units, price=price, covariates=covariates,
         start=start, products=products.reset_index(drop=True), freq=offset.freqstr,
         season_length=season_length_of(offset.freqstr), gaps_filled=int(gap_mask.sum()),
+        first_sale=first_sale, end=end,
     )
+    _log_life_cycle(panel)
+    return panel
+
+
+def _log_gaps(gap_mask: np.ndarray, inside: np.ndarray) -> None:
+    """Count the invented zeros; warn when they are most of the data (series that really ended?)."""
+    filled = int(gap_mask.sum())
+    if not filled:
+        return
+    log.info("filled %d missing period(s) in %d series with zero sales", filled, int(gap_mask.any(axis=1).sum()))
+    if filled > 0.5 * inside.sum():
+        log.warning(
+            "zero-filled periods are %.0f%% of all series cells: if series stop selling (seasonal items), "
+            "pass --series-end last-sale or an end_date column; to refuse gaps, --gaps error",
+            100 * filled / inside.sum(),
+        )
+
+
+def _log_life_cycle(panel: Panel) -> None:
+    """Say which products are forecast from where: past launches and ended series."""
+    T = panel.n_periods
+    new = ~panel.has_history
+    past = new & (panel.start < T)
+    if past.any():
+        log.info("%d new product(s) launch before the sales table ends: forecast from their launch_date", int(past.sum()))
+    ended = ~panel.forecastable
+    if ended.any():
+        log.info("%d product(s) end before their forecast start: no future rows", int(ended.sum()))
+
+
+def grid_positions(dates: pd.DatetimeIndex, offset, when: pd.Series, side: str) -> np.ndarray:
+    """Grid positions (any integer, also outside the table) of dates.
+
+    ``side="left"``: the first period starting at or after the date (a launch mid-period
+    counts from the next period); ``"right"``: one past the period holding the date.
+    """
+    values = pd.to_datetime(when)
+    lo = min(values.min(), dates[0]) - offset
+    hi = max(values.max(), dates[-1]) + offset
+    before = len(pd.date_range(lo, dates[0], freq=offset, inclusive="left"))
+    span = pd.date_range(lo, hi + offset, freq=offset)
+    return np.searchsorted(span.values, values.values, side=side) - before
 
 
 def _series_start(products: pd.DataFrame, dates: pd.DatetimeIndex, offset, first_sale: np.ndarray) -> np.ndarray:
-    """First sale, or launch_date if earlier; new products start at launch (never before the table's end)."""
+    """First sale, or launch_date if earlier; a product without sales starts at its launch
+    (anywhere on the grid), or after the table's end when it has no launch_date."""
     T = len(dates)
     start = first_sale.copy()
     if "launch_date" not in products:
@@ -203,13 +301,32 @@ def _series_start(products: pd.DataFrame, dates: pd.DatetimeIndex, offset, first
     if not known.any():
         return start
     periods = np.full(len(launch), T, dtype=int)
-    # Position of each launch on the grid, rounding a mid-period date up to the next period.
-    span = pd.date_range(dates[0], max(launch[known].max(), dates[-1]) + offset, freq=offset)
-    periods[known] = np.searchsorted(span.values, launch[known].values, side="left")
+    periods[known] = grid_positions(dates, offset, launch[known], "left")
     has_sales = first_sale < T
     start = np.where(known & has_sales, np.minimum(first_sale, np.maximum(periods, 0)), start)
-    start = np.where(known & ~has_sales, np.maximum(periods, T), start)
-    return start
+    return np.where(known & ~has_sales, periods, start)
+
+
+def _series_end(tables: Tables, dates: pd.DatetimeIndex, offset, last_sale: np.ndarray, mode: str) -> np.ndarray:
+    """Period after each series' end: its end_date, else (``last-sale``) after its last sale, else open."""
+    end = np.full(len(last_sale), OPEN_END, dtype=np.int64)
+    if mode == "last-sale":  # a series still selling in the table's last period has not visibly ended
+        end = np.where((last_sale >= 0) & (last_sale < len(dates) - 1), last_sale + 1, end)
+    products = tables.products
+    if "end_date" not in products or not products["end_date"].notna().any():
+        return end
+    given = products["end_date"].notna().to_numpy()
+    at = np.full(len(end), OPEN_END, dtype=np.int64)
+    at[given] = grid_positions(dates, offset, products.loc[given, "end_date"], "right")
+    sold_after = given & (last_sale >= at)
+    if sold_after.any():
+        lines = [int(i) + 2 for i in np.flatnonzero(sold_after)[:5]]
+        shown = ", ".join(f"line {ln}: item_id={products['item_id'].iloc[ln - 2]}" for ln in lines)
+        raise DataError(
+            f"{tables.products_name}: column 'end_date': {int(sold_after.sum())} product(s) have sales rows in "
+            f"{tables.sales_name} after their end_date ({shown}); correct the end_date or drop those rows"
+        )
+    return np.where(given, at, end)
 
 
 def _carried(sales: pd.DataFrame, column: str, row, col, n: int, T: int, inside: np.ndarray) -> np.ndarray:
