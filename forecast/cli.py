@@ -34,6 +34,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--sales", help="sales table: item_id, date, units[, price, covariates] (CSV or Parquet)")
     data.add_argument("--products", help="products table: item_id, description[, attributes, launch_date, end_date]")
     data.add_argument("--freq", help="pandas frequency alias (e.g. W-MON); inferred when omitted")
+    data.add_argument("--date-format", help="format of non-ISO dates in every input file, e.g. %%d/%%m/%%y "
+                      "(ambiguous dates are refused, not guessed)")
+    data.add_argument("--covariates", help="comma-separated sales columns to use as covariates "
+                      "(promo, discount, holiday, event... are recognised without it)")
     data.add_argument("--gaps", choices=["zero", "error"], help="missing periods: zero sales (default) or refuse")
     data.add_argument("--negative-units", choices=["error", "zero"],
                       help="negative units (returns): refuse (default) or count as zero")
@@ -111,6 +115,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     mapping = {
         "sales": "data.sales", "products": "data.products", "freq": "data.freq", "gaps": "data.gaps",
         "negative_units": "data.negative_units", "series_end": "data.series_end", "signals": "data.signals",
+        "date_format": "data.date_format",
         "horizon": "evaluation.horizon", "folds": "evaluation.folds",
         "step": "evaluation.step", "seed": "seed", "tracking_uri": "tracking.uri",
         "experiment": "tracking.experiment", "run_name": "tracking.run_name", "model": "output.model",
@@ -121,6 +126,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, attr, None)
         if value is not None:
             overrides[key] = value
+    if getattr(args, "covariates", None):
+        overrides["data.covariates"] = [c.strip() for c in args.covariates.split(",") if c.strip()]
     if getattr(args, "no_progress", False):
         overrides["train.progress"] = False
     if getattr(args, "models", None):

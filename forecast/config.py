@@ -35,6 +35,8 @@ class DataConfig:
     max_description_chars: int = 500  # longer descriptions are truncated with a warning
     series_end: Literal["table", "last-sale"] = "table"  # a series runs to the table's end, or to its last sale
     signals: str | None = None  # exogenous signals table: date + one numeric column per signal name
+    date_format: str | None = None  # strftime format of non-ISO dates, e.g. "%d/%m/%y"; never guessed when ambiguous
+    covariates: list[str] = field(default_factory=list)  # extra sales columns fed to models, besides recognised names
 
 
 @dataclass

@@ -1,9 +1,19 @@
-"""Planner-facing CSVs, written atomically (temporary file in the same folder, then rename)."""
+"""Planner-facing CSVs, written atomically (temporary file in the same folder, then rename).
+
+A planner owns the file an export points at: it is never one of the run's inputs, never
+something other than a regular file (a directory, a device such as /dev/null, a pipe),
+a symlink is written through to its target (the link stays), a replaced file keeps its
+permissions and a new one gets the usual umask. Text cells that a spreadsheet would run
+as a formula are neutralised (:func:`neutralise_formulas`).
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -15,38 +25,84 @@ from forecast.forecaster import Forecast
 from forecast.trends import trend_columns
 
 EXPORT_COLUMNS = ["item_id", "date", "model", "units", "price", "trend", "trend_direction", "description"]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a spreadsheet may evaluate
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number in a text cell is not a formula
 
 
-def check_writable(path: str | Path) -> Path:
-    """Fail before any work if the file could not be written at the end."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
+def check_writable(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """Fail before any work if the file could not, or must not, be written at the end.
+
+    ``inputs`` are the files the run reads: writing over one of them is refused.
+    Returns the path written to: a symlink's target.
+    """
+    link = Path(path)
+    path = Path(os.path.realpath(link))
+    parent = path.parent
     if path.is_dir():
-        raise ForecastError(f"export path {path} is a directory; give a file name such as {path / 'forecast.csv'}")
+        raise ForecastError(f"export path {link} is a directory; give a file name such as {link / 'forecast.csv'}")
+    if path.exists() and not path.is_file():
+        raise ForecastError(f"export path {link} is not a regular file ({_kind(path)}); give the path of a CSV file")
+    for given in inputs:
+        if path.exists() and Path(given).exists() and os.path.samefile(path, given):
+            raise ForecastError(f"export path {link} is the input file {given}; write the output to another file")
+    if parent.exists() and not parent.is_dir():
+        raise ForecastError(f"export path {link}: {parent} is a file, not a folder")
     if not parent.is_dir():
-        raise ForecastError(f"export path {path}: folder {parent} does not exist")
+        raise ForecastError(f"export path {link}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ForecastError(f"export path {path}: not writable (check the folder's permissions)")
+        raise ForecastError(f"export path {link}: not writable (check the folder's permissions)")
     return path
+
+
+def _kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    kinds = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a pipe",
+             stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a file")
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write to a temporary file beside the target and rename it into place.
 
-    A crash or a full disk leaves the previous file (or none), never half a CSV.
+    A crash or a full disk leaves the previous file (or none), never half a CSV. The
+    file gets the mode of the one it replaces, or the umask's default for a new file
+    (mkstemp alone would make every export 0600).
     """
     path = check_writable(path)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            frame.to_csv(handle, index=False, float_format="%.4f")
+            neutralise_formulas(frame).to_csv(handle, index=False, float_format="%.4f")
             handle.flush()
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells starting with ``= + - @``, tab or carriage return get a leading ``'``, so a
+    spreadsheet shows them instead of running them (OWASP CSV injection). Numeric columns,
+    and text cells that are plain numbers such as ``-5``, are left as they are."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        text = values.astype(str)
+        risky = values.notna() & text.str.startswith(FORMULA_START) & ~text.str.fullmatch(NUMBER)
+        out[column] = values.where(~risky, "'" + text)
+    return out
 
 
 def forecast_frame(panel: Panel, forecasts: list[Forecast], trend_window: int = 9,

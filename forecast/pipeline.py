@@ -19,7 +19,7 @@ import pandas as pd
 
 from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import NEURAL_MODELS, RunConfig
-from forecast.data.contract import load_tables
+from forecast.data.contract import input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
 from forecast.errors import ConfigError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
@@ -47,7 +47,7 @@ def load_panel(cfg: RunConfig) -> Panel:
     if data.signals:
         from forecast.data.signals import attach_signals
 
-        panel = attach_signals(panel, data.signals)
+        panel = attach_signals(panel, data.signals, data.date_format)
     if cfg.evaluation.season_length:
         panel.season_length = cfg.evaluation.season_length
     log.info("data: %d products (%d new), %d periods of %s from %s to %s",
@@ -177,7 +177,7 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
     from forecast import tracking
 
     cfg.validate()
-    export_path = check_writable(cfg.output.export) if cfg.output.export else None
+    export_path = check_writable(cfg.output.export, input_paths(cfg.data)) if cfg.output.export else None
     panel = load_panel(cfg)
     origins(panel.n_periods, cfg.evaluation)  # refuse a too-short table before a run is opened
     workdir = work_directory(cfg)
@@ -238,7 +238,7 @@ def predict(cfg: RunConfig, model_dir: str | Path) -> pd.DataFrame:
     """Forecast with a saved neural model, without retraining."""
     from forecast.models.forecaster import NeuralForecaster
 
-    export_path = check_writable(cfg.output.export) if cfg.output.export else None
+    export_path = check_writable(cfg.output.export, input_paths(cfg.data)) if cfg.output.export else None
     model = NeuralForecaster.load(model_dir)
     panel = load_panel(cfg)
     forecast = model.predict(panel, model.config.evaluation.horizon)
@@ -283,17 +283,11 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int = 3) -> pd.DataFrame:
     """Aggregate an exported forecast by attribute and description word (see forecast.trends)."""
-    from forecast.errors import DataError
-    from forecast.trends import trend_report
+    from forecast.trends import read_forecast, trend_report
 
-    check_writable(output)
-    if not forecast_csv.is_file():
-        raise DataError(f"{forecast_csv}: forecast file not found; run `python -m forecast fit --export {forecast_csv}` first")
-    export = pd.read_csv(forecast_csv, dtype={"item_id": str})
-    missing = {"item_id", "units"} - set(export.columns)
-    if missing:
-        raise DataError(f"{forecast_csv}: missing column(s) {sorted(missing)}; expected a forecast written by fit")
+    check_writable(output, [forecast_csv, *input_paths(cfg.data)])
     panel = load_panel(cfg)
+    export = read_forecast(forecast_csv, panel)
     report = trend_report(panel, export, cfg.output.trend_threshold, min_products)
     write_csv_atomic(report, output)
     log.info("wrote %d trend rows to %s", len(report), output)

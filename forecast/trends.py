@@ -20,11 +20,13 @@ Definitions (README, "Trends"):
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from forecast.data.panel import Panel
+from forecast.errors import DataError
 from forecast.forecaster import Forecast
 
 RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
@@ -94,6 +96,29 @@ def reference_units(panel: Panel, rows: np.ndarray, horizon: int) -> np.ndarray:
     else:
         cols = np.arange(max(T - horizon, 0), T)
     return np.nansum(panel.units[np.ix_(rows, cols)], axis=1)
+
+
+def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
+    """The item_id and units of a forecast CSV written by ``fit``, checked against the products.
+
+    Units must be numbers and every item a product of the panel (a forecast made from other
+    tables would otherwise give an empty report without a word). Item ids that the export
+    neutralised as formulas (a leading ``'``) are read back as they were.
+    """
+    from forecast.data.contract import parse_numeric, read_table, require_columns
+
+    if not path.is_file():
+        raise DataError(f"{path}: forecast file not found; run `python -m forecast fit --export {path}` first")
+    frame = read_table(path)
+    require_columns(frame, ("item_id", "units"), path.name)
+    item_ids = frame["item_id"].str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
+    export = pd.DataFrame({"item_id": item_ids, "units": parse_numeric(frame, "units", path.name)})
+    unknown = pd.unique(item_ids[~item_ids.isin(set(panel.item_ids))])
+    if len(unknown):
+        shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        raise DataError(f"{path.name}: column 'item_id': {len(unknown)} item(s) are not in the products table "
+                        f"({shown}); give the --sales and --products the forecast was made from")
+    return export
 
 
 def words(description: str) -> set[str]:

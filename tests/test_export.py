@@ -45,13 +45,13 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "out.csv"
     target.write_text("old\n")
 
-    class Boom(pd.DataFrame):
-        def to_csv(self, *a, **k):
-            a[0].write("half a row,")
-            raise OSError("disk full")
+    def boom(self, *a, **k):
+        a[0].write("half a row,")
+        raise OSError("disk full")
 
+    monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
     with pytest.raises(OSError):
-        write_csv_atomic(Boom({"a": [1]}), target)
+        write_csv_atomic(pd.DataFrame({"a": [1]}), target)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # no temp file left behind
 

@@ -5,23 +5,34 @@ Every check runs before any model is fitted, and every failure is a
 offending rows (as line numbers in the file, header = line 1), so a planner can
 open the file and fix it.
 
-sales:    item_id, date, units, [price], [further numeric covariates]
-products: item_id, description, [attribute columns], [launch_date], [end_date]
+sales:    item_id, date, units, [price], [covariates: declared, or a recognised name]
+products: item_id, description, [attribute columns], [launch_date], [end_date], [price]
 signals:  date, one numeric column per signal name (optional, ``--signals``)
+
+Nothing is guessed: dates are ISO 8601, or read with ``--date-format``, or in the one
+format that reads every value of the column the same way (day-first and month-first
+readings that disagree are refused). An extra sales column is a covariate only when
+it is declared (``--covariates``) or has a recognised name; any other is ignored
+with a warning.
 """
 
 from __future__ import annotations
 
+import csv
 import difflib
+import io
 import logging
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
 
 from forecast.config import DataConfig
-from forecast.errors import DataError
+from forecast.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +40,10 @@ SALES_REQUIRED = ("item_id", "date", "units")
 PRODUCTS_REQUIRED = ("item_id", "description")
 SHOW_ROWS = 5  # how many offending rows a message quotes
 LIFE_CYCLE_DATES = ("launch_date", "end_date")  # optional product dates (forecast.data.panel)
+# Sales columns taken as covariates without being declared (case-insensitive; spaces and hyphens as "_").
+KNOWN_COVARIATES = ("promo", "promotion", "promotions", "on_promo", "on_promotion", "discount", "holiday",
+                    "holidays", "event", "events")
+UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
 
 
 @dataclass
@@ -51,8 +66,8 @@ def load_tables(sales_path: str | Path, products_path: str | Path, config: DataC
     sales = read_table(sales_path)
     products = read_table(products_path)
     name_s, name_p = Path(sales_path).name, Path(products_path).name
-    sales = validate_sales(sales, name_s, config.negative_units)
-    products = validate_products(products, name_p, config.max_description_chars)
+    sales = validate_sales(sales, name_s, config.negative_units, config.covariates, config.date_format)
+    products = validate_products(products, name_p, config.max_description_chars, config.date_format)
     check_items_known(sales, products, name_s, name_p)
     return Tables(sales=sales, products=products, sales_name=name_s, products_name=name_p)
 
@@ -77,7 +92,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: has a header but no data rows")
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return _drop_empty_unnamed(frame, path.name)
+
+
+def input_paths(config: DataConfig) -> list[str]:
+    """The files a run reads: an output path must never be one of them."""
+    return [p for p in (config.sales, config.products, config.signals) if p]
+
+
+def _drop_empty_unnamed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
+    """Drop header-less columns with no values (a trailing comma on every row), saying so."""
+    empty = [c for c in frame.columns if UNNAMED.fullmatch(c) and _blank(frame[c]).all()]
+    if empty:
+        log.warning("%s: ignored %d empty column(s) without a header (a trailing comma on every row?)",
+                    file, len(empty))
+    return frame.drop(columns=empty)
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    return values.isna() | values.astype(str).str.strip().eq("")
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -90,12 +123,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
             f"{path}: not valid UTF-8 text (byte {err.start}, line {line}); "
             "save the file as UTF-8 (in Excel: 'CSV UTF-8')"
         ) from None
+    read = lambda **kw: pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", **kw)  # noqa: E731
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        frame = read()
+        if not isinstance(frame.index, pd.RangeIndex):  # every row has one field more than the header
+            _refuse_extra_fields(frame, path)
+            log.warning("%s: ignored an empty last field on every row (a trailing comma?)", path.name)
+            frame = read(index_col=False)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file has no header row") from None
     except pd.errors.ParserError as err:
         raise DataError(f"{path}: cannot parse as CSV ({err})") from None
+    _refuse_duplicate_headers(raw[:1 << 16].decode("utf-8-sig", errors="ignore"), path)
     if frame.shape[1] == 1:
         header = frame.columns[0]
         for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
@@ -105,6 +144,32 @@ def _read_csv(path: Path) -> pd.DataFrame:
                     "save it as comma-separated CSV"
                 )
     return frame
+
+
+def _refuse_extra_fields(frame: pd.DataFrame, path: Path) -> None:
+    """pandas took the first field as an index because rows are one field longer than the header:
+    only an empty extra field (a trailing comma) may be dropped."""
+    extra = ~_blank(frame.iloc[:, -1]).to_numpy()
+    if extra.any():
+        shown = ", ".join(f"line {int(i) + 2}" for i in np.flatnonzero(extra)[:SHOW_ROWS])
+        raise DataError(f"{path}: {int(extra.sum())} row(s) have more fields than the header ({shown}); "
+                        "add the missing column name to the header")
+
+
+def _refuse_duplicate_headers(text: str, path: Path) -> None:
+    """A header named twice (pandas would read the second as 'units.1'), also differing in case only."""
+    header = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if not name:
+            continue
+        if name.lower() in seen:
+            first = seen[name.lower()]
+            raise DataError(
+                f"{path}: column {name!r}: the header names it twice (columns {first} and {position}"
+                f"{'' if header[first - 1] == name else ', as ' + repr(header[first - 1])}); keep one"
+            )
+        seen[name.lower()] = position
 
 
 # --- shared checks ------------------------------------------------------------
@@ -174,45 +239,109 @@ def parse_numeric(frame: pd.DataFrame, column: str, file: str, allow_missing: bo
     return values.astype(float)
 
 
-def parse_dates(frame: pd.DataFrame, column: str, file: str, allow_missing: bool = False) -> pd.Series:
-    """Dates in one consistent format; a mix of formats is refused, not guessed row by row."""
+def parse_dates(frame: pd.DataFrame, column: str, file: str, allow_missing: bool = False,
+                date_format: str | None = None) -> pd.Series:
+    """Dates read one way for the whole column, never guessed row by row.
+
+    ISO 8601 is always accepted; ``date_format`` (``--date-format``) reads any other
+    column. Without it, a column that is not ISO must have exactly one reading among
+    the usual formats (``01/02/24`` has three: refused; a ``13/02/24`` in the column
+    proves day-first). Time-zone offsets must be the same on every row (they are dropped:
+    dates are local).
+    """
     raw = frame[column]
     if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = pd.to_datetime(raw).dt.tz_localize(None) if getattr(raw.dt, "tz", None) else raw
-    else:
-        text = raw.astype(str).str.strip()
-        blank = text.eq("") | raw.isna() | text.str.lower().isin(["nan", "nat", "none"])
-        if not allow_missing:
-            _fail_rows(file, column, "are empty", blank, frame)
-        parsed = pd.to_datetime(text.where(~blank), errors="coerce", format="ISO8601")
-        bad = parsed.isna() & ~blank
-        if bad.any():
-            # Not ISO: accept one other consistent format, inferred from the first value.
-            fmt_parsed = pd.to_datetime(text.where(~blank), errors="coerce")
-            fmt_bad = fmt_parsed.isna() & ~blank
-            if fmt_bad.any() and not fmt_bad.all():
-                _fail_rows(
-                    file, column,
-                    "are unparseable dates or use a different date format than the rest "
-                    "(use one format, ideally YYYY-MM-DD)",
-                    fmt_bad, frame,
-                )
-            _fail_rows(file, column, "are unparseable dates (use YYYY-MM-DD)", fmt_bad, frame)
-            if (~parsed.isna()).any():
-                _fail_rows(
-                    file, column,
-                    "mix date formats (some YYYY-MM-DD, some not); use one format",
-                    bad, frame,
-                )
-            parsed = fmt_parsed
+        parsed = raw.dt.tz_localize(None) if raw.dt.tz is not None else raw
+        return parsed.dt.normalize()
+    text = raw.astype(str).str.strip()
+    blank = text.eq("") | raw.isna() | text.str.lower().isin(["nan", "nat", "none"])
+    if not allow_missing:
+        _fail_rows(file, column, "are empty", blank, frame)
+    values = text.where(~blank)
+    fmt = _date_format(values, frame, column, file, date_format)
+    parsed = _read_dates(values, fmt, frame, column, file)
+    if parsed.dt.tz is not None:
+        parsed = parsed.dt.tz_localize(None)
     return parsed.dt.normalize()
 
 
+def _date_format(values: pd.Series, frame: pd.DataFrame, column: str, file: str, given: str | None) -> str:
+    """The one format that reads every value of a column (see parse_dates), or a DataError."""
+    unique = pd.Series(values.dropna().unique(), dtype=object)
+    if given and _reads_all(unique, given):
+        return given
+    iso_bad = values.notna() & _read_dates(values, "ISO8601", frame, column, file).isna()
+    if not iso_bad.any():
+        return "ISO8601"
+    if given:
+        _fail_rows(file, column, f"do not match --date-format {given!r} (nor YYYY-MM-DD)",
+                   values.notna() & _read_dates(values, given, frame, column, file).isna(), frame)
+    if iso_bad.sum() < values.notna().sum():
+        _fail_rows(file, column, "are unparseable dates or use a different date format than the rest "
+                   "(use one format, ideally YYYY-MM-DD)", iso_bad, frame)
+    readings = {fmt: parsed for fmt in _candidate_formats(unique)
+                if (parsed := _to_datetime(unique, fmt)).notna().all()}
+    if not readings:
+        _fail_rows(file, column, "are unparseable dates or mix date formats (use one format, ideally "
+                   "YYYY-MM-DD, or give it with --date-format)", values.notna(), frame)
+    distinct = {tuple(parsed): fmt for fmt, parsed in readings.items()}
+    if len(distinct) > 1:
+        differ = pd.DataFrame(dict(enumerate(readings.values()))).nunique(axis=1).gt(1)
+        ambiguous = set(unique[differ.to_numpy()])
+        _fail_rows(file, column, f"are ambiguous dates, read differently as {' or '.join(distinct.values())}; "
+                   f"give the format with --date-format (e.g. --date-format {next(iter(distinct.values()))})",
+                   values.isin(ambiguous), frame)
+    return next(iter(readings))
+
+
+def _candidate_formats(unique: pd.Series) -> list[str]:
+    """Day-first and month-first numeric dates with the usual separators, year-first with a
+    four-digit year, plus pandas' guesses for a sample of the values with day and month swapped."""
+    numeric = [f"{a}{sep}{b}{sep}{c}" for sep in "/-. " for a, b, c in
+               (("%d", "%m", "%Y"), ("%m", "%d", "%Y"), ("%d", "%m", "%y"), ("%m", "%d", "%y"), ("%Y", "%m", "%d"))]
+    with warnings.catch_warnings():  # pandas warns when a guess contradicts dayfirst
+        warnings.simplefilter("ignore")
+        guessed = {guess_datetime_format(v, dayfirst=first) for v in unique[:20] for first in (False, True)} - {None}
+    swapped = {g.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m") for g in guessed if "%d" in g and "%m" in g}
+    candidates = dict.fromkeys([*numeric, *sorted(guessed), *sorted(swapped)])
+    return [f for f in candidates if not re.match(r"%[Yy]\W%d|%y", f)]
+
+
+def _reads_all(unique: pd.Series, fmt: str) -> bool:
+    try:
+        return bool(_to_datetime(unique, fmt).notna().all())
+    except ValueError:  # mixed time zones: reported by _read_dates
+        return False
+
+
+def _to_datetime(values: pd.Series, fmt: str) -> pd.Series:
+    try:
+        return pd.to_datetime(values, format=fmt, errors="coerce")
+    except ValueError as err:  # a bad directive; mixed time zones are handled by _read_dates
+        if "Mixed timezones" in str(err):
+            raise
+        raise ConfigError(f"--date-format {fmt!r}: {err} (see the codes of Python's strftime, e.g. %d/%m/%y)") from None
+
+
+def _read_dates(values: pd.Series, fmt: str, frame: pd.DataFrame, column: str, file: str) -> pd.Series:
+    """Parse with ``fmt``; dates with different time-zone offsets are refused by line."""
+    try:
+        return _to_datetime(values, fmt)
+    except ValueError:
+        offsets = values.str.extract(r"(Z|[+-]\d\d:?\d\d)$", expand=False).where(values.notna()).fillna("none")
+        usual = offsets[values.notna()].mode().iloc[0]
+        _fail_rows(file, column, f"mix time-zone offsets ({', '.join(sorted(offsets[values.notna()].unique()))}); "
+                   "give local dates without an offset, or one offset for the whole file",
+                   values.notna() & offsets.ne(usual), frame)
+        raise
+
+
 # --- the two tables -----------------------------------------------------------------
-def validate_sales(frame: pd.DataFrame, file: str, negative_units: str = "error") -> pd.DataFrame:
+def validate_sales(frame: pd.DataFrame, file: str, negative_units: str = "error",
+                   covariates: list[str] | tuple[str, ...] = (), date_format: str | None = None) -> pd.DataFrame:
     require_columns(frame, SALES_REQUIRED, file)
     out = pd.DataFrame({"item_id": _clean_ids(frame, file)})
-    out["date"] = parse_dates(frame, "date", file)
+    out["date"] = parse_dates(frame, "date", file, date_format=date_format)
     out["units"] = parse_numeric(frame, "units", file)
     negative = out["units"] < 0
     if negative_units == "zero" and negative.any():
@@ -223,21 +352,56 @@ def validate_sales(frame: pd.DataFrame, file: str, negative_units: str = "error"
         "are negative (net out returns, or pass --negative-units zero to count them as zero sales)",
         out["units"] < 0, frame,
     )
-    if "price" in frame.columns:
-        out["price"] = parse_numeric(frame, "price", file, allow_missing=True)
-        _fail_rows(file, "price", "are negative", out["price"] < 0, frame)
-    for column in frame.columns:
-        if column in out.columns or column in SALES_REQUIRED:
-            continue
+    price, used = _sales_extra_columns(frame, file, covariates)
+    if price:
+        out["price"] = _parse_price(frame, price, file)
+    for column in used:
         out[column] = parse_numeric(frame, column, file)
     dup = out.duplicated(["item_id", "date"], keep=False)
     _fail_rows(file, "date", "duplicate an (item_id, date) pair; aggregate them to one row", dup, frame)
     return out.sort_values(["item_id", "date"], kind="stable").reset_index(drop=True)
 
 
-def validate_products(frame: pd.DataFrame, file: str, max_description_chars: int = 500) -> pd.DataFrame:
+def _parse_price(frame: pd.DataFrame, column: str, file: str) -> pd.Series:
+    """Prices: numbers >= 0, blanks allowed (sales: carried forward; products: no plan)."""
+    price = parse_numeric(frame, column, file, allow_missing=True)
+    _fail_rows(file, column, "are negative", price < 0, frame)
+    return price
+
+
+def _sales_extra_columns(frame: pd.DataFrame, file: str, declared) -> tuple[str | None, list[str]]:
+    """(the price column, the covariate columns) beyond item_id/date/units.
+
+    A column is the price when its name is ``price`` in any case, a covariate when it is
+    declared (``--covariates``) or has a recognised name (KNOWN_COVARIATES, any case);
+    every other column is ignored with a warning rather than fed to a model unasked.
+    """
+    by_lower = {c.lower(): c for c in frame.columns}
+    unknown = [name for name in declared if name.lower() not in by_lower]
+    if unknown:
+        raise DataError(f"{file}: covariate(s) {', '.join(map(repr, unknown))} (--covariates, data.covariates) "
+                        f"are not columns; found columns: {', '.join(frame.columns)}")
+    chosen = {by_lower[name.lower()] for name in declared}
+    price = by_lower.get("price")
+    covariates, ignored = [], []
+    for column in frame.columns:
+        if column in SALES_REQUIRED or column == price:
+            continue
+        recognised = re.sub(r"[\s-]+", "_", column.lower()) in KNOWN_COVARIATES
+        (covariates if column in chosen or recognised else ignored).append(column)
+    if ignored:
+        log.warning("%s: ignored column(s) %s: not a recognised covariate (declare one with --covariates NAME)",
+                    file, ", ".join(map(repr, ignored)))
+    return price, covariates
+
+
+def validate_products(frame: pd.DataFrame, file: str, max_description_chars: int = 500,
+                      date_format: str | None = None) -> pd.DataFrame:
     require_columns(frame, PRODUCTS_REQUIRED, file)
-    out = frame.copy()
+    index_like = [c for c in frame.columns if UNNAMED.fullmatch(c)]
+    if index_like:
+        log.warning("%s: ignored column(s) without a header %s (a saved index?)", file, ", ".join(map(repr, index_like)))
+    out = frame.drop(columns=index_like)
     out["item_id"] = _clean_ids(frame, file)
     _fail_rows(file, "item_id", "repeat an item_id already listed", out["item_id"].duplicated(keep="first"), frame)
     desc = frame["description"].fillna("").astype(str).str.strip()
@@ -252,11 +416,14 @@ def validate_products(frame: pd.DataFrame, file: str, max_description_chars: int
     out["description"] = desc
     for column in LIFE_CYCLE_DATES:
         if column in frame.columns:
-            out[column] = parse_dates(frame, column, file, allow_missing=True)
+            out[column] = parse_dates(frame, column, file, allow_missing=True, date_format=date_format)
+    price = next((c for c in frame.columns if c.lower() == "price"), None)
+    if price:
+        out = out.drop(columns=price).assign(price=_parse_price(frame, price, file))
     return out.reset_index(drop=True)
 
 
-def load_signals(path: str | Path) -> tuple[pd.DataFrame, str]:
+def load_signals(path: str | Path, date_format: str | None = None) -> tuple[pd.DataFrame, str]:
     """Read and validate a signals table: ``date`` plus one numeric column per signal name.
 
     Returns the table (dates parsed, one row per date, sorted) and the file name for messages.
@@ -267,7 +434,7 @@ def load_signals(path: str | Path) -> tuple[pd.DataFrame, str]:
     names = [c for c in frame.columns if c != "date"]
     if not names:
         raise DataError(f"{file}: no signal columns besides 'date' (one numeric column per signal name)")
-    out = pd.DataFrame({"date": parse_dates(frame, "date", file)})
+    out = pd.DataFrame({"date": parse_dates(frame, "date", file, date_format=date_format)})
     for name in names:
         out[name] = parse_numeric(frame, name, file)
     _fail_rows(file, "date", "repeat a date already listed", out["date"].duplicated(keep="first"), frame)

@@ -192,6 +192,7 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", ser
         from forecast.errors import ConfigError
 
         raise ConfigError(f"--series-end {series_end!r}: choose from {', '.join(SERIES_ENDS)}")
+    given_freq = freq is not None
     freq = freq or infer_freq(sales["date"], file)
     try:
         offset = pd.tseries.frequencies.to_offset(freq)
@@ -233,7 +234,7 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", ser
             f"{file}: {int(gap_mask.sum())} missing period(s) in {len(bad_items)} series "
             f"(e.g. {', '.join(bad_items[:5])}); add zero rows or use --gaps zero"
         )
-    _log_gaps(gap_mask, inside)
+    _log_gaps(gap_mask, inside, _finer_than_data(freq, sales["date"]) if given_freq else None)
 
     units = np.where(inside, 0.0, np.nan)
     units[row, col] = sales["units"].to_numpy(dtype=float)
@@ -249,18 +250,31 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", ser
     return panel
 
 
-def _log_gaps(gap_mask: np.ndarray, inside: np.ndarray) -> None:
-    """Count the invented zeros; warn when they are most of the data (series that really ended?)."""
+def _log_gaps(gap_mask: np.ndarray, inside: np.ndarray, data_freq: str | None = None) -> None:
+    """Count the invented zeros; warn when they are most of the data (series that really ended,
+    or a ``--freq`` finer than the data's: ``data_freq`` is the data's own when that is the case)."""
     filled = int(gap_mask.sum())
     if not filled:
         return
     log.info("filled %d missing period(s) in %d series with zero sales", filled, int(gap_mask.any(axis=1).sum()))
     if filled > 0.5 * inside.sum():
+        finer = (f"--freq is finer than the data's {data_freq}: drop --freq or give --freq {data_freq}; "
+                 if data_freq else "if --freq is finer than the data's frequency, drop it; ")
         log.warning(
-            "zero-filled periods are %.0f%% of all series cells: if series stop selling (seasonal items), "
+            "zero-filled periods are %.0f%% of all series cells: %sif series stop selling (seasonal items), "
             "pass --series-end last-sale or an end_date column; to refuse gaps, --gaps error",
-            100 * filled / inside.sum(),
+            100 * filled / inside.sum(), finer,
         )
+
+
+def _finer_than_data(freq: str, dates: pd.Series) -> str | None:
+    """The frequency the dates themselves have, when it differs from the one given."""
+    try:
+        inferred = infer_freq(dates, "")
+    except DataError:
+        return None
+    same = pd.tseries.frequencies.to_offset(inferred) == pd.tseries.frequencies.to_offset(freq)
+    return None if same else inferred
 
 
 def _log_life_cycle(panel: Panel) -> None:
@@ -330,8 +344,9 @@ def _series_end(tables: Tables, dates: pd.DatetimeIndex, offset, last_sale: np.n
 
 
 def _carried(sales: pd.DataFrame, column: str, row, col, n: int, T: int, inside: np.ndarray) -> np.ndarray:
-    """A covariate on the grid, carried forward (then back) within each series."""
+    """A covariate on the grid, carried forward within each series, never backward: a value
+    is known from its row on, so a backtest origin before it must not see it (NaN until then;
+    a forecast's price plan falls back to the products table's price, forecast.forecaster)."""
     grid = np.full((n, T), np.nan)
     grid[row, col] = sales[column].to_numpy(dtype=float)
-    frame = pd.DataFrame(grid.T).ffill().bfill()
-    return np.where(inside, frame.to_numpy().T, np.nan)
+    return np.where(inside, pd.DataFrame(grid.T).ffill().to_numpy().T, np.nan)

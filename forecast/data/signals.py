@@ -74,9 +74,9 @@ def signal_windows(signals: Signals, items: np.ndarray, origins: np.ndarray, len
     return np.where(visible, values, np.nan)
 
 
-def attach_signals(panel: Panel, path: str | Path) -> Panel:
+def attach_signals(panel: Panel, path: str | Path, date_format: str | None = None) -> Panel:
     """The panel with the signals of ``path`` on its grid and each product's matches."""
-    frame, file = load_signals(path)
+    frame, file = load_signals(path, date_format)
     values, first = on_grid(panel, frame, file)
     names = [c for c in frame.columns if c != "date"]
     items = match_products(panel.products, names, file)
