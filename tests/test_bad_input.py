@@ -16,6 +16,14 @@ GOOD_SALES = "item_id,date,units,price\nA,2024-01-01,3,2.0\nA,2024-01-08,4,2.0\n
     f"A,2024-{m:02d}-{d:02d},5,2.0\n" for m, d in [(1, 22), (1, 29), (2, 5), (2, 12), (2, 19), (2, 26), (3, 4)]
 )
 GOOD_PRODUCTS = "item_id,description\nA,red wool coat\n"
+# 12 monthly rows on the 1st, written dd/mm/yy: read month-first they would be 12 consecutive days.
+MONTHLY_DAY_FIRST = "item_id,date,units\n" + "".join(f"A,01/{m:02d}/24,{m}\n" for m in range(1, 13))
+
+
+def with_column(sales: str, name: str, value: str) -> str:
+    """The sales table with one more column, ``value`` on every row."""
+    header, *rows = sales.splitlines()
+    return "\n".join([f"{header},{name}", *(f"{row},{value}" for row in rows)]) + "\n"
 
 
 def fit_args(sales: str, products: str, *extra: str) -> list[str]:
@@ -77,6 +85,54 @@ CASES = {
     "model_not_fitted": (GOOD_SALES, GOOD_PRODUCTS, ["--model", "ets"], ["--model 'ets'", "not among"]),
     "unwritable_export": (GOOD_SALES, GOOD_PRODUCTS, ["--export", "/no/such/folder/out.csv"], ["export path", "does not exist"]),
     "export_is_directory": (GOOD_SALES, GOOD_PRODUCTS, ["--export", "."], ["is a directory"]),
+    # dates are never guessed
+    "ambiguous_day_first_dates": (MONTHLY_DAY_FIRST, GOOD_PRODUCTS, [],
+                                  ["sales.csv", "'date'", "ambiguous", "--date-format %d/%m/%y", "line 3: item_id=A"]),
+    "date_format_not_matching": (GOOD_SALES.replace("2024-03-04", "03/04/2024"), GOOD_PRODUCTS,
+                                 ["--date-format", "%d/%m/%y"], ["'date'", "--date-format '%d/%m/%y'", "line 11"]),
+    "date_format_bad_directive": (GOOD_SALES, GOOD_PRODUCTS, ["--date-format", "%Q-%m"], ["--date-format '%Q-%m'"]),
+    "mixed_time_zone_offsets": (GOOD_SALES.replace("2024-03-04", "2024-03-04T00:00+02:00"), GOOD_PRODUCTS, [],
+                                ["'date'", "time-zone offsets", "+02:00"]),
+    "ambiguous_launch_date": (GOOD_SALES, "item_id,description,launch_date\nA,red wool coat,\nN,blue coat,03/04/24\n",
+                              [], ["products.csv", "'launch_date'", "ambiguous", "line 3"]),
+    "ambiguous_end_date": (GOOD_SALES, "item_id,description,end_date\nA,red wool coat,05/06/24\n", [],
+                           ["products.csv", "'end_date'", "ambiguous", "--date-format"]),
+    "launch_date_offsets": (GOOD_SALES, "item_id,description,launch_date\nA,red coat,2024-01-01T00:00+01:00\n"
+                            "N,blue coat,2024-05-06T00:00-05:00\n", [], ["'launch_date'", "time-zone offsets", "line 3"]),
+    "launch_date_not_matching_format": (GOOD_SALES, "item_id,description,launch_date\nA,red coat,\nN,blue coat,"
+                                        "2024/13/01\n", ["--date-format", "%d/%m/%y"],
+                                        ["products.csv", "'launch_date'", "--date-format", "line 3"]),
+    # stray and duplicated columns
+    "duplicate_header": (GOOD_SALES.replace("price\n", "units\n", 1), GOOD_PRODUCTS, [],
+                         ["sales.csv", "'units'", "twice", "columns 3 and 4"]),
+    "duplicate_header_other_case": (GOOD_SALES.replace("price\n", "price,Price\n", 1).replace(",2.0\n", ",2.0,2.0\n"),
+                                    GOOD_PRODUCTS, [], ["sales.csv", "'Price'", "twice", "'price'"]),
+    "products_duplicate_header": (GOOD_SALES, "item_id,description,colour,colour\nA,red coat,red,blue\n", [],
+                                  ["products.csv", "'colour'", "twice"]),
+    "declared_covariate_missing": (GOOD_SALES, GOOD_PRODUCTS, ["--covariates", "store"],
+                                   ["sales.csv", "'store'", "--covariates", "found columns"]),
+    "declared_covariate_not_numeric": (with_column(GOOD_SALES, "store", "north"), GOOD_PRODUCTS,
+                                       ["--covariates", "store"], ["'store'", "not numbers", "line 2", "north"]),
+    "recognised_covariate_not_numeric": (with_column(GOOD_SALES, "Promo", "yes"), GOOD_PRODUCTS, [],
+                                         ["'Promo'", "not numbers", "line 2"]),
+    "rows_longer_than_header": (GOOD_SALES.replace(",2.0\n", ",2.0,x\n"), GOOD_PRODUCTS, [],
+                                ["sales.csv", "more fields than the header", "line 2"]),
+    "capitalised_price_not_numeric": (GOOD_SALES.replace("price", "Price", 1) + 'A,2024-03-11,3,"1,299.00"\n',
+                                      GOOD_PRODUCTS, [], ["'Price'", "not numbers", "line 12", "1,299.00"]),
+    # the products' price is validated like the sales'
+    "products_price_thousands": (GOOD_SALES, 'item_id,description,price\nA,red coat,"1,299.00"\n', [],
+                                 ["products.csv", "'price'", "not numbers", "line 2", "1,299.00"]),
+    "products_price_negative": (GOOD_SALES, "item_id,description,price\nA,red coat,-3\n", [],
+                                ["products.csv", "'price'", "negative", "line 2"]),
+    "products_price_text": (GOOD_SALES, "item_id,description,price\nA,red coat,2.0\nN,blue coat,call us\n", [],
+                            ["products.csv", "'price'", "not numbers", "line 3"]),
+    # the export never replaces what it must not
+    "export_is_the_sales_file": (GOOD_SALES, GOOD_PRODUCTS, ["--export", "sales.csv"], ["sales.csv", "input file"]),
+    "export_is_the_products_file": (GOOD_SALES, GOOD_PRODUCTS, ["--export", "./products.csv"],
+                                    ["products.csv", "input file"]),
+    "export_is_a_device": (GOOD_SALES, GOOD_PRODUCTS, ["--export", "/dev/null"], ["/dev/null", "not a regular file"]),
+    "export_under_a_file": (GOOD_SALES, GOOD_PRODUCTS, ["--export", "products.csv/out.csv"],
+                            ["products.csv", "is a file, not a folder"]),
 }
 
 
@@ -143,3 +199,64 @@ def test_real_process_prints_no_traceback(workdir):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "negative" in proc.stderr
+
+
+SIGNALS_CASES = {
+    # name: (signals text, extra args, expected fragments)
+    "signals_ambiguous_dates": ("date,red\n" + "".join(f"01/{m:02d}/24,{m}\n" for m in range(1, 13)), [],
+                                ["signals.csv", "'date'", "ambiguous", "--date-format"]),
+    "signals_mixed_offsets": ("date,red\n2024-01-01T00:00+01:00,1\n2024-01-08T00:00+01:00,2\n2024-01-15T00:00Z,3\n", [],
+                              ["signals.csv", "time-zone offsets", "line 4"]),
+    "signals_not_matching_format": ("date,red\n2024/31/01,1\n", ["--date-format", "%d/%m/%Y"],
+                                    ["signals.csv", "--date-format '%d/%m/%Y'", "line 2"]),
+    "signals_duplicate_header": ("date,red,red\n2024-01-01,1,2\n", [], ["signals.csv", "'red'", "twice"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SIGNALS_CASES))
+def test_bad_signals_are_refused_clearly(case, workdir, capsys):
+    signals_text, extra, needles = SIGNALS_CASES[case]
+    sales = write_csv(workdir, "sales.csv", GOOD_SALES)
+    products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
+    signals = write_csv(workdir, "signals.csv", signals_text)
+    code, err = run_cli(capsys, fit_args(sales, products, "--signals", signals, *extra))
+    assert_refused(code, err, *needles)
+
+
+OK_FORECAST = "item_id,date,units\nA,2024-03-11,3\n"
+TRENDS_CASES = {
+    # name: (forecast text or None for a missing file, extra args, expected fragments)
+    "trends_units_not_numeric": ("item_id,date,units\nA,2024-03-11,3\nA,2024-03-18,lots\n", [],
+                                 ["fc.csv", "'units'", "not numbers", "line 3", "lots"]),
+    "trends_unknown_items": ("item_id,date,units\nZ,2024-03-11,3\nY,2024-03-11,3\n", [],
+                             ["fc.csv", "'item_id'", "2 item(s)", "not in the products table", "Z, Y"]),
+    "trends_missing_units_column": ("item_id,date,qty\nA,2024-03-11,3\n", [], ["fc.csv", "'units'"]),
+    "trends_forecast_missing": (None, [], ["fc.csv", "forecast file not found"]),
+    "trends_output_is_the_forecast": (OK_FORECAST, ["--output", "fc.csv"], ["fc.csv", "input file"]),
+    "trends_output_is_the_sales": (OK_FORECAST, ["--output", "sales.csv"], ["sales.csv", "input file"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRENDS_CASES))
+def test_bad_trends_input_is_refused_clearly(case, workdir, capsys):
+    forecast_text, extra, needles = TRENDS_CASES[case]
+    sales = write_csv(workdir, "sales.csv", GOOD_SALES)
+    products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
+    if forecast_text is not None:
+        write_csv(workdir, "fc.csv", forecast_text)
+    code, err = run_cli(capsys, ["trends", "--sales", sales, "--products", products, "--forecast", "fc.csv", *extra])
+    assert_refused(code, err, *needles)
+    assert not Path("trends.csv").exists()
+    assert Path("sales.csv").read_text() == GOOD_SALES
+    if forecast_text is not None:
+        assert Path("fc.csv").read_text() == forecast_text
+
+
+def test_export_through_a_link_to_an_input_is_refused(workdir, capsys):
+    sales = write_csv(workdir, "sales.csv", GOOD_SALES)
+    products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
+    Path("out.csv").symlink_to("sales.csv")
+    code, err = run_cli(capsys, fit_args(sales, products, "--export", "out.csv"))
+    assert_refused(code, err, "out.csv", "input file")
+    assert Path("sales.csv").read_text() == GOOD_SALES
+

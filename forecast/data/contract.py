@@ -274,8 +274,10 @@ def _date_format(values: pd.Series, frame: pd.DataFrame, column: str, file: str,
     if not iso_bad.any():
         return "ISO8601"
     if given:
-        _fail_rows(file, column, f"do not match --date-format {given!r} (nor YYYY-MM-DD)",
-                   values.notna() & _read_dates(values, given, frame, column, file).isna(), frame)
+        off = values.notna() & _read_dates(values, given, frame, column, file).isna()
+        _fail_rows(file, column, f"match neither --date-format {given!r} nor YYYY-MM-DD", off & iso_bad, frame)
+        _fail_rows(file, column, f"are YYYY-MM-DD while the rest match --date-format {given!r}; use one format",
+                   off, frame)
     if iso_bad.sum() < values.notna().sum():
         _fail_rows(file, column, "are unparseable dates or use a different date format than the rest "
                    "(use one format, ideally YYYY-MM-DD)", iso_bad, frame)
