@@ -1,4 +1,3 @@
-import os
 
 import numpy as np
 import pandas as pd
@@ -57,16 +56,12 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
 
 
 def test_unwritable_folder_is_refused(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    os.chmod(locked, 0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        with pytest.raises(ForecastError, match="not writable"):
-            write_csv_atomic(pd.DataFrame({"a": [1]}), locked / "x.csv")
-    finally:
-        os.chmod(locked, 0o700)
+    """A 'folder' that is a regular file: unwritable for every user, root included (no skip)."""
+    blocker = tmp_path / "report.csv"
+    blocker.write_text("x\n")
+    with pytest.raises(ForecastError, match="is a file, not a folder"):
+        write_csv_atomic(pd.DataFrame({"a": [1]}), blocker / "x.csv")
+    assert blocker.read_text() == "x\n"
 
 
 def test_relative_change_handles_zero_reference():
