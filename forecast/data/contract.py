@@ -245,7 +245,7 @@ def parse_dates(frame: pd.DataFrame, column: str, file: str, allow_missing: bool
 
     ISO 8601 is always accepted; ``date_format`` (``--date-format``) reads any other
     column. Without it, a column that is not ISO must have exactly one reading among
-    the usual formats (``01/02/24`` has three: refused; a ``13/02/24`` in the column
+    the usual formats (``01/02/24`` has two: refused; a ``13/02/24`` in the column
     proves day-first). Time-zone offsets must be the same on every row (they are dropped:
     dates are local).
     """
@@ -258,21 +258,21 @@ def parse_dates(frame: pd.DataFrame, column: str, file: str, allow_missing: bool
     if not allow_missing:
         _fail_rows(file, column, "are empty", blank, frame)
     values = text.where(~blank)
-    fmt = _date_format(values, frame, column, file, date_format)
-    parsed = _read_dates(values, fmt, frame, column, file)
+    parsed = _read_one_way(values, frame, column, file, date_format)
     if parsed.dt.tz is not None:
         parsed = parsed.dt.tz_localize(None)
     return parsed.dt.normalize()
 
 
-def _date_format(values: pd.Series, frame: pd.DataFrame, column: str, file: str, given: str | None) -> str:
-    """The one format that reads every value of a column (see parse_dates), or a DataError."""
+def _read_one_way(values: pd.Series, frame: pd.DataFrame, column: str, file: str, given: str | None) -> pd.Series:
+    """The column read with the one format that reads every value (see parse_dates), or a DataError."""
     unique = pd.Series(values.dropna().unique(), dtype=object)
     if given and _reads_all(unique, given):
-        return given
-    iso_bad = values.notna() & _read_dates(values, "ISO8601", frame, column, file).isna()
+        return _read_dates(values, given, frame, column, file)
+    iso = _read_dates(values, "ISO8601", frame, column, file)
+    iso_bad = values.notna() & iso.isna()
     if not iso_bad.any():
-        return "ISO8601"
+        return iso
     if given:
         off = values.notna() & _read_dates(values, given, frame, column, file).isna()
         _fail_rows(file, column, f"match neither --date-format {given!r} nor YYYY-MM-DD", off & iso_bad, frame)
@@ -293,7 +293,7 @@ def _date_format(values: pd.Series, frame: pd.DataFrame, column: str, file: str,
         _fail_rows(file, column, f"are ambiguous dates, read differently as {' or '.join(distinct.values())}; "
                    f"give the format with --date-format (e.g. --date-format {next(iter(distinct.values()))})",
                    values.isin(ambiguous), frame)
-    return next(iter(readings))
+    return _read_dates(values, next(iter(readings)), frame, column, file)
 
 
 def _candidate_formats(unique: pd.Series) -> list[str]:
