@@ -16,8 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from forecast.config import ALL_MODELS, NEURAL_MODELS, RunConfig
-from forecast.errors import ForecastError
+from forecast.config import ALL_MODELS, NEURAL_MODELS, RunConfig, choices
+from forecast.errors import ConfigError, ForecastError
 
 log = logging.getLogger("forecast")
 
@@ -29,13 +29,20 @@ Without --sales/--products the embedded sample (300 products of the UCI Online
 Retail data) is used. See README.md for details."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose refusals are ConfigErrors: one ``error:`` line and exit 2, like a bad config value."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--sales", help="sales table: item_id, date, units[, price, covariates] (CSV or Parquet)")
     data.add_argument("--products", help="products table: item_id, description[, attributes, launch_date]")
     data.add_argument("--freq", help="pandas frequency alias (e.g. W-MON); inferred when omitted")
-    data.add_argument("--gaps", choices=["zero", "error"], help="missing periods: zero sales (default) or refuse")
-    data.add_argument("--negative-units", choices=["error", "zero"],
+    data.add_argument("--gaps", choices=choices("data.gaps"), help="missing periods: zero sales (default) or refuse")
+    data.add_argument("--negative-units", choices=choices("data.negative_units"),
                       help="negative units (returns): refuse (default) or count as zero")
     task = parser.add_argument_group("task")
     task.add_argument("--horizon", type=int, help="periods to forecast (default 12)")
@@ -54,13 +61,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models")
     group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(ALL_MODELS)}")
-    group.add_argument("--text-mode", choices=["frozen", "last-k", "full"], help="text encoder fine-tuning")
+    group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
     group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m forecast", description=DESCRIPTION, epilog=EPILOG,
+    parser = Parser(prog="python -m forecast", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
@@ -172,7 +179,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     if args.verb is None:
         parser.print_help()
         return 2

@@ -124,8 +124,7 @@ class ResumableNeural:
             log.info("resume: %s continues from %s", self.name, last)
         elif folder.exists():
             shutil.rmtree(folder)
-        cfg = self.cfg.updated({"train.checkpoint_dir": str(folder / "checkpoints")})
-        self.model = NeuralForecaster(self.name, cfg, logger=self.logger)
+        self.model = NeuralForecaster(self.name, self.cfg, logger=self.logger, checkpoint_dir=folder / "checkpoints")
         self.model.fit(panel, horizon, ckpt_path=resume_from)
         self.model.save(finished)
 
@@ -144,7 +143,7 @@ def work_directory(cfg: RunConfig) -> Path:
     sales, products = (cfg.data.sales, cfg.data.products) if cfg.data.sales else sample_paths()
     digest = hashlib.sha256()
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("tracking", "output")}
-    settings["train"] = {k: v for k, v in settings["train"].items() if k not in ("progress", "checkpoint_dir")}
+    settings["train"] = {k: v for k, v in settings["train"].items() if k != "progress"}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in (sales, products):
         digest.update(Path(path).read_bytes())

@@ -51,12 +51,19 @@ def load_search_space(path: str | Path | None) -> dict[str, dict[str, Any]]:
     for key, spec in space.items():
         if not isinstance(spec, dict) or spec.get("type") not in ("float", "int", "categorical"):
             raise ConfigError(f"search space {source}: {key!r} needs type float, int or categorical")
-        probe.updated({key: _example(spec)})  # raises ConfigError for an unknown key
+        for value in _examples(key, spec):  # an unknown key, or a value its type refuses: ConfigError
+            probe.updated({key: value})
     return space
 
 
-def _example(spec: dict[str, Any]) -> Any:
-    return spec["choices"][0] if spec["type"] == "categorical" else spec["low"]
+def _examples(key: str, spec: dict[str, Any]) -> list[Any]:
+    """Every value a trial could be given, as far as the config's type checks can tell: the
+    choices of a categorical, the bounds of a range."""
+    if spec["type"] == "categorical":
+        if not spec.get("choices"):
+            raise ConfigError(f"search space: {key!r} is categorical with no choices")
+        return list(spec["choices"])
+    return [spec.get("low"), spec.get("high")]
 
 
 def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -169,7 +169,7 @@ def test_last_k_trains_only_the_top_layers_at_a_lower_rate(tiny_bert, panel, cfg
     after = dict(model.network.text_encoder.model.named_parameters())
     assert not torch.equal(before["encoder.layer.3.output.dense.weight"], after["encoder.layer.3.output.dense.weight"])
     assert torch.equal(before["encoder.layer.2.output.dense.weight"], after["encoder.layer.2.output.dense.weight"])
-    groups = ForecastSystem(model.network, {}, 1e-3, 1e-5).param_groups()
+    groups = ForecastSystem(model.network, {}, 1e-3, 1e-5, 1e-4, "constant", 0).param_groups()
     text_group = next(g for g in groups if g["name"] == "text_encoder")
     assert text_group["lr"] == 1e-5 < groups[0]["lr"]
     assert {id(p) for p in text_group["params"]} == {id(p) for n, p in encoder.model.named_parameters() if n in trainable}

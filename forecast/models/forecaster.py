@@ -50,11 +50,13 @@ class NeuralForecaster:
 
     groups = frozenset({HISTORY, NEW})
 
-    def __init__(self, name: str, config: RunConfig, logger=None, callbacks: list | None = None):
+    def __init__(self, name: str, config: RunConfig, logger=None, callbacks: list | None = None,
+                 checkpoint_dir: Path | None = None):
         if name not in VARIANTS:
             raise ConfigError(f"unknown neural model {name!r}; choose from {', '.join(VARIANTS)}")
         self.name, self.config, self.logger = name, config, logger
         self.callbacks = list(callbacks or [])  # extra Lightning callbacks (e.g. for tests or tuning)
+        self.checkpoint_dir = checkpoint_dir  # Lightning checkpoints (best + last); None: a temp dir per fit
         self.network: ForecastNetwork | None = None
         self.scaler: Scaler | None = None
         self.horizon: int | None = None
@@ -86,9 +88,9 @@ class NeuralForecaster:
         system = ForecastSystem(
             network, {"demand": nt.demand_weight, "price": nt.price_weight, "trend": nt.trend_weight},
             self.config.train.learning_rate, self.config.train.text_learning_rate, self.config.train.weight_decay,
-            seed=self.config.seed, lr_schedule=self.config.train.lr_schedule,
+            lr_schedule=self.config.train.lr_schedule, seed=self.config.seed,
         )
-        persistent = self.config.train.checkpoint_dir
+        persistent = self.checkpoint_dir
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:
             dirpath = Path(root) / self.name if persistent else Path(root)
             trainer = self._trainer(dirpath, datamodule.has_validation)
