@@ -42,8 +42,9 @@ from forecast.backtest import origins, run_backtest  # noqa: E402
 from forecast.config import DataConfig, EvalConfig, RunConfig  # noqa: E402
 from forecast.data.contract import load_tables  # noqa: E402
 from forecast.data.panel import Panel, build_panel  # noqa: E402
-from forecast.forecaster import HISTORY, NEW  # noqa: E402
+from forecast.models.base import HISTORY, NEW  # noqa: E402
 from forecast.metrics import mase_scale, score, score_by_step  # noqa: E402
+from forecast.models.registry import MODELS  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 RESULTS = ROOT / "experiments" / "results"
@@ -53,7 +54,7 @@ OURS = {
     "online_retail": ["fusion", "sequence", "text", "seasonal_naive", "moving_average", "ets", "theta", "knn"],
     "visuelle": ["fusion", "sequence", "text", "knn"],
 }
-STATISTICAL = {"seasonal_naive", "moving_average", "ets", "theta", "sarimax"}
+STATISTICAL = {m for m, e in MODELS.items() if e.section == "baselines" and e.groups == {HISTORY}}
 VISUELLE_NEW_SHARE = 0.15
 LITERATURE = [{"dataset": "visuelle", "model": "GTM-Transformer (published)", "group": NEW, "wape": 0.55,
                "source": "literature: Skenderi et al. 2021, official split, text+image+Google Trends; not measured here"}]
@@ -87,13 +88,13 @@ def config_for(dataset: str, seed: int) -> RunConfig:
 # --- our models, one child process each ----------------------------------------------
 def run_child(dataset: str, model: str, out: Path, seed: int) -> None:
     """Backtest one model and write its long forecasts + timing (called in a child process)."""
-    from forecast.pipeline import make_forecaster
+    from forecast.models.registry import build
 
     panel = load(dataset)
     cuts = cutoffs_of(dataset, panel)
     cfg = config_for(dataset, seed)
     tic = time.perf_counter()
-    result = run_backtest(panel, {model: lambda: make_forecaster(model, cfg)}, cfg.evaluation, cutoffs=cuts)
+    result = run_backtest(panel, {model: lambda: build(model, cfg)}, cfg.evaluation, cutoffs=cuts)
     seconds = time.perf_counter() - tic
     frames = []
     for fold in result.folds:

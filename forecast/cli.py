@@ -16,8 +16,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from forecast.config import ALL_MODELS, NEURAL_MODELS, RunConfig, choices
+from forecast.config import RunConfig, choices
 from forecast.errors import ConfigError, ForecastError
+from forecast.models.registry import MODELS, NEURAL, check_models
 
 log = logging.getLogger("forecast")
 
@@ -60,7 +61,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models")
-    group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(ALL_MODELS)}")
+    group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(MODELS)}")
     group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
     group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping)")
@@ -128,9 +129,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["train.progress"] = False
     if getattr(args, "models", None):
         names = [m.strip() for m in args.models.split(",") if m.strip()]
-        overrides["baselines.models"] = [m for m in names if m not in NEURAL_MODELS]
-        overrides["neural.models"] = [m for m in names if m in NEURAL_MODELS]
-    return cfg.updated(overrides).validate()
+        overrides["baselines.models"] = [m for m in names if m not in NEURAL]
+        overrides["neural.models"] = [m for m in names if m in NEURAL]
+    return check_models(cfg.updated(overrides).validate())
 
 
 def _setup_logging(debug: bool) -> None:

@@ -17,12 +17,6 @@ import yaml
 
 from forecast.errors import ConfigError
 
-STATISTICAL_MODELS = ("seasonal_naive", "moving_average", "ets", "theta", "sarimax")
-NEW_ITEM_BASELINES = ("knn",)
-NEURAL_MODELS = ("fusion", "sequence", "text")
-ALL_MODELS = STATISTICAL_MODELS + NEW_ITEM_BASELINES + NEURAL_MODELS
-
-
 @dataclass
 class DataConfig:
     """Where the two tables are and how to read them (None: the embedded sample)."""
@@ -74,7 +68,7 @@ class NeuralConfig:
     demand_weight: float = 1.0
     price_weight: float = 0.2
     trend_weight: float = 0.5
-    transform: Literal["log1p", "sqrt", "none"] = "sqrt"  # transform of units (forecast.data.datamodule)
+    transform: Literal["log1p", "sqrt", "none"] = "sqrt"  # transform of units (forecast.models.neural.features)
     scaling: Literal["global", "window"] = "global"  # one global standardisation, or per-window level
     level_weight: float = 0.0  # "window": loss weight of a window = (level / launch level) ** this
     trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.trends)
@@ -138,21 +132,12 @@ class RunConfig:
         return list(self.baselines.models) + list(self.neural.models)
 
     def validate(self) -> "RunConfig":
-        """Refuse impossible settings before any data is read or model fitted."""
+        """Refuse impossible settings before any data is read or model fitted (model names:
+        forecast.models.registry.check_models)."""
         ev = self.evaluation
         for name in ("horizon", "folds", "step"):
             if getattr(ev, name) <= 0:
                 raise ConfigError(f"evaluation.{name} must be a positive integer, got {getattr(ev, name)}")
-        unknown = [m for m in self.models if m not in ALL_MODELS]
-        if unknown:
-            raise ConfigError(
-                f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(ALL_MODELS)}"
-            )
-        misplaced = [m for m in self.baselines.models if m in NEURAL_MODELS] + [
-            m for m in self.neural.models if m not in NEURAL_MODELS
-        ]
-        if misplaced:
-            raise ConfigError(f"model(s) {misplaced} listed in the wrong section (baselines vs neural)")
         if self.output.model is not None and self.output.model not in self.models:
             raise ConfigError(
                 f"--model {self.output.model!r} is not among the fitted models ({', '.join(self.models)})"

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.config import RunConfig, TrackingConfig
+from forecast.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def log_backtest(table: pd.DataFrame) -> None:
 
     metrics = {}
     for row in table.itertuples(index=False):
-        for name in ("mae", "rmse", "wape", "mase", "smape", "bias"):
+        for name in METRICS:
             value = getattr(row, name)
             if not np.isfinite(value):
                 continue

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.panel import Panel
-from forecast.forecaster import Forecast
+from forecast.models.base import Prediction
 
 RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
 
@@ -64,7 +64,7 @@ def relative_change(new: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return change
 
 
-def trend_columns(panel: Panel, forecast: Forecast, window: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def trend_columns(panel: Panel, forecast: Prediction, window: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(trend, trend_direction) arrays [m, H] for a forecast."""
     m, h = forecast.units.shape
     trend = np.empty((m, h))

@@ -31,7 +31,8 @@ from forecast.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError
 from forecast.export import check_writable
-from forecast.forecaster import HISTORY
+from forecast.models.registry import check_models
+from forecast.models.base import HISTORY
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,10 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> float:
     """Train fusion before the holdout origin; WAPE of items with history on the holdout."""
-    from forecast.models.forecaster import NeuralForecaster
+    from forecast.models.neural.estimator import NeuralEstimator
 
     cutoff = origins(panel.n_periods, cfg.evaluation)[-1]
-    make = lambda: NeuralForecaster("fusion", cfg, logger=logger, callbacks=callbacks)  # noqa: E731
+    make = lambda: NeuralEstimator("fusion", cfg, logger=logger, callbacks=callbacks)  # noqa: E731
     summary = run_backtest(panel, {"fusion": make}, cfg.evaluation, cutoffs=[cutoff]).summary()
     return float(summary.loc[summary["group"] == HISTORY, "wape"].iloc[0])
 
@@ -121,7 +122,7 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
 
     if trials <= 0:
         raise ConfigError(f"--trials must be positive, got {trials}")
-    cfg = cfg.updated({"neural.models": ["fusion"]}).validate()
+    cfg = check_models(cfg.updated({"neural.models": ["fusion"]}).validate())
     space = load_search_space(search_space)
     best_path = check_writable(best_config)
     export_path = check_writable(cfg.output.export) if cfg.output.export else None

@@ -77,12 +77,12 @@ def test_predict_reloads_the_saved_model_without_retraining(fitted, monkeypatch)
     saved = [p.parent for p in (folder / "checkpoints").rglob("model.safetensors")]
     if not saved:
         pytest.skip("no neural model was chosen for export in this run")
-    from forecast.models import forecaster as neural
+    from forecast.models.neural import estimator as neural
 
     def no_training(*args, **kwargs):
         raise AssertionError("predict must not train")
 
-    monkeypatch.setattr(neural.NeuralForecaster, "fit", no_training)
+    monkeypatch.setattr(neural.NeuralEstimator, "fit", no_training)
     code = main(["predict", "--model-dir", str(saved[0]), "--sales", sales, "--products", products,
                  "--export", "predicted.csv"])
     assert code == 0

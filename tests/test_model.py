@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
-import lightning.pytorch as L
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -18,15 +18,15 @@ import torch
 from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
-from forecast.data.datamodule import EpochShuffle, PanelDataModule, training_windows
+from forecast.models.neural.features import EpochShuffle, PanelDataModule, training_windows
 from forecast.trends import centred_moving_average
 from forecast.data.panel import Panel, build_panel
 from forecast.encoders.text import TextEncoder, default_encoder_path, embed_texts, load_pretrained
 from forecast.errors import ForecastError
-from forecast.forecaster import carried_price
-from forecast.models.forecaster import WEIGHTS, NeuralForecaster
-from forecast.models.lightning_module import ForecastSystem
-from forecast.models.network import ForecastNetwork, NetworkSpec, masked_mse
+from forecast.models.base import carried_price
+from forecast.models.neural.estimator import WEIGHTS, NeuralEstimator
+from forecast.models.neural.system import ForecastSystem
+from forecast.models.neural.network import ForecastNetwork, NetworkSpec, masked_mse
 
 H = 8
 TRAIN = {"train.max_epochs": 8, "train.progress": False, "train.patience": 8, "neural.hidden_size": 32,
@@ -58,10 +58,10 @@ def cfg() -> RunConfig:
 
 
 @pytest.fixture(scope="module")
-def trained(panel, cfg) -> dict[str, NeuralForecaster]:
+def trained(panel, cfg) -> dict[str, NeuralEstimator]:
     models = {}
     for name in ("fusion", "sequence"):
-        models[name] = NeuralForecaster(name, cfg)
+        models[name] = NeuralEstimator(name, cfg)
         models[name].fit(panel, H)
     return models
 
@@ -160,7 +160,7 @@ def test_minilm_loads_offline_and_embeds_meaning():
 def test_last_k_trains_only_the_top_layers_at_a_lower_rate(tiny_bert, panel, cfg):
     config = cfg.updated({"neural.text_mode": "last-k", "neural.finetune_layers": 1, "neural.text_encoder": tiny_bert,
                           "train.max_epochs": 1, "train.limit_train_batches": 3})
-    model = NeuralForecaster("fusion", config)
+    model = NeuralEstimator("fusion", config)
     encoder = model._text_encoder()
     trainable = {n for n, p in encoder.model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("encoder.layer.3.") for n in trainable)
@@ -178,13 +178,13 @@ def test_last_k_trains_only_the_top_layers_at_a_lower_rate(tiny_bert, panel, cfg
 def test_last_k_saves_the_fine_tuned_encoder(tiny_bert, panel, cfg, tmp_path):
     config = cfg.updated({"neural.text_mode": "last-k", "neural.text_encoder": tiny_bert,
                           "train.max_epochs": 1, "train.limit_train_batches": 2})
-    model = NeuralForecaster("text", config)
+    model = NeuralEstimator("text", config)
     model.fit(panel, H)
-    loaded = NeuralForecaster.load(model.save(tmp_path / "m"))
+    loaded = NeuralEstimator.load(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(model.predict(panel, H).units, loaded.predict(panel, H).units)
 
 
-class _EncoderCalls(L.Callback):
+class _EncoderCalls(pl.Callback):
     """Counts forward calls of a module, per training epoch."""
 
     def __init__(self, module: torch.nn.Module):
@@ -198,7 +198,7 @@ class _EncoderCalls(L.Callback):
 def test_frozen_mode_never_runs_the_encoder_while_training(panel, cfg):
     _, hf_model = load_pretrained(None)
     counter = _EncoderCalls(hf_model)
-    model = NeuralForecaster("fusion", cfg.updated({"train.max_epochs": 3, "train.limit_train_batches": 2}),
+    model = NeuralEstimator("fusion", cfg.updated({"train.max_epochs": 3, "train.limit_train_batches": 2}),
                              callbacks=[counter])
     model.fit(panel, H)
     assert len(counter.per_epoch) == 3
@@ -207,7 +207,7 @@ def test_frozen_mode_never_runs_the_encoder_while_training(panel, cfg):
 
 
 # --- training and forecasting ---------------------------------------------------------
-def validation_mse(model: NeuralForecaster, panel: Panel) -> float:
+def validation_mse(model: NeuralEstimator, panel: Panel) -> float:
     dm = PanelDataModule(panel, H, model.config, use_text=model.uses_text, scaler=model.scaler)
     dm.setup("fit")
     batch = dm.val_set.__getitems__(list(range(len(dm.val_set))))
@@ -244,7 +244,7 @@ def test_forecast_covers_both_groups_from_the_right_period(trained, panel):
 def test_save_load_gives_identical_forecasts_and_refuses_tampering(trained, panel, tmp_path):
     model = trained["fusion"]
     directory = model.save(tmp_path / "fusion")
-    loaded = NeuralForecaster.load(directory)
+    loaded = NeuralEstimator.load(directory)
     a, b = model.predict(panel, H), loaded.predict(panel, H)
     for key in ("units", "price", "trend"):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
@@ -253,10 +253,10 @@ def test_save_load_gives_identical_forecasts_and_refuses_tampering(trained, pane
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(ForecastError, match="corrupt"):
-        NeuralForecaster.load(directory)
+        NeuralEstimator.load(directory)
     weights.write_bytes(b"not a safetensors file")
     with pytest.raises(ForecastError):
-        NeuralForecaster.load(directory)
+        NeuralEstimator.load(directory)
 
 
 @pytest.mark.parametrize("encoder,fusion", [("attention", "gated"), ("lstm", "init")])
@@ -306,9 +306,9 @@ def test_window_scaling_levels_and_save_load(panel, cfg, tmp_path):
     i, t = batch["item"][~launch][:5].numpy(), batch["origin"][~launch][:5].numpy()
     y = batch["y"][~launch][:5, 0].numpy() * batch["level"][~launch][:5].numpy()
     np.testing.assert_allclose(y, fu[i, t], rtol=1e-5, equal_nan=True)
-    model = NeuralForecaster("fusion", config)
+    model = NeuralEstimator("fusion", config)
     model.fit(panel, H)
-    loaded = NeuralForecaster.load(model.save(tmp_path / "w"))
+    loaded = NeuralEstimator.load(model.save(tmp_path / "w"))
     a, b = model.predict(panel, H), loaded.predict(panel, H)
     np.testing.assert_array_equal(a.units, b.units)
     assert np.isfinite(a.units).all() and (a.units >= 0).all()

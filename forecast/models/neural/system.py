@@ -9,14 +9,14 @@ little before they forget what they knew, the fresh layers need a large step.
 
 from __future__ import annotations
 
-import lightning.pytorch as L
+import lightning.pytorch as pl
 import torch
 
-from forecast.models.network import HEADS, ForecastNetwork
+from forecast.models.neural.network import HEADS, ForecastNetwork
 
 
-class ForecastSystem(L.LightningModule):
-    """Every setting comes from the RunConfig (see NeuralForecaster); none has a default here."""
+class ForecastSystem(pl.LightningModule):
+    """Every setting comes from the RunConfig (see NeuralEstimator); none has a default here."""
 
     def __init__(self, network: ForecastNetwork, weights: dict[str, float], learning_rate: float,
                  text_learning_rate: float, weight_decay: float, lr_schedule: str, seed: int):

@@ -16,7 +16,7 @@ which inputs they may read:
 The decoder is per horizon step: the summary, the step's known-future features
 (calendar, age, price plan, covariates) and a step embedding go through a small
 MLP, then three linear heads give demand, price and trend in the scaled space of
-:mod:`forecast.data.datamodule`. Loss: masked MSE per head, weighted.
+:mod:`forecast.models.neural.features`. Loss: masked MSE per head, weighted.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from torch import nn
 
 from forecast.encoders.sequence import make_sequence_encoder
 from forecast.encoders.text import TextEncoder
+from forecast.models.registry import MODELS
 
-VARIANTS = ("fusion", "sequence", "text")
 HEADS = ("demand", "price", "trend")
 TARGETS = {"demand": "y", "price": "price_y", "trend": "trend_y"}
 
@@ -54,11 +54,11 @@ class NetworkSpec:
 
     @property
     def uses_text(self) -> bool:
-        return self.variant in ("fusion", "text")
+        return "text" in MODELS[self.variant].reads
 
     @property
     def uses_history(self) -> bool:
-        return self.variant in ("fusion", "sequence")
+        return "history" in MODELS[self.variant].reads
 
 
 class ForecastNetwork(nn.Module):
@@ -66,8 +66,8 @@ class ForecastNetwork(nn.Module):
 
     def __init__(self, spec: NetworkSpec, text_encoder: TextEncoder | None = None):
         super().__init__()
-        if spec.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {spec.variant!r}; choose from {VARIANTS}")
+        if not MODELS[spec.variant].reads:
+            raise ValueError(f"{spec.variant!r} is not a neural model")
         self.spec = spec
         h = spec.hidden_size
         self.text_encoder = text_encoder if spec.uses_text else None
@@ -80,7 +80,7 @@ class ForecastNetwork(nn.Module):
             self.text_proj = nn.Sequential(nn.Linear(spec.text_dim, h), nn.GELU(), nn.Dropout(spec.dropout))
         if spec.uses_history:
             self.sequence = make_sequence_encoder(spec.sequence_encoder, spec.n_context, h, spec.dropout)
-        if spec.variant == "fusion":
+        if spec.uses_text and spec.uses_history:
             self.init_proj = nn.Linear(h, h)
             if spec.fusion == "gated":
                 self.gate = nn.Linear(2 * h, h)
@@ -117,9 +117,9 @@ class ForecastNetwork(nn.Module):
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The window's summary vector [B, hidden]."""
         text = self.text_vector(batch) if self.spec.uses_text else None
-        if self.spec.variant == "text":
+        if not self.spec.uses_history:
             summary = text
-        elif self.spec.variant == "sequence":
+        elif not self.spec.uses_text:
             summary = self.sequence(batch["context"])
         else:
             seq = self.sequence(batch["context"], torch.tanh(self.init_proj(text)))

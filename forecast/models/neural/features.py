@@ -67,7 +67,7 @@ Features
     mean of observed context z, price plan and its known flag.
     The price plan of a window is the price at ``t - 1`` carried flat (or, for a
     launch, the ``price`` column of the products table): exactly
-    :func:`forecast.forecaster.carried_price` at prediction time, so training and
+    :func:`forecast.models.base.carried_price` at prediction time, so training and
     forecasting see the same kind of plan.
 
 Trend target
@@ -89,7 +89,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-import lightning.pytorch as L
+import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
@@ -408,7 +408,7 @@ def training_windows(start: np.ndarray, n_periods: int, val_periods: int) -> tup
     return train, val, cut
 
 
-class PanelDataModule(L.LightningDataModule):
+class PanelDataModule(pl.LightningDataModule):
     """Windows of one panel for training and validation (see the module docstring)."""
 
     def __init__(self, panel: Panel, horizon: int, config: RunConfig, use_text: bool = True,
