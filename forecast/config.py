@@ -84,7 +84,9 @@ class TrainConfig:
     lr_schedule: Literal["constant", "onecycle"] = "onecycle"  # onecycle: warm-up, then cosine decay per step
     text_learning_rate: float = 3e-5
     weight_decay: float = 1e-4
-    patience: int = 4
+    patience: int = 4  # epochs without a better val/loss before early stopping (with val_periods > 0)
+    gradient_clip_val: float = 1.0  # Lightning clips the gradient norm at this
+    log_every_n_steps: int = 20  # training-curve resolution in MLflow
     val_periods: int | None = 0  # periods held out for early stopping (None: the horizon); 0: none, train on
                                  # every window up to the end (the recent periods matter most; see datamodule)
     windows_per_epoch: int | None = 48_000  # random training windows per epoch (EpochShuffle); None: all

@@ -9,7 +9,8 @@ from forecast.data.panel import build_panel
 from forecast.errors import ForecastError
 from forecast.export import EXPORT_COLUMNS, forecast_frame, write_csv_atomic
 from forecast.models.base import Prediction
-from forecast.trends import centred_moving_average, relative_change, trend_report
+from forecast.data.smoothing import centred_moving_average
+from forecast.trends import relative_change, trend_report
 from tests.conftest import write_csv
 
 SALES = "".join(["item_id,date,units,price\n"] + [f"A,2024-01-{d:02d},{u},2.0\n" for d, u in [(1, 4), (8, 4), (15, 4)]]

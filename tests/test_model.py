@@ -19,7 +19,7 @@ from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.models.neural.features import EpochShuffle, PanelDataModule, training_windows
-from forecast.trends import centred_moving_average
+from forecast.data.smoothing import centred_moving_average
 from forecast.data.panel import Panel, build_panel
 from forecast.encoders.text import TextEncoder, default_encoder_path, embed_texts, load_pretrained
 from forecast.errors import ForecastError
@@ -104,8 +104,8 @@ def test_no_target_leakage_and_launch_windows_have_empty_context(panel, cfg):
     assert torch.isfinite(train["y"][periods < cut]).any()
     launch = train["origin"] == torch.from_numpy(panel.start)[train["item"]]
     assert launch.sum() == panel.has_history[panel.start < cut].sum()
-    assert (train["context"][launch][..., 1] == 0).all()  # observed channel: nothing
-    assert (train["context"][launch][..., 0] == 0).all()
+    assert (train["context"]["observed"][launch] == 0).all()  # nothing observed
+    assert (train["context"]["units"][launch] == 0).all()
     val = dm.val_set.__getitems__(list(range(len(dm.val_set))))
     assert ((val["origin"] >= cut) & (val["origin"] < T)).all()
     periods = val["origin"][:, None] + torch.arange(H)
@@ -123,7 +123,7 @@ def test_context_features_never_read_past_the_panel_end(panel, cfg):
     origins = np.full(len(rows), cut)
     a, b = full.features.gather(rows, origins), short.features.gather(rows, origins)
     for key in ("context", "future", "static"):
-        torch.testing.assert_close(a[key], b[key])
+        torch.testing.assert_close(a[key], b[key])  # every named block
 
 
 def test_price_plan_is_the_carried_price(panel, cfg):
@@ -133,7 +133,7 @@ def test_price_plan_is_the_carried_price(panel, cfg):
     batch = dm.features.gather(rows, np.full(len(rows), panel.n_periods))
     plan = carried_price(panel, rows, H)
     z = dm.scaler.logprice_to_z(np.log(plan))
-    np.testing.assert_allclose(batch["future"][..., 5].numpy(), z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(batch["future"]["price_plan"][..., 0].numpy(), z, rtol=1e-5, atol=1e-5)
 
 
 def test_trend_is_a_centred_moving_average():
@@ -265,7 +265,7 @@ def test_network_variants_forward(panel, cfg, encoder, fusion):
     dm.setup()
     f = dm.features
     for variant in ("fusion", "sequence", "text"):
-        spec = NetworkSpec(variant, f.n_context, f.n_future, f.n_static, H, 384, 16, 0.0, encoder, fusion)
+        spec = NetworkSpec(variant, f.widths, H, 384, 16, 0.0, encoder, fusion)
         out = ForecastNetwork(spec)(dm.val_set.__getitems__([0, 1, 2]))
         assert {k: v.shape for k, v in out.items()} == {k: (3, H) for k in ("demand", "price", "trend")}
 
@@ -274,10 +274,10 @@ def test_text_model_ignores_sales_history(panel, cfg):
     dm = PanelDataModule(panel, H, cfg, use_text=True)
     dm.setup()
     f = dm.features
-    net = ForecastNetwork(NetworkSpec("text", f.n_context, f.n_future, f.n_static, H, 384, 16, 0.0)).eval()
+    net = ForecastNetwork(NetworkSpec("text", f.widths, H, 384, 16, 0.0, "lstm", "gated")).eval()
     batch = dm.val_set.__getitems__(list(range(5)))
-    scrambled = dict(batch, context=torch.randn_like(batch["context"]),
-                     static=torch.cat([batch["static"][:, :1], torch.randn(5, 3), batch["static"][:, 4:]], 1))
+    scrambled = dict(batch, context={k: torch.randn_like(v) for k, v in batch["context"].items()},
+                     static=dict(batch["static"], sales=torch.randn_like(batch["static"]["sales"])))
     torch.testing.assert_close(net(batch)["demand"], net(scrambled)["demand"])
 
 
@@ -299,7 +299,7 @@ def test_window_scaling_levels_and_save_load(panel, cfg, tmp_path):
     dm.setup()
     assert not dm.has_validation and dm.cut == panel.n_periods
     batch = dm.train_set.__getitems__(list(range(len(dm.train_set))))
-    launch = batch["context"][:, :, 1].sum(1) == 0
+    launch = batch["context"]["observed"].sum((1, 2)) == 0
     assert launch.any() and torch.allclose(batch["level"][launch], torch.tensor(dm.scaler.launch_level))
     # targets times the window's level give back the transformed units
     fu = dm.scaler.f(panel.units)
@@ -312,3 +312,18 @@ def test_window_scaling_levels_and_save_load(panel, cfg, tmp_path):
     a, b = model.predict(panel, H), loaded.predict(panel, H)
     np.testing.assert_array_equal(a.units, b.units)
     assert np.isfinite(a.units).all() and (a.units >= 0).all()
+
+
+def test_network_layers_are_sized_from_the_named_feature_blocks(panel, cfg):
+    dm = PanelDataModule(panel, H, cfg, use_text=False)
+    dm.setup()
+    widths = dm.features.widths
+    assert list(widths["context"]) == ["units", "observed", "calendar", "age", "price", "covariates"]
+    assert list(widths["static"]) == ["age", "sales", "price_plan"]
+    batch = dm.train_set.__getitems__([0, 1])
+    assert {part: {k: v.shape[-1] for k, v in batch[part].items()} for part in widths} == widths
+    h = 16
+    for variant, static in (("sequence", ["age", "sales", "price_plan"]), ("text", ["age", "price_plan"])):
+        net = ForecastNetwork(NetworkSpec(variant, widths, H, 384, h, 0.0, "lstm", "gated"))
+        assert net.summary[0].in_features == h + sum(widths["static"][k] for k in static)
+        assert net.decoder[0].in_features == h + sum(widths["future"].values()) + h // 4

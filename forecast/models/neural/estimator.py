@@ -42,8 +42,8 @@ from forecast.models.registry import MODELS, NEURAL
 log = logging.getLogger(__name__)
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "meta.json"
-FORMAT = "forecast-neural/2"  # /2: scaler has "scaling" and "launch_level" (per-window levels)
-READABLE_FORMATS = ("forecast-neural/1", FORMAT)  # /1 files load as global scaling
+FORMAT = "forecast-neural/3"  # /3: the network spec holds named feature blocks and their widths
+READABLE_FORMATS = (FORMAT,)
 PREDICT_BATCH = 2048
 
 
@@ -116,8 +116,8 @@ class NeuralEstimator:
         text_dim = 0
         if self.uses_text:
             text_dim = f.text["emb"].shape[1] if "emb" in f.text else self._text_encoder().dim
-        return NetworkSpec(self.name, f.n_context, f.n_future, f.n_static, horizon, text_dim,
-                           nt.hidden_size, nt.dropout, nt.sequence_encoder, nt.fusion)
+        return NetworkSpec(self.name, f.widths, horizon, text_dim, nt.hidden_size, nt.dropout,
+                           nt.sequence_encoder, nt.fusion)
 
     def _base_embeddings(self, datamodule: PanelDataModule) -> torch.Tensor:
         """The products' sentence vectors before any fine-tuning (memoised by embed_texts)."""
@@ -157,7 +157,7 @@ class NeuralEstimator:
             logger=self.logger if self.logger is not None else False,
             callbacks=callbacks, enable_progress_bar=tc.progress, enable_model_summary=False,
             limit_train_batches=tc.limit_train_batches, limit_val_batches=1.0 if validate else 0,
-            num_sanity_val_steps=0, gradient_clip_val=1.0, log_every_n_steps=20,
+            num_sanity_val_steps=0, gradient_clip_val=tc.gradient_clip_val, log_every_n_steps=tc.log_every_n_steps,
         )
 
     # --- forecasting ---------------------------------------------------------
@@ -170,7 +170,7 @@ class NeuralEstimator:
         if len(rows) == 0:
             return Prediction(self.name, rows, start, np.zeros((0, horizon)))
         features = build_features(panel, self.scaler, self.config, self.horizon, self.uses_text)
-        if features.n_context != self.network.spec.n_context:
+        if features.widths != self.network.spec.blocks:
             raise ForecastError(f"{self.name}: the data's covariates {features.covariate_names} differ from "
                                 f"those the model was trained with")
         outputs = {"demand": [], "price": [], "trend": []}
