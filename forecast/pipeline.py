@@ -108,9 +108,7 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
     tracking.mark_abandoned_runs(cfg.tracking)
     with tracking.tracked_run(cfg, "fit") as run_id:
         if resume:
-            import mlflow
-
-            mlflow.set_tag("forecast.resumed", "true")
+            tracking.set_tags({"forecast.resumed": "true"})
         result = fit_in_run(cfg, panel, run_id, export_path, workdir, resume)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -119,8 +117,6 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
 def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | None,
                workdir: Path | None = None, resume: bool = False) -> FitResult:
     """fit's work inside an open MLflow run (``tune`` calls it for the winner)."""
-    import mlflow
-
     from forecast import tracking
     from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
 
@@ -137,7 +133,7 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
 
     chosen = choose_models(cfg, backtest)
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
-    mlflow.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
+    tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     forecasts, model_dirs = [], {}
     for name in dict.fromkeys(chosen.values()):
         logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in registry.NEURAL else None
@@ -182,9 +178,9 @@ def _for_groups(panel: Panel, forecast: Prediction, groups: list[str]) -> Predic
 
 
 def _log_data_summary(panel: Panel) -> None:
-    import mlflow
+    from forecast import tracking
 
-    mlflow.log_params({"panel.items": panel.n_items, "panel.new_items": int((~panel.has_history).sum()),
+    tracking.log_params({"panel.items": panel.n_items, "panel.new_items": int((~panel.has_history).sum()),
                        "panel.periods": panel.n_periods, "panel.freq": panel.freq,
                        "panel.season_length": panel.season_length, "panel.gaps_filled": panel.gaps_filled})
 

@@ -115,7 +115,6 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
 
     Returns (the study, the winning RunConfig, the winner's FitResult).
     """
-    import mlflow
     import optuna
 
     from forecast import pipeline, tracking
@@ -133,13 +132,14 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     tracking.mark_abandoned_runs(cfg.tracking)
 
     with tracking.tracked_run(cfg, "tune") as parent_id:
-        mlflow.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
+        tracking.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
         todo = trials - finished_trials(study)
         if todo > 0:
             log.info("study %r: %d finished trial(s); running up to %d more", study_name, trials - todo, todo)
-            study.optimize(lambda t: _objective(t, cfg, panel, space), n_trials=todo,
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=_states()), _progress],
-                           gc_after_trial=True)
+            tracker = tracking.trial_tracker(f"holdout/{HISTORY}/wape")
+            objective = tracker.track_in_mlflow()(lambda t: _objective(t, cfg, panel, space))
+            study.optimize(objective, n_trials=todo, gc_after_trial=True,
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=_states()), tracker, _progress])
         else:
             log.info("study %r already holds %d finished trials (asked for %d): nothing to run",
                      study_name, trials - todo, trials)
@@ -149,8 +149,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         best = study.best_trial
         winner = cfg.updated(best.params)
         winner.to_yaml(best_path)
-        mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
-        mlflow.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number})
+        tracking.log_params({f"best.{k}": v for k, v in best.params.items()})
+        tracking.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number})
         tracking.log_file(best_path)
         _log_study_plots(study)
         log.info("best trial #%d: holdout WAPE %.4f; config written to %s (rerun: python -m forecast fit --config %s)",
@@ -166,8 +166,8 @@ def _states():
 
 
 def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, Any]]) -> float:
-    import mlflow
-    import optuna
+    """One trial inside its own MLflow run (opened by the tracker): per-epoch curves go there, and
+    the tracker adds the params, the value and the state when the trial ends."""
     from optuna_integration import PyTorchLightningPruningCallback
 
     from forecast import tracking
@@ -176,22 +176,9 @@ def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, A
     # Trials hold out the last horizon of their training data so that Lightning logs val/loss each epoch
     # for the pruner; the winner's config keeps the default (train on everything, fixed epochs).
     trial_cfg = cfg.updated(params | {"train.progress": False, "train.val_periods": None})
-    pruned = None
-    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as run:
-        mlflow.log_params(params | {"trial": trial.number})
-        logger = tracking.mlflow_logger(trial_cfg, run.info.run_id)
-        callback = PyTorchLightningPruningCallback(trial, monitor="val/loss")
-        try:
-            value = holdout_wape(trial_cfg, panel, [callback], logger)
-        except optuna.TrialPruned as err:  # a pruned trial is a finished run, tagged as such
-            pruned = err
-            mlflow.set_tag("optuna.state", "PRUNED")
-        else:
-            mlflow.set_tag("optuna.state", "COMPLETE")
-            mlflow.log_metric(f"holdout/{HISTORY}/wape", value)
-    if pruned is not None:
-        raise pruned
-    return value
+    logger = tracking.mlflow_logger(trial_cfg, tracking.active_run_id())
+    callback = PyTorchLightningPruningCallback(trial, monitor="val/loss")
+    return holdout_wape(trial_cfg, panel, [callback], logger)
 
 
 def _progress(study, trial) -> None:
