@@ -37,7 +37,8 @@ class Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    """The tables and how to read them, --config and --debug: what every verb but ui needs."""
     data = parser.add_argument_group("data")
     data.add_argument("--sales", help="sales table: item_id, date, units[, price, covariates] (CSV or Parquet)")
     data.add_argument("--products", help="products table: item_id, description[, attributes, launch_date]")
@@ -45,18 +46,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--gaps", choices=choices("data.gaps"), help="missing periods: zero sales (default) or refuse")
     data.add_argument("--negative-units", choices=choices("data.negative_units"),
                       help="negative units (returns): refuse (default) or count as zero")
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", help="YAML config (e.g. the best config a sweep wrote); options override it")
+    run.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    """The backtest, the seed and the MLflow run: for the verbs that fit (fit, tune)."""
     task = parser.add_argument_group("task")
     task.add_argument("--horizon", type=int, help="periods to forecast (default 12)")
     task.add_argument("--folds", type=int, help="rolling-origin backtest folds (default 3)")
     task.add_argument("--step", type=int, help="periods between backtest origins (default 4)")
     task.add_argument("--seed", type=int, help="random seed (default 0)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", help="YAML config (e.g. the best config a sweep wrote); options override it")
+    run = parser.add_argument_group("tracking")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite under ./mlruns)")
     run.add_argument("--experiment", help="MLflow experiment name (default 'forecast')")
     run.add_argument("--run-name", help="MLflow run name")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
-    run.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = verbs.add_parser("fit", help="backtest all models, refit the best, export the forecast, log to MLflow",
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(fit)
+    _data_options(fit)
+    _training_options(fit)
     _model_options(fit)
     fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
     fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
@@ -83,14 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue a killed fit of the same config and data from its last checkpoints")
 
     predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining")
-    _common(predict)
+    _data_options(predict)
     predict.add_argument("--model-dir", required=True, help="folder written by fit (printed at its end)")
     predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
 
     tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best")
-    _common(tune)
+    _data_options(tune)
+    _training_options(tune)
     _model_options(tune)
-    tune.add_argument("--trials", type=int, default=20, help="trials to run in this invocation (default 20)")
+    tune.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials the study should hold: rerunning resumes "
+                           "a killed sweep, a larger number extends it (default 20)")
     tune.add_argument("--search-space", help="YAML search space (default: the packaged one)")
     tune.add_argument("--study-name", default="forecast-fusion", help="Optuna study; rerun the same to resume")
     tune.add_argument("--storage", help="Optuna RDB storage (default sqlite:///mlruns/optuna.db)")
@@ -98,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--export", help="forecast CSV of the refit best model (default forecast.csv)")
 
     trends = verbs.add_parser("trends", help="trend report by attribute and description word from a forecast CSV")
-    _common(trends)
+    _data_options(trends)
     trends.add_argument("--forecast", default="forecast.csv", help="the CSV written by fit (default forecast.csv)")
     trends.add_argument("--output", default="trends.csv", help="report CSV to write (default trends.csv)")
     trends.add_argument("--min-products", type=int, default=3, help="ignore words/values with fewer products")

@@ -76,12 +76,6 @@ class Panel:
         grid = pd.date_range(first, periods=int(index.max()) + 1, freq=offset)
         return grid[index]
 
-    def last_price(self) -> np.ndarray:
-        """Latest known price per item (NaN when never known): the default price plan."""
-        if self.price is None:
-            return np.full(self.n_items, np.nan)
-        return self.price[:, -1] if self.n_periods else np.full(self.n_items, np.nan)
-
     def truncate(self, cutoff: int) -> "Panel":
         """The panel as it was known before period `cutoff` (for backtests).
 
@@ -96,19 +90,6 @@ class Panel:
             units=self.units[:, :cutoff],
             price=None if self.price is None else self.price[:, :cutoff],
             covariates={k: v[:, :cutoff] for k, v in self.covariates.items()},
-        )
-
-    def subset(self, mask: np.ndarray) -> "Panel":
-        """Only the items where mask is true."""
-        idx = np.flatnonzero(mask)
-        return replace(
-            self,
-            item_ids=self.item_ids[idx],
-            units=self.units[idx],
-            price=None if self.price is None else self.price[idx],
-            covariates={k: v[idx] for k, v in self.covariates.items()},
-            start=self.start[idx],
-            products=self.products.iloc[idx].reset_index(drop=True),
         )
 
 
