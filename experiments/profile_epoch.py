@@ -23,7 +23,7 @@ from forecast.data.panel import Panel
 PROFILE_WINDOWS = 10_240  # 20 batches of 512 in both modes, so the shares are comparable
 
 
-class EpochTimer(L.Callback):
+class EpochTimer(pl.Callback):
     """Accumulates epoch, batch and per-module forward times for the first training epoch."""
 
     def __init__(self) -> None:
