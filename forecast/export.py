@@ -49,8 +49,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def forecast_frame(panel: Panel, forecasts: list[Prediction], trend_window: int = 9,
-                   threshold: float = 0.1) -> pd.DataFrame:
+def forecast_frame(panel: Panel, forecasts: list[Prediction], trend_window: int, threshold: float) -> pd.DataFrame:
     """One row per item and period: the long table a planner opens in a spreadsheet."""
     parts = [_one_model(panel, f, trend_window, threshold) for f in forecasts if len(f.item_index)]
     if not parts:

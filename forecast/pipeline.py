@@ -199,7 +199,7 @@ def format_summary(summary: pd.DataFrame) -> str:
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
-def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int = 3) -> pd.DataFrame:
+def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int) -> pd.DataFrame:
     """Aggregate an exported forecast by attribute and description word (see forecast.trends)."""
     from forecast.errors import DataError
     from forecast.trends import trend_report

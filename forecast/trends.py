@@ -82,7 +82,7 @@ def words(description: str) -> set[str]:
     return {w for w in re.findall(r"[a-z][a-z'-]+", description.lower()) if len(w) > 2}
 
 
-def trend_report(panel: Panel, export: pd.DataFrame, threshold: float = 0.1, min_products: int = 3,
+def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_products: int,
                  attributes: list[str] | None = None) -> pd.DataFrame:
     """Which attribute values and description words are forecast to rise or fall, and by how much."""
     totals = export.groupby("item_id", sort=False)["units"].sum()

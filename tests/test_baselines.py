@@ -330,18 +330,18 @@ def test_knn_query_blocks_do_not_change_the_result(monkeypatch):
     whole = knn_launch_forecast(queries, refs, curves, k=4, weighted=True)
     monkeypatch.setattr("forecast.baselines.knn.QUERY_BLOCK", 3)
     np.testing.assert_array_equal(knn_launch_forecast(queries, refs, curves, k=4, weighted=True), whole)
-    assert knn_launch_forecast(np.zeros((0, 4)), refs, curves).shape == (0, 5)
+    assert knn_launch_forecast(np.zeros((0, 4)), refs, curves, k=3).shape == (0, 5)
 
 
 def test_knn_shape_errors():
     refs, curves = np.ones((4, 3)), np.ones((4, 5))
     with pytest.raises(ValueError, match="dimension"):
-        knn_launch_forecast(np.ones((2, 2)), refs, curves)
+        knn_launch_forecast(np.ones((2, 2)), refs, curves, k=3)
     with pytest.raises(ValueError, match="4 reference embeddings but 3"):
-        knn_launch_forecast(np.ones((2, 3)), refs, np.ones((3, 5)))
+        knn_launch_forecast(np.ones((2, 3)), refs, np.ones((3, 5)), k=3)
     with pytest.raises(ValueError, match="no reference"):
-        knn_launch_forecast(np.ones((2, 3)), np.ones((0, 3)), np.ones((0, 5)))
+        knn_launch_forecast(np.ones((2, 3)), np.ones((0, 3)), np.ones((0, 5)), k=3)
     with pytest.raises(ValueError, match="2-D"):
-        knn_launch_forecast(np.ones(3), refs, curves)
+        knn_launch_forecast(np.ones(3), refs, curves, k=3)
     with pytest.raises(ValueError, match="k must be"):
         knn_launch_forecast(np.ones((2, 3)), refs, curves, k=0)

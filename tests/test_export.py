@@ -26,7 +26,7 @@ def panel(tmp_path):
 def test_export_has_one_row_per_item_and_period_with_dates_after_history(panel):
     fc = Prediction("m", np.array([0, 1, 2]), np.array([3, 3, 3]), np.array([[8.0, 8.0], [5.0, 5.0], [1.0, 2.0]]),
                   price=np.array([[2.0, 2.0], [np.nan, np.nan], [np.nan, np.nan]]))
-    frame = forecast_frame(panel, [fc], trend_window=3)
+    frame = forecast_frame(panel, [fc], trend_window=3, threshold=0.1)
     assert list(frame.columns) == EXPORT_COLUMNS
     assert list(frame["item_id"]) == ["A", "A", "B", "B", "N", "N"]
     assert list(frame["date"][:2]) == ["2024-01-22", "2024-01-29"]
@@ -39,7 +39,7 @@ def test_export_has_one_row_per_item_and_period_with_dates_after_history(panel):
 
 def test_price_column_dropped_when_no_price_is_known(panel):
     fc = Prediction("m", np.array([1]), np.array([3]), np.ones((1, 2)))
-    assert "price" not in forecast_frame(panel, [fc]).columns
+    assert "price" not in forecast_frame(panel, [fc], trend_window=3, threshold=0.1).columns
 
 
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
