@@ -36,11 +36,9 @@ class StatisticalBaseline:
 class KnnBaseline:
     """New products: the average launch curve of the k most similar products by description."""
 
-    name = "knn"
-
-    def __init__(self, neighbours: int, text_encoder: str | None, max_tokens: int):
-        self.neighbours, self.text_encoder, self.max_tokens = neighbours, text_encoder, max_tokens
-        self.groups = MODELS[self.name].groups
+    def __init__(self, name: str, neighbours: int, text_encoder: str | None, max_tokens: int):
+        self.name, self.neighbours, self.text_encoder, self.max_tokens = name, neighbours, text_encoder, max_tokens
+        self.groups = MODELS[name].groups
 
     def fit(self, panel: Panel, horizon: int) -> None:
         """Nothing to fit: the references are read from the panel at predict time."""

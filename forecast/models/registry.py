@@ -42,7 +42,7 @@ def _neural(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None,
 def _knn(name: str, cfg: RunConfig, **_: Any) -> Model:
     from forecast.baselines.baseline import KnnBaseline
 
-    return KnnBaseline(cfg.baselines.knn_neighbours, cfg.neural.text_encoder, cfg.neural.max_tokens)
+    return KnnBaseline(name, cfg.baselines.knn_neighbours, cfg.neural.text_encoder, cfg.neural.max_tokens)
 
 
 def _series(make: Callable[[RunConfig], Any]) -> Callable[..., Model]:

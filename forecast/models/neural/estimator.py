@@ -12,6 +12,9 @@ the weights); ``NeuralEstimator.load(dir)`` rebuilds the same network, so the
 forecasts are identical. In ``frozen`` text mode the encoder is not saved (it is
 reloaded from its path); in ``last-k``/``full`` its fine-tuned weights are part
 of the state.
+
+``ResumableNeural`` wraps an estimator for ``fit --resume``: each training checkpoints
+into its folder of the run's :func:`work_directory` and a finished one is reloaded.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from forecast.config import RunConfig
-from forecast.models.neural.features import PanelDataModule, Scaler, build_features
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError, ForecastError
 from forecast.models.base import Prediction, forecast_targets
-from forecast.models.neural.system import ForecastSystem
+from forecast.models.neural.features import PanelDataModule, Scaler, build_features
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
+from forecast.models.neural.system import ForecastSystem
 from forecast.models.registry import MODELS, NEURAL
 
 log = logging.getLogger(__name__)
