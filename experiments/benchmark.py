@@ -52,8 +52,8 @@ from forecast.backtest import _fold_targets, origins, run_backtest  # noqa: E402
 from forecast.config import DataConfig, EvalConfig, RunConfig  # noqa: E402
 from forecast.data.contract import Tables, load_tables  # noqa: E402
 from forecast.data.panel import Panel, build_panel  # noqa: E402
-from forecast.forecaster import HISTORY, NEW  # noqa: E402
 from forecast.metrics import score, score_by_step  # noqa: E402
+from forecast.models.base import HISTORY, NEW  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 RESULTS = ROOT / "experiments" / "results"
@@ -64,7 +64,6 @@ OURS = {
     "online_retail": ["fusion", "sequence", "text", "seasonal_naive", "moving_average", "ets", "theta", "knn"],
     "visuelle": ["fusion", "sequence", "text", "knn"],
 }
-STATISTICAL = {"seasonal_naive", "moving_average", "ets", "theta", "sarimax"}
 VISUELLE_NEW_SHARE = 0.15  # reported: the latest 15% of launches
 VISUELLE_VALIDATION_SHARE = 0.15  # validation: the 15% of launches before those
 MEAN_LAUNCH_CURVE = "mean launch curve"
@@ -123,13 +122,13 @@ def config_for(dataset: str, seed: int) -> RunConfig:
 # --- our models, one child process each ----------------------------------------------
 def run_child(dataset: str, model: str, out: Path, seed: int, split: str) -> None:
     """Backtest one model and write its long forecasts + timing (called in a child process)."""
-    from forecast.pipeline import make_forecaster
+    from forecast.models.registry import build
 
     panel = load(dataset, split)
     cuts = cutoffs_of(dataset, panel, split)
     cfg = config_for(dataset, seed)
     tic = time.perf_counter()
-    result = run_backtest(panel, {model: lambda: make_forecaster(model, cfg)}, cfg.evaluation, cutoffs=cuts)
+    result = run_backtest(panel, {model: lambda: build(model, cfg)}, cfg.evaluation, cutoffs=cuts)
     seconds = time.perf_counter() - tic
     frames = []
     for fold in result.folds:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
-import lightning.pytorch as L
+import lightning.pytorch as pl
 
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
@@ -23,7 +23,7 @@ from forecast.data.panel import Panel
 PROFILE_WINDOWS = 10_240  # 20 batches of 512 in both modes, so the shares are comparable
 
 
-class EpochTimer(L.Callback):
+class EpochTimer(pl.Callback):
     """Accumulates epoch, batch and per-module forward times for the first training epoch."""
 
     def __init__(self) -> None:
@@ -80,7 +80,7 @@ class EpochTimer(L.Callback):
 
 def profile_epoch(panel: Panel, mode: str, seed: int = 0) -> dict:
     """Train fusion for one epoch in text mode `mode` and time its parts."""
-    from forecast.models.forecaster import NeuralForecaster
+    from forecast.models.neural.estimator import NeuralEstimator
 
     cfg = RunConfig(seed=seed)
     cfg.neural.text_mode = mode
@@ -88,7 +88,7 @@ def profile_epoch(panel: Panel, mode: str, seed: int = 0) -> dict:
     cfg.train.windows_per_epoch = PROFILE_WINDOWS  # last-k costs ~6 s a step on CPU: profile a slice of an epoch
     cfg.train.progress = False
     timer = EpochTimer()
-    model = NeuralForecaster("fusion", cfg, callbacks=[timer])
+    model = NeuralEstimator("fusion", cfg, callbacks=[timer])
     tic = time.perf_counter()
     model.fit(panel, cfg.evaluation.horizon)
     return {"mode": mode, "epoch_seconds": timer.t["epoch"], "fit_seconds": time.perf_counter() - tic,

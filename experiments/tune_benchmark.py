@@ -28,9 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from forecast.backtest import run_backtest  # noqa: E402
 from forecast.config import RunConfig  # noqa: E402
-from forecast.forecaster import HISTORY, NEW  # noqa: E402
+from forecast.models.base import HISTORY, NEW  # noqa: E402
 from forecast.metrics import score  # noqa: E402
-from forecast.pipeline import load_panel, make_forecaster  # noqa: E402
+from forecast.models.registry import build  # noqa: E402
+from forecast.pipeline import load_panel  # noqa: E402
 from forecast.tuning import tune  # noqa: E402
 
 CACHE = ROOT / "experiments" / ".cache" / "tuning"
@@ -69,7 +70,7 @@ def main() -> None:
     result = fitted.backtest
     # The untuned default on the same origins.
     panel = load_panel(cfg)
-    default = run_backtest(panel, {"fusion": lambda: make_forecaster("fusion", cfg)}, cfg.evaluation)
+    default = run_backtest(panel, {"fusion": lambda: build("fusion", cfg)}, cfg.evaluation)
     unseen, tuned_on = list(range(len(result.folds) - 1)), [len(result.folds) - 1]
     rows = []
     for name, source, model in [("fusion (tuned)", result, "fusion"), ("fusion (default)", default, "fusion")] + [

@@ -23,8 +23,8 @@ import pandas as pd
 from forecast.config import EvalConfig
 from forecast.data.panel import Panel
 from forecast.errors import DataError
-from forecast.forecaster import HISTORY, NEW, Forecast, Forecaster
-from forecast.metrics import mase_scale, score, score_by_step
+from forecast.models.base import HISTORY, NEW, Prediction, Model
+from forecast.metrics import METRICS, mase_scale, score, score_by_step
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _fold_targets(panel: Panel, cutoff: int, horizon: int) -> FoldResult:
     return FoldResult(cutoff, truth, {HISTORY: history, NEW: new}, scale)
 
 
-def _align(forecast: Forecast, rows: np.ndarray) -> np.ndarray | None:
+def _align(forecast: Prediction, rows: np.ndarray) -> np.ndarray | None:
     """The forecast's values on exactly these panel rows (None if it lacks any)."""
     position = pd.Series(np.arange(len(forecast.item_index)), index=forecast.item_index)
     where = position.reindex(rows).to_numpy()
@@ -99,7 +99,7 @@ def _align(forecast: Forecast, rows: np.ndarray) -> np.ndarray | None:
     return forecast.units[where.astype(int)]
 
 
-def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Forecaster]], cfg: EvalConfig,
+def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: EvalConfig,
                  cutoffs: list[int] | None = None) -> BacktestResult:
     """Fit every model at every origin and score all of them on the same items and cells.
 
@@ -141,5 +141,5 @@ def _score_table(folds: list[FoldResult], timings: dict[str, float]) -> pd.DataF
             records.append(base | {"step": 0} | score(truth, pred, scale))
             for h, metrics in enumerate(score_by_step(truth, pred, scale), 1):
                 records.append(base | {"step": h} | metrics)
-    columns = ["model", "group", "step", "mae", "rmse", "wape", "mase", "smape", "bias", "n", "fit_seconds"]
+    columns = ["model", "group", "step", *METRICS, "n", "fit_seconds"]
     return pd.DataFrame.from_records(records, columns=columns)

@@ -16,8 +16,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from forecast.config import ALL_MODELS, NEURAL_MODELS, RunConfig
-from forecast.errors import ForecastError
+from forecast.config import RunConfig, choices
+from forecast.errors import ConfigError, ForecastError
+from forecast.models.registry import MODELS, NEURAL, check_models
 
 log = logging.getLogger("forecast")
 
@@ -29,7 +30,15 @@ Without --sales/--products the embedded sample (300 products of the UCI Online
 Retail data) is used. See README.md for details."""
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+class Parser(argparse.ArgumentParser):
+    """argparse whose refusals are ConfigErrors: one ``error:`` line and exit 2, like a bad config value."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    """The tables and how to read them, --config and --debug: what every verb but ui needs."""
     data = parser.add_argument_group("data")
     data.add_argument("--sales", help="sales table: item_id, date, units[, price, covariates] (CSV or Parquet)")
     data.add_argument("--products", help="products table: item_id, description[, attributes, launch_date, end_date]")
@@ -38,42 +47,48 @@ def _common(parser: argparse.ArgumentParser) -> None:
                       "(ambiguous dates are refused, not guessed)")
     data.add_argument("--covariates", help="comma-separated sales columns to use as covariates "
                       "(promo, discount, holiday, event... are recognised without it)")
-    data.add_argument("--gaps", choices=["zero", "error"], help="missing periods: zero sales (default) or refuse")
-    data.add_argument("--negative-units", choices=["error", "zero"],
+    data.add_argument("--gaps", choices=choices("data.gaps"), help="missing periods: zero sales (default) or refuse")
+    data.add_argument("--negative-units", choices=choices("data.negative_units"),
                       help="negative units (returns): refuse (default) or count as zero")
-    data.add_argument("--series-end", choices=["table", "last-sale"],
+    data.add_argument("--series-end", choices=choices("data.series_end"),
                       help="where a series without end_date ends: the table's end (default) or its last sale")
     data.add_argument("--signals", help="exogenous signals: date + one numeric column per signal name (CSV or Parquet)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", help="YAML config (e.g. the best config a sweep wrote); options override it")
+    run.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    """The backtest, the seed and the MLflow run: for the verbs that fit (fit, tune)."""
     task = parser.add_argument_group("task")
     task.add_argument("--horizon", type=int, help="periods to forecast (default 12)")
     task.add_argument("--folds", type=int, help="rolling-origin backtest folds (default 3)")
     task.add_argument("--step", type=int, help="periods between backtest origins (default 4)")
     task.add_argument("--seed", type=int, help="random seed (default 0)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", help="YAML config (e.g. the best config a sweep wrote); options override it")
+    run = parser.add_argument_group("tracking")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite under ./mlruns)")
     run.add_argument("--experiment", help="MLflow experiment name (default 'forecast')")
     run.add_argument("--run-name", help="MLflow run name")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
-    run.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models")
-    group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(ALL_MODELS)}")
-    group.add_argument("--text-mode", choices=["frozen", "last-k", "full"], help="text encoder fine-tuning")
+    group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(MODELS)}")
+    group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
     group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m forecast", description=DESCRIPTION, epilog=EPILOG,
+    parser = Parser(prog="python -m forecast", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     fit = verbs.add_parser("fit", help="backtest all models, refit the best, export the forecast, log to MLflow",
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(fit)
+    _data_options(fit)
+    _training_options(fit)
     _model_options(fit)
     fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
     fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
@@ -82,14 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue a killed fit of the same config and data from its last checkpoints")
 
     predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining")
-    _common(predict)
+    _data_options(predict)
     predict.add_argument("--model-dir", required=True, help="folder written by fit (printed at its end)")
     predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
 
     tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best")
-    _common(tune)
+    _data_options(tune)
+    _training_options(tune)
     _model_options(tune)
-    tune.add_argument("--trials", type=int, default=20, help="trials to run in this invocation (default 20)")
+    tune.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials the study should hold: rerunning resumes "
+                           "a killed sweep, a larger number extends it (default 20)")
     tune.add_argument("--search-space", help="YAML search space (default: the packaged one)")
     tune.add_argument("--study-name", default="forecast-fusion", help="Optuna study; rerun the same to resume")
     tune.add_argument("--storage", help="Optuna RDB storage (default sqlite:///mlruns/optuna.db)")
@@ -97,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--export", help="forecast CSV of the refit best model (default forecast.csv)")
 
     trends = verbs.add_parser("trends", help="trend report by attribute and description word from a forecast CSV")
-    _common(trends)
+    _data_options(trends)
     trends.add_argument("--forecast", default="forecast.csv", help="the CSV written by fit (default forecast.csv)")
     trends.add_argument("--output", default="trends.csv", help="report CSV to write (default trends.csv)")
     trends.add_argument("--min-products", type=int, default=3, help="ignore words/values with fewer products")
@@ -132,9 +149,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["train.progress"] = False
     if getattr(args, "models", None):
         names = [m.strip() for m in args.models.split(",") if m.strip()]
-        overrides["baselines.models"] = [m for m in names if m not in NEURAL_MODELS]
-        overrides["neural.models"] = [m for m in names if m in NEURAL_MODELS]
-    return cfg.updated(overrides).validate()
+        overrides["baselines.models"] = [m for m in names if m not in NEURAL]
+        overrides["neural.models"] = [m for m in names if m in NEURAL]
+    return check_models(cfg.updated(overrides).validate())
 
 
 def _setup_logging(debug: bool) -> None:
@@ -183,7 +200,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     if args.verb is None:
         parser.print_help()
         return 2

@@ -8,20 +8,14 @@ This module knows nothing of torch or MLflow.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from forecast.errors import ConfigError
-
-STATISTICAL_MODELS = ("seasonal_naive", "moving_average", "ets", "theta", "sarimax")
-NEW_ITEM_BASELINES = ("knn",)
-NEURAL_MODELS = ("fusion", "sequence", "text")
-ALL_MODELS = STATISTICAL_MODELS + NEW_ITEM_BASELINES + NEURAL_MODELS
-
 
 @dataclass
 class DataConfig:
@@ -78,7 +72,7 @@ class NeuralConfig:
     demand_weight: float = 1.0
     price_weight: float = 0.2
     trend_weight: float = 0.5
-    transform: Literal["log1p", "sqrt", "none"] = "sqrt"  # transform of units (forecast.data.datamodule)
+    transform: Literal["log1p", "sqrt", "none"] = "sqrt"  # transform of units (forecast.models.neural.features)
     scaling: Literal["global", "window"] = "global"  # one global standardisation, or per-window level
     level_weight: float = 0.0  # "window": loss weight of a window = (level / launch level) ** this
     trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.trends)
@@ -94,14 +88,15 @@ class TrainConfig:
     lr_schedule: Literal["constant", "onecycle"] = "onecycle"  # onecycle: warm-up, then cosine decay per step
     text_learning_rate: float = 3e-5
     weight_decay: float = 1e-4
-    patience: int = 4
+    patience: int = 4  # epochs without a better val/loss before early stopping (with val_periods > 0)
+    gradient_clip_val: float = 1.0  # Lightning clips the gradient norm at this
+    log_every_n_steps: int = 20  # training-curve resolution in MLflow
     val_periods: int | None = 0  # periods held out for early stopping (None: the horizon); 0: none, train on
                                  # every window up to the end (the recent periods matter most; see datamodule)
     windows_per_epoch: int | None = 48_000  # random training windows per epoch (EpochShuffle); None: all
     limit_train_batches: int | float | None = None
     num_workers: int = 0
     progress: bool = True
-    checkpoint_dir: str | None = None  # Lightning checkpoints (best + last); None: a temp dir per fit
     num_threads: int | None = 1  # torch CPU threads while training; small LSTMs gain nothing from more, and
                                  # lose badly when cores are shared (spin-waiting); None: torch's setting
 
@@ -122,7 +117,7 @@ class OutputConfig:
 
     export: str | None = "forecast.csv"
     model: str | None = None  # None: the best model on the backtest, per item group
-    checkpoint_dir: str = "checkpoints"
+    checkpoint_dir: str = "checkpoints"  # saved models, and the work folder a --resume continues from
     trend_threshold: float = 0.1  # |change| below this is "flat" (see forecast.trends)
 
 
@@ -143,21 +138,12 @@ class RunConfig:
         return list(self.baselines.models) + list(self.neural.models)
 
     def validate(self) -> "RunConfig":
-        """Refuse impossible settings before any data is read or model fitted."""
+        """Refuse impossible settings before any data is read or model fitted (model names:
+        forecast.models.registry.check_models)."""
         ev = self.evaluation
         for name in ("horizon", "folds", "step"):
             if getattr(ev, name) <= 0:
                 raise ConfigError(f"evaluation.{name} must be a positive integer, got {getattr(ev, name)}")
-        unknown = [m for m in self.models if m not in ALL_MODELS]
-        if unknown:
-            raise ConfigError(
-                f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(ALL_MODELS)}"
-            )
-        misplaced = [m for m in self.baselines.models if m in NEURAL_MODELS] + [
-            m for m in self.neural.models if m not in NEURAL_MODELS
-        ]
-        if misplaced:
-            raise ConfigError(f"model(s) {misplaced} listed in the wrong section (baselines vs neural)")
         if self.output.model is not None and self.output.model not in self.models:
             raise ConfigError(
                 f"--model {self.output.model!r} is not among the fitted models ({', '.join(self.models)})"
@@ -209,7 +195,7 @@ class RunConfig:
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    """Instantiate a (nested) dataclass from a dict, rejecting unknown keys by name."""
+    """Instantiate a (nested) dataclass from a dict, refusing unknown keys and ill-typed values by name."""
     if not isinstance(data, dict):
         raise ConfigError(f"config section {prefix.rstrip('.') or '<root>'} must be a mapping")
     known = {f.name: f for f in fields(cls)}
@@ -223,10 +209,61 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         if isinstance(hint, type) and is_dataclass(hint):
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         else:
-            kwargs[name] = value
+            kwargs[name] = checked(prefix + name, value, hint)
     return cls(**kwargs)
 
 
-def replace(obj: Any, **changes: Any) -> Any:
-    """dataclasses.replace, re-exported so callers need one import."""
-    return dataclasses.replace(obj, **changes)
+def checked(key: str, value: Any, hint: Any) -> Any:
+    """``value`` if it is of the declared type ``hint`` (an int given for a float becomes a float),
+    else a ConfigError naming the key, the value and what it accepts."""
+    ok, converted = _conforms(value, hint)
+    if not ok:
+        raise ConfigError(f"{key}: {value!r} is not {_describe(hint)}")
+    return converted
+
+
+def _conforms(value: Any, hint: Any) -> tuple[bool, Any]:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return value in args and not isinstance(value, bool), value
+    if origin in (Union, UnionType):
+        for arg in args:
+            ok, converted = _conforms(value, arg)
+            if ok:
+                return True, converted
+        return False, value
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        items = [_conforms(v, args[0]) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    return isinstance(value, hint), value
+
+
+def _describe(hint: Any) -> str:
+    """What a type accepts, in words: "one of zero, error", "an integer or null", "a list of text"."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return f"one of {', '.join(map(str, args))}"
+    if origin in (Union, UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}"
+    return {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a text"}.get(
+        hint, getattr(hint, "__name__", str(hint)))
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """The allowed values of a ``Literal`` key, e.g. choices("data.gaps") -> ("zero", "error")."""
+    section, leaf = key.split(".")
+    hint = get_type_hints(get_type_hints(RunConfig)[section])[leaf]
+    return get_args(hint)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from forecast.data.panel import Panel
 from forecast.errors import ForecastError
-from forecast.forecaster import Forecast
+from forecast.models.base import Prediction
 from forecast.trends import trend_columns
 
 EXPORT_COLUMNS = ["item_id", "date", "model", "units", "price", "trend", "trend_direction", "description"]
@@ -105,8 +105,7 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def forecast_frame(panel: Panel, forecasts: list[Forecast], trend_window: int = 9,
-                   threshold: float = 0.1) -> pd.DataFrame:
+def forecast_frame(panel: Panel, forecasts: list[Prediction], trend_window: int, threshold: float) -> pd.DataFrame:
     """One row per item and period: the long table a planner opens in a spreadsheet."""
     parts = [_one_model(panel, f, trend_window, threshold) for f in forecasts if len(f.item_index)]
     if not parts:
@@ -120,7 +119,7 @@ def forecast_frame(panel: Panel, forecasts: list[Forecast], trend_window: int = 
     return frame.reset_index(drop=True)
 
 
-def _one_model(panel: Panel, forecast: Forecast, trend_window: int, threshold: float) -> pd.DataFrame:
+def _one_model(panel: Panel, forecast: Prediction, trend_window: int, threshold: float) -> pd.DataFrame:
     m, h = forecast.units.shape
     periods = forecast.start[:, None] + np.arange(h)[None, :]
     dates = panel.date_at(periods.ravel())

@@ -18,18 +18,16 @@ import numpy as np
 import pandas as pd
 
 from forecast.backtest import BacktestResult, origins, run_backtest
-from forecast.config import NEURAL_MODELS, RunConfig
+from forecast.config import RunConfig
 from forecast.data.contract import input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
 from forecast.errors import ConfigError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
-from forecast.forecaster import HISTORY, NEW, Forecast, Forecaster
+from forecast.metrics import METRICS
+from forecast.models import registry
+from forecast.models.base import HISTORY, NEW, Prediction
 
 log = logging.getLogger(__name__)
-
-# Fallback order when the backtest has no evidence for a group.
-PREFERENCE = ("fusion", "text", "sequence", "knn", "ets", "theta", "moving_average", "seasonal_naive", "sarimax")
-
 
 def sample_paths() -> tuple[str, str]:
     """The embedded sample: 300 products of the UCI Online Retail data (CC0)."""
@@ -37,11 +35,17 @@ def sample_paths() -> tuple[str, str]:
     return str(root / "sales.csv"), str(root / "products.csv")
 
 
-def load_panel(cfg: RunConfig) -> Panel:
+def data_paths(cfg: RunConfig) -> tuple[str, str]:
+    """(sales, products): the configured tables, or the embedded sample when neither is given."""
     data = cfg.data
     if (data.sales is None) != (data.products is None):
         raise ConfigError("give both --sales and --products, or neither (to run on the embedded sample)")
-    sales, products = (data.sales, data.products) if data.sales else sample_paths()
+    return (data.sales, data.products) if data.sales else sample_paths()
+
+
+def load_panel(cfg: RunConfig) -> Panel:
+    data = cfg.data
+    sales, products = data_paths(cfg)
     panel = build_panel(load_tables(sales, products, data), freq=data.freq, gaps=data.gaps,
                         series_end=data.series_end)
     if data.signals:
@@ -56,104 +60,26 @@ def load_panel(cfg: RunConfig) -> Panel:
     return panel
 
 
-def make_forecaster(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None,
-                    resume: bool = False) -> Forecaster:
-    """The model called `name`, configured by cfg (neural ones checkpoint into `workdir` when given)."""
-    from forecast.baselines.forecasters import KnnForecaster, StatisticalForecaster
-
-    if name in NEURAL_MODELS:
-        from forecast.models.forecaster import NeuralForecaster
-
-        if workdir is not None:
-            return ResumableNeural(name, cfg, workdir, resume, logger)
-        return NeuralForecaster(name, cfg, logger=logger)
-    if name == "knn":
-        return KnnForecaster(cfg)
-    return StatisticalForecaster(name, cfg)
-
-
 def choose_models(cfg: RunConfig, backtest: BacktestResult) -> dict[str, str]:
     """The model per item group: the one asked for where it can serve, else the backtest's best.
 
     A group the backtest could not score (e.g. no product launched after any
-    origin) gets the first fitted model that serves it, in PREFERENCE order.
+    origin) gets the first fitted model that serves it, in the registry's order.
     """
     chosen = backtest.best_models("wape")
     for group in (HISTORY, NEW):
         if group in chosen:
             continue
-        serving = [m for m in PREFERENCE if m in cfg.models and group in make_forecaster(m, cfg).groups]
+        serving = [m for m, entry in registry.MODELS.items() if m in cfg.models and group in entry.groups]
         if serving:
             chosen[group] = serving[0]
             log.warning("no %s items in any backtest fold: using %s for them without backtest evidence",
                         group, serving[0])
     wanted = cfg.output.model
     if wanted is not None:
-        for group in make_forecaster(wanted, cfg).groups:
+        for group in registry.MODELS[wanted].groups:
             chosen[group] = wanted
     return chosen
-
-
-class ResumableNeural:
-    """A neural model whose training survives a kill: ``fit --resume`` picks it up.
-
-    Each training (one per backtest origin, one final) checkpoints every epoch
-    into its own folder of the run's work directory, keyed by the training
-    panel's length; a finished one is saved there too. On resume, finished
-    trainings are loaded instead of retrained and an interrupted one continues
-    from its last checkpoint; training is epoch-deterministic, so the result is
-    the uninterrupted run's.
-    """
-
-    def __init__(self, name: str, cfg: RunConfig, workdir: Path, resume: bool, logger=None):
-        from forecast.models.forecaster import NeuralForecaster
-
-        self.name, self.cfg, self.workdir, self.resume, self.logger = name, cfg, workdir, resume, logger
-        self.groups = NeuralForecaster.groups
-        self.model = None
-
-    def fit(self, panel: Panel, horizon: int) -> None:
-        import shutil
-
-        from forecast.models.forecaster import NeuralForecaster
-
-        folder = self.workdir / f"{self.name}-{panel.n_periods}"
-        finished = folder / "model"
-        if self.resume and finished.is_dir():
-            log.info("resume: %s on %d periods already trained, loading it", self.name, panel.n_periods)
-            self.model = NeuralForecaster.load(finished)
-            return
-        last = folder / "checkpoints" / self.name / "last.ckpt"
-        resume_from = str(last) if self.resume and last.is_file() else None
-        if resume_from:
-            log.info("resume: %s continues from %s", self.name, last)
-        elif folder.exists():
-            shutil.rmtree(folder)
-        cfg = self.cfg.updated({"train.checkpoint_dir": str(folder / "checkpoints")})
-        self.model = NeuralForecaster(self.name, cfg, logger=self.logger)
-        self.model.fit(panel, horizon, ckpt_path=resume_from)
-        self.model.save(finished)
-
-    def predict(self, panel: Panel, horizon: int) -> Forecast:
-        return self.model.predict(panel, horizon)
-
-    def save(self, directory: str | Path) -> Path:
-        return self.model.save(directory)
-
-
-def work_directory(cfg: RunConfig) -> Path:
-    """Where a fit keeps its checkpoints: one folder per (config, data), so --resume finds it."""
-    import hashlib
-    import json
-
-    sales, products = (cfg.data.sales, cfg.data.products) if cfg.data.sales else sample_paths()
-    digest = hashlib.sha256()
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("tracking", "output")}
-    settings["train"] = {k: v for k, v in settings["train"].items() if k not in ("progress", "checkpoint_dir")}
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in (sales, products, *filter(None, [cfg.data.signals])):
-        digest.update(Path(path).read_bytes())
-    return Path(cfg.output.checkpoint_dir) / "work" / digest.hexdigest()[:16]
 
 
 @dataclass
@@ -175,20 +101,19 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
     import shutil
 
     from forecast import tracking
+    from forecast.models.neural.estimator import work_directory
 
-    cfg.validate()
+    registry.check_models(cfg.validate())
     export_path = check_writable(cfg.output.export, input_paths(cfg.data)) if cfg.output.export else None
     panel = load_panel(cfg)
     origins(panel.n_periods, cfg.evaluation)  # refuse a too-short table before a run is opened
-    workdir = work_directory(cfg)
+    workdir = work_directory(cfg, *data_paths(cfg))
     if resume and not workdir.is_dir():
         log.warning("--resume: no interrupted fit with this configuration and data in %s; starting afresh", workdir)
     tracking.mark_abandoned_runs(cfg.tracking)
     with tracking.tracked_run(cfg, "fit") as run_id:
         if resume:
-            import mlflow
-
-            mlflow.set_tag("forecast.resumed", "true")
+            tracking.set_tags({"forecast.resumed": "true"})
         result = fit_in_run(cfg, panel, run_id, export_path, workdir, resume)
     shutil.rmtree(workdir, ignore_errors=True)
     return result
@@ -197,14 +122,12 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
 def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | None,
                workdir: Path | None = None, resume: bool = False) -> FitResult:
     """fit's work inside an open MLflow run (``tune`` calls it for the winner)."""
-    import mlflow
-
     from forecast import tracking
     from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
 
     with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
-        factories = {m: partial(make_forecaster, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
+        factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
         backtest = run_backtest(panel, factories, cfg.evaluation)
         tracking.log_backtest(backtest.table)
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
@@ -215,11 +138,11 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
 
     chosen = choose_models(cfg, backtest)
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
-    mlflow.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
+    tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     forecasts, model_dirs = [], {}
     for name in dict.fromkeys(chosen.values()):
-        logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in NEURAL_MODELS else None
-        model = make_forecaster(name, cfg, logger=logger, workdir=workdir, resume=resume)
+        logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in registry.NEURAL else None
+        model = registry.build(name, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
         forecasts.append(_for_groups(panel, model.predict(panel, cfg.evaluation.horizon),
                                      [g for g, m in chosen.items() if m == name]))
@@ -236,10 +159,10 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
 
 def predict(cfg: RunConfig, model_dir: str | Path) -> pd.DataFrame:
     """Forecast with a saved neural model, without retraining."""
-    from forecast.models.forecaster import NeuralForecaster
+    from forecast.models.neural.estimator import NeuralEstimator
 
     export_path = check_writable(cfg.output.export, input_paths(cfg.data)) if cfg.output.export else None
-    model = NeuralForecaster.load(model_dir)
+    model = NeuralEstimator.load(model_dir)
     panel = load_panel(cfg)
     forecast = model.predict(panel, model.config.evaluation.horizon)
     frame = forecast_frame(panel, [forecast], cfg.neural.trend_window, cfg.output.trend_threshold)
@@ -249,7 +172,7 @@ def predict(cfg: RunConfig, model_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _for_groups(panel: Panel, forecast: Forecast, groups: list[str]) -> Forecast:
+def _for_groups(panel: Panel, forecast: Prediction, groups: list[str]) -> Prediction:
     history = panel.has_history[forecast.item_index]
     keep = np.zeros(len(history), dtype=bool)
     if HISTORY in groups:
@@ -260,9 +183,9 @@ def _for_groups(panel: Panel, forecast: Forecast, groups: list[str]) -> Forecast
 
 
 def _log_data_summary(panel: Panel) -> None:
-    import mlflow
+    from forecast import tracking
 
-    mlflow.log_params({"panel.items": panel.n_items, "panel.new_items": int((~panel.has_history).sum()),
+    tracking.log_params({"panel.items": panel.n_items, "panel.new_items": int((~panel.has_history).sum()),
                        "panel.periods": panel.n_periods, "panel.freq": panel.freq,
                        "panel.season_length": panel.season_length, "panel.gaps_filled": panel.gaps_filled})
 
@@ -276,12 +199,12 @@ def _log_table(table: pd.DataFrame, path: Path) -> None:
 
 def format_summary(summary: pd.DataFrame) -> str:
     """The backtest table as a person reads it: per group, best first."""
-    cols = ["group", "model", "wape", "mase", "mae", "rmse", "smape", "bias", "fit_seconds"]
+    cols = ["group", "model", *METRICS, "fit_seconds"]
     shown = summary[cols].sort_values(["group", "wape"], kind="stable")
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
-def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int = 3) -> pd.DataFrame:
+def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int) -> pd.DataFrame:
     """Aggregate an exported forecast by attribute and description word (see forecast.trends)."""
     from forecast.trends import read_forecast, trend_report
 

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 from forecast.backtest import BacktestResult  # noqa: E402
 from forecast.data.panel import Panel  # noqa: E402
-from forecast.forecaster import HISTORY, NEW  # noqa: E402
+from forecast.models.base import HISTORY, NEW  # noqa: E402
 
 
 def plot_forecast_vs_actual(panel: Panel, result: BacktestResult, models: list[str], path: str | Path,

@@ -1,4 +1,6 @@
-"""MLflow: where runs go, what a run holds, and the plots a person looks at.
+"""MLflow: where runs go and what a run holds. The one module that calls MLflow: the verbs log
+through the functions here; Lightning's ``MLFlowLogger`` writes training curves and Optuna's
+``MLflowCallback`` writes each trial's run (both built here).
 
 Default store: ``sqlite:///mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts``
 (MLflow 3 refuses a plain file store), overridable by ``--tracking-uri`` or
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.config import RunConfig, TrackingConfig
+from forecast.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +100,17 @@ def flatten(data: dict, prefix: str = "") -> dict[str, object]:
 
 
 @contextmanager
-def tracked_run(cfg: RunConfig, verb: str, nested: bool = False) -> Iterator[str]:
-    """An MLflow run for the duration of the block; yields its run id."""
+def tracked_run(cfg: RunConfig, verb: str) -> Iterator[str]:
+    """An MLflow run for the duration of the block; yields its run id. Its experiment becomes the
+    active one, so runs nested in it (tuning trials) land beside it."""
     import mlflow
 
     quiet_mlflow()
     uri = resolve_uri(cfg.tracking)
     mlflow.set_tracking_uri(uri)
     experiment = _experiment_id(cfg.tracking.experiment, uri)
-    run = mlflow.start_run(experiment_id=experiment, run_name=cfg.tracking.run_name, nested=nested,
+    mlflow.set_experiment(experiment_id=experiment)
+    run = mlflow.start_run(experiment_id=experiment, run_name=cfg.tracking.run_name,
                            tags={"forecast.verb": verb, "forecast.pid": str(os.getpid()),
                                  "forecast.host": socket.gethostname()})
     run_id = run.info.run_id
@@ -171,7 +176,7 @@ def log_backtest(table: pd.DataFrame) -> None:
 
     metrics = {}
     for row in table.itertuples(index=False):
-        for name in ("mae", "rmse", "wape", "mase", "smape", "bias"):
+        for name in METRICS:
             value = getattr(row, name)
             if not np.isfinite(value):
                 continue
@@ -188,6 +193,42 @@ def log_file(path: str | Path, folder: str | None = None) -> None:
     import mlflow
 
     mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def log_params(params: dict[str, object]) -> None:
+    """Parameters of the active run."""
+    import mlflow
+
+    mlflow.log_params(params)
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    """Metrics of the active run."""
+    import mlflow
+
+    mlflow.log_metrics(metrics)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Tags of the active run."""
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
+def active_run_id() -> str:
+    import mlflow
+
+    return mlflow.active_run().info.run_id
+
+
+def trial_tracker(metric: str):
+    """Optuna's MLflowCallback: every trial a run nested in the active one, holding the trial's
+    params, its value as ``metric``, its distributions and its ``state`` (COMPLETE, PRUNED) as tags.
+    Wrap the objective with ``tracker.track_in_mlflow()`` so the run is open while the trial trains."""
+    from optuna_integration.mlflow import MLflowCallback
+
+    return MLflowCallback(metric_name=metric, create_experiment=False, mlflow_kwargs={"nested": True})
 
 
 def launch_ui(uri: str | None, port: int) -> int:

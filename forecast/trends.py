@@ -26,29 +26,11 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.panel import Panel
+from forecast.data.smoothing import centred_moving_average
 from forecast.errors import DataError
-from forecast.forecaster import Forecast
+from forecast.models.base import Prediction
 
 RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
-
-
-def centred_moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred mean over ``window`` periods along the last axis, NaNs ignored, shrinking at the ends.
-
-    The one definition of the trend: the neural models' trend target and the
-    export's trend column both use it. A NaN input cell stays NaN.
-    """
-    values = np.asarray(values, dtype=float)
-    units = np.atleast_2d(values)
-    filled = np.nan_to_num(units, nan=0.0)
-    counts = np.isfinite(units).astype(float)
-    half_lo, half_hi = window // 2, window - window // 2 - 1
-    pad = lambda a: np.pad(a, ((0, 0), (half_lo + 1, half_hi)))  # noqa: E731
-    cs_v, cs_c = np.cumsum(pad(filled), axis=1), np.cumsum(pad(counts), axis=1)
-    total = cs_v[:, window:] - cs_v[:, :-window]
-    n = cs_c[:, window:] - cs_c[:, :-window]
-    out = np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0)
-    return np.where(np.isfinite(units), out, np.nan).reshape(values.shape)
 
 
 def direction(change: np.ndarray, threshold: float) -> np.ndarray:
@@ -66,7 +48,7 @@ def relative_change(new: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return change
 
 
-def trend_columns(panel: Panel, forecast: Forecast, window: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def trend_columns(panel: Panel, forecast: Prediction, window: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(trend, trend_direction) arrays [m, H] for a forecast."""
     m, h = forecast.units.shape
     trend = np.empty((m, h))
@@ -125,7 +107,7 @@ def words(description: str) -> set[str]:
     return {w for w in re.findall(r"[a-z][a-z'-]+", description.lower()) if len(w) > 2}
 
 
-def trend_report(panel: Panel, export: pd.DataFrame, threshold: float = 0.1, min_products: int = 3,
+def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_products: int,
                  attributes: list[str] | None = None) -> pd.DataFrame:
     """Which attribute values and description words are forecast to rise or fall, and by how much."""
     totals = export.groupby("item_id", sort=False)["units"].sum()

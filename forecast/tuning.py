@@ -31,7 +31,8 @@ from forecast.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError
 from forecast.export import check_writable
-from forecast.forecaster import HISTORY
+from forecast.models.registry import check_models
+from forecast.models.base import HISTORY
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,19 @@ def load_search_space(path: str | Path | None) -> dict[str, dict[str, Any]]:
     for key, spec in space.items():
         if not isinstance(spec, dict) or spec.get("type") not in ("float", "int", "categorical"):
             raise ConfigError(f"search space {source}: {key!r} needs type float, int or categorical")
-        probe.updated({key: _example(spec)})  # raises ConfigError for an unknown key
+        for value in _examples(key, spec):  # an unknown key, or a value its type refuses: ConfigError
+            probe.updated({key: value})
     return space
 
 
-def _example(spec: dict[str, Any]) -> Any:
-    return spec["choices"][0] if spec["type"] == "categorical" else spec["low"]
+def _examples(key: str, spec: dict[str, Any]) -> list[Any]:
+    """Every value a trial could be given, as far as the config's type checks can tell: the
+    choices of a categorical, the bounds of a range."""
+    if spec["type"] == "categorical":
+        if not spec.get("choices"):
+            raise ConfigError(f"search space: {key!r} is categorical with no choices")
+        return list(spec["choices"])
+    return [spec.get("low"), spec.get("high")]
 
 
 def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -74,10 +82,10 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> float:
     """Train fusion before the holdout origin; WAPE of items with history on the holdout."""
-    from forecast.models.forecaster import NeuralForecaster
+    from forecast.models.neural.estimator import NeuralEstimator
 
     cutoff = origins(panel.n_periods, cfg.evaluation)[-1]
-    make = lambda: NeuralForecaster("fusion", cfg, logger=logger, callbacks=callbacks)  # noqa: E731
+    make = lambda: NeuralEstimator("fusion", cfg, logger=logger, callbacks=callbacks)  # noqa: E731
     summary = run_backtest(panel, {"fusion": make}, cfg.evaluation, cutoffs=[cutoff]).summary()
     return float(summary.loc[summary["group"] == HISTORY, "wape"].iloc[0])
 
@@ -107,14 +115,13 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
 
     Returns (the study, the winning RunConfig, the winner's FitResult).
     """
-    import mlflow
     import optuna
 
     from forecast import pipeline, tracking
 
     if trials <= 0:
         raise ConfigError(f"--trials must be positive, got {trials}")
-    cfg = cfg.updated({"neural.models": ["fusion"]}).validate()
+    cfg = check_models(cfg.updated({"neural.models": ["fusion"]}).validate())
     space = load_search_space(search_space)
     best_path = check_writable(best_config)
     export_path = check_writable(cfg.output.export) if cfg.output.export else None
@@ -125,13 +132,14 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     tracking.mark_abandoned_runs(cfg.tracking)
 
     with tracking.tracked_run(cfg, "tune") as parent_id:
-        mlflow.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
+        tracking.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
         todo = trials - finished_trials(study)
         if todo > 0:
             log.info("study %r: %d finished trial(s); running up to %d more", study_name, trials - todo, todo)
-            study.optimize(lambda t: _objective(t, cfg, panel, space), n_trials=todo,
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=_states()), _progress],
-                           gc_after_trial=True)
+            tracker = tracking.trial_tracker(f"holdout/{HISTORY}/wape")
+            objective = tracker.track_in_mlflow()(lambda t: _objective(t, cfg, panel, space))
+            study.optimize(objective, n_trials=todo, gc_after_trial=True,
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=_states()), tracker, _progress])
         else:
             log.info("study %r already holds %d finished trials (asked for %d): nothing to run",
                      study_name, trials - todo, trials)
@@ -141,8 +149,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         best = study.best_trial
         winner = cfg.updated(best.params)
         winner.to_yaml(best_path)
-        mlflow.log_params({f"best.{k}": v for k, v in best.params.items()})
-        mlflow.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number})
+        tracking.log_params({f"best.{k}": v for k, v in best.params.items()})
+        tracking.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number})
         tracking.log_file(best_path)
         _log_study_plots(study)
         log.info("best trial #%d: holdout WAPE %.4f; config written to %s (rerun: python -m forecast fit --config %s)",
@@ -158,8 +166,8 @@ def _states():
 
 
 def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, Any]]) -> float:
-    import mlflow
-    import optuna
+    """One trial inside its own MLflow run (opened by the tracker): per-epoch curves go there, and
+    the tracker adds the params, the value and the state when the trial ends."""
     from optuna_integration import PyTorchLightningPruningCallback
 
     from forecast import tracking
@@ -168,22 +176,9 @@ def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, A
     # Trials hold out the last horizon of their training data so that Lightning logs val/loss each epoch
     # for the pruner; the winner's config keeps the default (train on everything, fixed epochs).
     trial_cfg = cfg.updated(params | {"train.progress": False, "train.val_periods": None})
-    pruned = None
-    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True) as run:
-        mlflow.log_params(params | {"trial": trial.number})
-        logger = tracking.mlflow_logger(trial_cfg, run.info.run_id)
-        callback = PyTorchLightningPruningCallback(trial, monitor="val/loss")
-        try:
-            value = holdout_wape(trial_cfg, panel, [callback], logger)
-        except optuna.TrialPruned as err:  # a pruned trial is a finished run, tagged as such
-            pruned = err
-            mlflow.set_tag("optuna.state", "PRUNED")
-        else:
-            mlflow.set_tag("optuna.state", "COMPLETE")
-            mlflow.log_metric(f"holdout/{HISTORY}/wape", value)
-    if pruned is not None:
-        raise pruned
-    return value
+    logger = tracking.mlflow_logger(trial_cfg, tracking.active_run_id())
+    callback = PyTorchLightningPruningCallback(trial, monitor="val/loss")
+    return holdout_wape(trial_cfg, panel, [callback], logger)
 
 
 def _progress(study, trial) -> None:

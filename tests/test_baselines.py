@@ -7,21 +7,37 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
-from forecast.baselines import (
-    SERIES_MODELS,
+from forecast.baselines import statistical
+from forecast.baselines.knn import knn_launch_forecast
+from forecast.baselines.statistical import (
     BatchForecast,
+    Mean,
+    MovingAverage,
+    Naive,
+    SeasonalNaive,
     SeriesModel,
     forecast_many,
-    knn_launch_forecast,
 )
-from forecast.baselines import statistical
+from forecast.config import RunConfig
+from forecast.errors import ConfigError
+from forecast.models import registry
 
 M = 52  # weekly season
 
 
-def one(y, model: str, horizon: int = 8, season_length: int = M, **kwargs) -> BatchForecast:
-    return forecast_many([np.asarray(y, dtype=float)], horizon, season_length, model,
-                         n_jobs=1, progress=False, **kwargs)
+def configured(name: str, window: int = 4) -> SeriesModel:
+    """The per-series model (with its fallback chain) that the registry builds for `name`."""
+    cfg = RunConfig().updated({"baselines.moving_average_window": window, "baselines.models": [name]})
+    return registry.build(name, cfg).model
+
+
+def one(y, model: str | SeriesModel, horizon: int = 8, season_length: int = M, window: int = 4) -> BatchForecast:
+    model = configured(model, window) if isinstance(model, str) else model
+    return forecast_many([np.asarray(y, dtype=float)], horizon, season_length, model, n_jobs=1, progress=False)
+
+
+def many(series, horizon: int, model: str, n_jobs: int) -> BatchForecast:
+    return forecast_many(series, horizon, M, configured(model), n_jobs=n_jobs, progress=False)
 
 
 def seasonal_series(n_seasons: int, m: int = M, level: float = 10.0, amplitude: float = 5.0):
@@ -45,10 +61,10 @@ def test_moving_average_is_the_mean_of_the_last_k_periods():
     y = [5.0, 1.0, 2.0, 3.0, 10.0, 0.0]
     np.testing.assert_allclose(one(y, "moving_average", horizon=3).values[0], [3.75] * 3)
     np.testing.assert_allclose(
-        one(y, "moving_average", horizon=3, moving_average_window=2).values[0], [5.0] * 3
+        one(y, "moving_average", horizon=3, window=2).values[0], [5.0] * 3
     )
     # a window longer than the history averages all of it, no fallback
-    result = one(y[:2], "moving_average", horizon=2, moving_average_window=4)
+    result = one(y[:2], "moving_average", horizon=2, window=4)
     np.testing.assert_allclose(result.values[0], [3.0, 3.0])
     assert result.fallbacks == []
 
@@ -149,37 +165,51 @@ def test_all_zero_series_gives_zeros(model):
     np.testing.assert_array_equal(result.values, np.zeros((1, 5)))
 
 
-def test_a_failing_model_falls_back_and_records_why(monkeypatch):
-    def broken(y, horizon, season_length):
+class Broken(SeriesModel):
+    name = "ets"
+
+    def forecast(self, y, horizon, season_length):
         raise RuntimeError("optimizer exploded")
 
-    monkeypatch.setitem(SERIES_MODELS, "ets", SeriesModel("ets", broken, "moving_average"))
-    result = one([1.0, 2.0, 3.0, 4.0, 5.0], "ets", horizon=2)
+
+class NotFinite(SeriesModel):
+    name = "theta"
+
+    def forecast(self, y, horizon, season_length):
+        return np.full(horizon, np.nan)
+
+
+def test_a_failing_model_falls_back_and_records_why():
+    result = one([1.0, 2.0, 3.0, 4.0, 5.0], Broken(fallback=MovingAverage(window=4)), horizon=2)
     np.testing.assert_allclose(result.values[0], [3.5, 3.5])
     (record,) = result.fallbacks
     assert record.used == "moving_average"
     assert "RuntimeError: optimizer exploded" in record.reason
 
 
-def test_a_non_finite_forecast_falls_back(monkeypatch):
-    def nan_model(y, horizon, season_length):
-        return np.full(horizon, np.nan)
-
-    monkeypatch.setitem(SERIES_MODELS, "theta", SeriesModel("theta", nan_model, "mean"))
-    result = one([2.0, 4.0], "theta", horizon=2)
+def test_a_non_finite_forecast_falls_back():
+    result = one([2.0, 4.0], NotFinite(fallback=Mean()), horizon=2)
     np.testing.assert_allclose(result.values[0], [3.0, 3.0])
     assert result.fallbacks[0].used == "mean"
     assert "non-finite" in result.fallbacks[0].reason
 
 
-def test_a_chain_that_runs_dry_gives_zeros(monkeypatch):
-    def broken(y, horizon, season_length):
-        raise ValueError("no")
-
-    monkeypatch.setitem(SERIES_MODELS, "naive", SeriesModel("naive", broken, None))
-    result = one([5.0], "seasonal_naive", horizon=2)
+def test_a_chain_that_runs_dry_gives_zeros():
+    result = one([5.0], SeasonalNaive(fallback=Broken()), horizon=2)
     np.testing.assert_array_equal(result.values, np.zeros((1, 2)))
     assert result.fallbacks[0].used == "zero"
+
+
+def test_the_registry_builds_the_documented_chains():
+    chains = {name: [m.name for m in configured(name).chain()] for name in
+              ("seasonal_naive", "moving_average", "ets", "theta", "sarimax")}
+    assert chains == {"seasonal_naive": ["seasonal_naive", "naive", "mean"],
+                      "moving_average": ["moving_average", "mean"],
+                      "ets": ["ets", "moving_average", "mean"],
+                      "theta": ["theta", "ets", "moving_average", "mean"],
+                      "sarimax": ["sarimax", "ets", "moving_average", "mean"]}
+    assert configured("theta", window=7).chain()[2] == MovingAverage(window=7, fallback=Mean())
+    assert SeasonalNaive(fallback=Naive(fallback=Mean())) == configured("seasonal_naive")
 
 
 def test_fallbacks_are_logged_at_debug_level(caplog):
@@ -200,7 +230,7 @@ def intermittent_series(count: int, seed: int = 7) -> list[np.ndarray]:
 @pytest.mark.parametrize("model", ["seasonal_naive", "moving_average", "ets", "theta"])
 def test_outputs_are_finite_and_non_negative_on_intermittent_series(model):
     series = intermittent_series(40)
-    result = forecast_many(series, 12, M, model, n_jobs=1, progress=False)
+    result = many(series, 12, model, n_jobs=1)
     assert result.values.shape == (40, 12)
     assert np.all(np.isfinite(result.values)) and np.all(result.values >= 0)
     assert all(r.model == model and r.used != model and r.reason for r in result.fallbacks)
@@ -217,8 +247,8 @@ class SpyPool(ProcessPoolExecutor):
 def test_parallel_results_equal_in_process_results(monkeypatch):
     monkeypatch.setattr(statistical, "ProcessPoolExecutor", SpyPool)
     series = intermittent_series(100, seed=8)
-    serial = forecast_many(series, 6, M, "ets", n_jobs=1, progress=False)
-    parallel = forecast_many(series, 6, M, "ets", n_jobs=2, progress=False)
+    serial = many(series, 6, "ets", n_jobs=1)
+    parallel = many(series, 6, "ets", n_jobs=2)
     assert SpyPool.created == 1, "100 series with n_jobs=2 should use the process pool"
     np.testing.assert_array_equal(parallel.values, serial.values)
     assert parallel.fallbacks == serial.fallbacks
@@ -228,19 +258,21 @@ def test_parallel_results_equal_in_process_results(monkeypatch):
 def test_small_batches_run_in_process(monkeypatch):
     monkeypatch.setattr(statistical, "ProcessPoolExecutor", SpyPool)
     SpyPool.created = 0
-    forecast_many(intermittent_series(10), 3, M, "moving_average", n_jobs=2, progress=False)
+    many(intermittent_series(10), 3, "moving_average", n_jobs=2)
     assert SpyPool.created == 0
 
 
 def test_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match="unknown series model"):
-        forecast_many([np.ones(3)], 2, M, "prophet", progress=False)
+    with pytest.raises(ConfigError, match="unknown model 'prophet'"):
+        registry.build("prophet", RunConfig())
+    with pytest.raises(ValueError, match="window"):
+        MovingAverage(window=0)
     with pytest.raises(ValueError, match="horizon"):
-        forecast_many([np.ones(3)], 0, M, "ets", progress=False)
+        many([np.ones(3)], 0, "ets", n_jobs=1)
     with pytest.raises(ValueError, match="series 1"):
-        forecast_many([np.ones(3), np.array([1.0, np.nan])], 2, M, "ets", progress=False)
+        many([np.ones(3), np.array([1.0, np.nan])], 2, "ets", n_jobs=1)
     with pytest.raises(ValueError, match="series 0"):
-        forecast_many([np.array([])], 2, M, "ets", progress=False)
+        many([np.array([])], 2, "ets", n_jobs=1)
 
 
 # -------------------------------------------------------------------------- knn
@@ -298,18 +330,18 @@ def test_knn_query_blocks_do_not_change_the_result(monkeypatch):
     whole = knn_launch_forecast(queries, refs, curves, k=4, weighted=True)
     monkeypatch.setattr("forecast.baselines.knn.QUERY_BLOCK", 3)
     np.testing.assert_array_equal(knn_launch_forecast(queries, refs, curves, k=4, weighted=True), whole)
-    assert knn_launch_forecast(np.zeros((0, 4)), refs, curves).shape == (0, 5)
+    assert knn_launch_forecast(np.zeros((0, 4)), refs, curves, k=3).shape == (0, 5)
 
 
 def test_knn_shape_errors():
     refs, curves = np.ones((4, 3)), np.ones((4, 5))
     with pytest.raises(ValueError, match="dimension"):
-        knn_launch_forecast(np.ones((2, 2)), refs, curves)
+        knn_launch_forecast(np.ones((2, 2)), refs, curves, k=3)
     with pytest.raises(ValueError, match="4 reference embeddings but 3"):
-        knn_launch_forecast(np.ones((2, 3)), refs, np.ones((3, 5)))
+        knn_launch_forecast(np.ones((2, 3)), refs, np.ones((3, 5)), k=3)
     with pytest.raises(ValueError, match="no reference"):
-        knn_launch_forecast(np.ones((2, 3)), np.ones((0, 3)), np.ones((0, 5)))
+        knn_launch_forecast(np.ones((2, 3)), np.ones((0, 3)), np.ones((0, 5)), k=3)
     with pytest.raises(ValueError, match="2-D"):
-        knn_launch_forecast(np.ones(3), refs, curves)
+        knn_launch_forecast(np.ones(3), refs, curves, k=3)
     with pytest.raises(ValueError, match="k must be"):
         knn_launch_forecast(np.ones((2, 3)), refs, curves, k=0)

@@ -77,12 +77,12 @@ def test_predict_reloads_the_saved_model_without_retraining(fitted, monkeypatch)
     saved = [p.parent for p in (folder / "checkpoints").rglob("model.safetensors")]
     if not saved:
         pytest.skip("no neural model was chosen for export in this run")
-    from forecast.models import forecaster as neural
+    from forecast.models.neural import estimator as neural
 
     def no_training(*args, **kwargs):
         raise AssertionError("predict must not train")
 
-    monkeypatch.setattr(neural.NeuralForecaster, "fit", no_training)
+    monkeypatch.setattr(neural.NeuralEstimator, "fit", no_training)
     code = main(["predict", "--model-dir", str(saved[0]), "--sales", sales, "--products", products,
                  "--export", "predicted.csv"])
     assert code == 0
@@ -123,3 +123,19 @@ def test_help_documents_every_option(capsys):
     for option in ("--sales", "--products", "--horizon", "--export", "--model", "--models", "--tracking-uri",
                    "--freq", "--resume", "--config"):
         assert option in text
+
+
+@pytest.mark.parametrize("verb", ["predict", "trends"])
+@pytest.mark.parametrize("option", ["--folds", "--step", "--seed", "--tracking-uri", "--experiment", "--run-name"])
+def test_verbs_refuse_options_they_would_ignore(workdir, capsys, verb, option):
+    extra = ["--model-dir", "somewhere"] if verb == "predict" else []
+    assert main([verb, *extra, option, "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unrecognized arguments: " + option), err
+
+
+def test_tune_help_says_trials_is_the_number_the_study_should_hold(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["tune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "finished (complete or pruned) trials the study should hold" in text

@@ -7,8 +7,9 @@ from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
 from forecast.errors import ForecastError
 from forecast.export import EXPORT_COLUMNS, forecast_frame, write_csv_atomic
-from forecast.forecaster import Forecast
-from forecast.trends import centred_moving_average, relative_change, trend_report
+from forecast.models.base import Prediction
+from forecast.data.smoothing import centred_moving_average
+from forecast.trends import relative_change, trend_report
 from tests.conftest import write_csv
 
 SALES = "".join(["item_id,date,units,price\n"] + [f"A,2024-01-{d:02d},{u},2.0\n" for d, u in [(1, 4), (8, 4), (15, 4)]]
@@ -22,9 +23,9 @@ def panel(tmp_path):
 
 
 def test_export_has_one_row_per_item_and_period_with_dates_after_history(panel):
-    fc = Forecast("m", np.array([0, 1, 2]), np.array([3, 3, 3]), np.array([[8.0, 8.0], [5.0, 5.0], [1.0, 2.0]]),
+    fc = Prediction("m", np.array([0, 1, 2]), np.array([3, 3, 3]), np.array([[8.0, 8.0], [5.0, 5.0], [1.0, 2.0]]),
                   price=np.array([[2.0, 2.0], [np.nan, np.nan], [np.nan, np.nan]]))
-    frame = forecast_frame(panel, [fc], trend_window=3)
+    frame = forecast_frame(panel, [fc], trend_window=3, threshold=0.1)
     assert list(frame.columns) == EXPORT_COLUMNS
     assert list(frame["item_id"]) == ["A", "A", "B", "B", "N", "N"]
     assert list(frame["date"][:2]) == ["2024-01-22", "2024-01-29"]
@@ -36,8 +37,8 @@ def test_export_has_one_row_per_item_and_period_with_dates_after_history(panel):
 
 
 def test_price_column_dropped_when_no_price_is_known(panel):
-    fc = Forecast("m", np.array([1]), np.array([3]), np.ones((1, 2)))
-    assert "price" not in forecast_frame(panel, [fc]).columns
+    fc = Prediction("m", np.array([1]), np.array([3]), np.ones((1, 2)))
+    assert "price" not in forecast_frame(panel, [fc], trend_window=3, threshold=0.1).columns
 
 
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 
 from forecast.config import DataConfig
 from forecast.data.contract import load_tables
-from forecast.data.datamodule import Scaler
+from forecast.models.neural.features import Scaler
 from forecast.data.panel import build_panel
 from forecast.export import neutralise_formulas
 from tests.conftest import write_csv
@@ -107,7 +107,7 @@ def test_blank_prices_are_carried_forward_only(workdir):
     assert np.isnan(panel.price[0, :3]).all() and list(panel.price[0, 3:]) == [8.0, 8.0]  # forward, not back
     early = panel.truncate(3)
     assert np.isnan(early.price[0]).all()
-    scaler = Scaler.fit(early)
+    scaler = Scaler.fit(early, end=early.n_periods, transform="sqrt", scaling="global", launch_periods=2)
     assert scaler.price_mean == pytest.approx(0.0)  # log(1.0) of B only: A's future 8.0 is unseen
 
 

@@ -15,10 +15,10 @@ from forecast.backtest import _fold_targets
 from forecast.cli import main
 from forecast.config import DataConfig
 from forecast.data.contract import load_tables
-from forecast.data.datamodule import training_windows
+from forecast.models.neural.features import training_windows
 from forecast.data.panel import OPEN_END, build_panel
 from forecast.errors import ConfigError
-from forecast.forecaster import HISTORY, NEW
+from forecast.models.base import HISTORY, NEW
 from tests.conftest import write_csv
 
 WEEKS = pd.date_range("2024-01-01", periods=10, freq="W-MON")  # table ends 2024-03-04; next week 2024-03-11
@@ -88,9 +88,7 @@ def test_series_end_last_sale_ends_series_at_their_last_row(workdir, files, capl
 
 
 def test_bad_series_end_is_refused(workdir, files, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["fit", "--sales", files[0], "--products", files[1], "--series-end", "never"])
-    assert exit_.value.code == 2
+    assert main(["fit", "--sales", files[0], "--products", files[1], "--series-end", "never"]) == 2
     assert "--series-end" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--series-end .never.: choose from table, last-sale"):
         build_panel(load_tables(*files, DataConfig()), series_end="never")

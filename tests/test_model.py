@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
-import lightning.pytorch as L
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -18,15 +18,15 @@ import torch
 from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
-from forecast.data.datamodule import EpochShuffle, PanelDataModule, training_windows
-from forecast.trends import centred_moving_average
+from forecast.models.neural.features import EpochShuffle, PanelDataModule, training_windows
+from forecast.data.smoothing import centred_moving_average
 from forecast.data.panel import Panel, build_panel
 from forecast.encoders.text import TextEncoder, default_encoder_path, embed_texts, load_pretrained
 from forecast.errors import ForecastError
-from forecast.forecaster import carried_price
-from forecast.models.forecaster import WEIGHTS, NeuralForecaster
-from forecast.models.lightning_module import ForecastSystem
-from forecast.models.network import ForecastNetwork, NetworkSpec, masked_mse
+from forecast.models.base import carried_price
+from forecast.models.neural.estimator import WEIGHTS, NeuralEstimator
+from forecast.models.neural.system import ForecastSystem
+from forecast.models.neural.network import ForecastNetwork, NetworkSpec, masked_mse
 
 H = 8
 TRAIN = {"train.max_epochs": 8, "train.progress": False, "train.patience": 8, "neural.hidden_size": 32,
@@ -58,10 +58,10 @@ def cfg() -> RunConfig:
 
 
 @pytest.fixture(scope="module")
-def trained(panel, cfg) -> dict[str, NeuralForecaster]:
+def trained(panel, cfg) -> dict[str, NeuralEstimator]:
     models = {}
     for name in ("fusion", "sequence"):
-        models[name] = NeuralForecaster(name, cfg)
+        models[name] = NeuralEstimator(name, cfg)
         models[name].fit(panel, H)
     return models
 
@@ -104,8 +104,8 @@ def test_no_target_leakage_and_launch_windows_have_empty_context(panel, cfg):
     assert torch.isfinite(train["y"][periods < cut]).any()
     launch = train["origin"] == torch.from_numpy(panel.start)[train["item"]]
     assert launch.sum() == panel.has_history[panel.start < cut].sum()
-    assert (train["context"][launch][..., 1] == 0).all()  # observed channel: nothing
-    assert (train["context"][launch][..., 0] == 0).all()
+    assert (train["context"]["observed"][launch] == 0).all()  # nothing observed
+    assert (train["context"]["units"][launch] == 0).all()
     val = dm.val_set.__getitems__(list(range(len(dm.val_set))))
     assert ((val["origin"] >= cut) & (val["origin"] < T)).all()
     periods = val["origin"][:, None] + torch.arange(H)
@@ -123,7 +123,7 @@ def test_context_features_never_read_past_the_panel_end(panel, cfg):
     origins = np.full(len(rows), cut)
     a, b = full.features.gather(rows, origins), short.features.gather(rows, origins)
     for key in ("context", "future", "static"):
-        torch.testing.assert_close(a[key], b[key])
+        torch.testing.assert_close(a[key], b[key])  # every named block
 
 
 def test_price_plan_is_the_carried_price(panel, cfg):
@@ -133,7 +133,7 @@ def test_price_plan_is_the_carried_price(panel, cfg):
     batch = dm.features.gather(rows, np.full(len(rows), panel.n_periods))
     plan = carried_price(panel, rows, H)
     z = dm.scaler.logprice_to_z(np.log(plan))
-    np.testing.assert_allclose(batch["future"][..., 5].numpy(), z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(batch["future"]["price_plan"][..., 0].numpy(), z, rtol=1e-5, atol=1e-5)
 
 
 def test_trend_is_a_centred_moving_average():
@@ -160,7 +160,7 @@ def test_minilm_loads_offline_and_embeds_meaning():
 def test_last_k_trains_only_the_top_layers_at_a_lower_rate(tiny_bert, panel, cfg):
     config = cfg.updated({"neural.text_mode": "last-k", "neural.finetune_layers": 1, "neural.text_encoder": tiny_bert,
                           "train.max_epochs": 1, "train.limit_train_batches": 3})
-    model = NeuralForecaster("fusion", config)
+    model = NeuralEstimator("fusion", config)
     encoder = model._text_encoder()
     trainable = {n for n, p in encoder.model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("encoder.layer.3.") for n in trainable)
@@ -169,7 +169,7 @@ def test_last_k_trains_only_the_top_layers_at_a_lower_rate(tiny_bert, panel, cfg
     after = dict(model.network.text_encoder.model.named_parameters())
     assert not torch.equal(before["encoder.layer.3.output.dense.weight"], after["encoder.layer.3.output.dense.weight"])
     assert torch.equal(before["encoder.layer.2.output.dense.weight"], after["encoder.layer.2.output.dense.weight"])
-    groups = ForecastSystem(model.network, {}, 1e-3, 1e-5).param_groups()
+    groups = ForecastSystem(model.network, {}, 1e-3, 1e-5, 1e-4, "constant", 0).param_groups()
     text_group = next(g for g in groups if g["name"] == "text_encoder")
     assert text_group["lr"] == 1e-5 < groups[0]["lr"]
     assert {id(p) for p in text_group["params"]} == {id(p) for n, p in encoder.model.named_parameters() if n in trainable}
@@ -178,13 +178,13 @@ def test_last_k_trains_only_the_top_layers_at_a_lower_rate(tiny_bert, panel, cfg
 def test_last_k_saves_the_fine_tuned_encoder(tiny_bert, panel, cfg, tmp_path):
     config = cfg.updated({"neural.text_mode": "last-k", "neural.text_encoder": tiny_bert,
                           "train.max_epochs": 1, "train.limit_train_batches": 2})
-    model = NeuralForecaster("text", config)
+    model = NeuralEstimator("text", config)
     model.fit(panel, H)
-    loaded = NeuralForecaster.load(model.save(tmp_path / "m"))
+    loaded = NeuralEstimator.load(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(model.predict(panel, H).units, loaded.predict(panel, H).units)
 
 
-class _EncoderCalls(L.Callback):
+class _EncoderCalls(pl.Callback):
     """Counts forward calls of a module, per training epoch."""
 
     def __init__(self, module: torch.nn.Module):
@@ -198,7 +198,7 @@ class _EncoderCalls(L.Callback):
 def test_frozen_mode_never_runs_the_encoder_while_training(panel, cfg):
     _, hf_model = load_pretrained(None)
     counter = _EncoderCalls(hf_model)
-    model = NeuralForecaster("fusion", cfg.updated({"train.max_epochs": 3, "train.limit_train_batches": 2}),
+    model = NeuralEstimator("fusion", cfg.updated({"train.max_epochs": 3, "train.limit_train_batches": 2}),
                              callbacks=[counter])
     model.fit(panel, H)
     assert len(counter.per_epoch) == 3
@@ -207,7 +207,7 @@ def test_frozen_mode_never_runs_the_encoder_while_training(panel, cfg):
 
 
 # --- training and forecasting ---------------------------------------------------------
-def validation_mse(model: NeuralForecaster, panel: Panel) -> float:
+def validation_mse(model: NeuralEstimator, panel: Panel) -> float:
     dm = PanelDataModule(panel, H, model.config, use_text=model.uses_text, scaler=model.scaler)
     dm.setup("fit")
     batch = dm.val_set.__getitems__(list(range(len(dm.val_set))))
@@ -244,7 +244,7 @@ def test_forecast_covers_both_groups_from_the_right_period(trained, panel):
 def test_save_load_gives_identical_forecasts_and_refuses_tampering(trained, panel, tmp_path):
     model = trained["fusion"]
     directory = model.save(tmp_path / "fusion")
-    loaded = NeuralForecaster.load(directory)
+    loaded = NeuralEstimator.load(directory)
     a, b = model.predict(panel, H), loaded.predict(panel, H)
     for key in ("units", "price", "trend"):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
@@ -253,10 +253,10 @@ def test_save_load_gives_identical_forecasts_and_refuses_tampering(trained, pane
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(ForecastError, match="corrupt"):
-        NeuralForecaster.load(directory)
+        NeuralEstimator.load(directory)
     weights.write_bytes(b"not a safetensors file")
     with pytest.raises(ForecastError):
-        NeuralForecaster.load(directory)
+        NeuralEstimator.load(directory)
 
 
 @pytest.mark.parametrize("encoder,fusion", [("attention", "gated"), ("lstm", "init")])
@@ -265,7 +265,7 @@ def test_network_variants_forward(panel, cfg, encoder, fusion):
     dm.setup()
     f = dm.features
     for variant in ("fusion", "sequence", "text"):
-        spec = NetworkSpec(variant, f.n_context, f.n_future, f.n_static, H, 384, 16, 0.0, encoder, fusion)
+        spec = NetworkSpec(variant, f.widths, H, 384, 16, 0.0, encoder, fusion)
         out = ForecastNetwork(spec)(dm.val_set.__getitems__([0, 1, 2]))
         assert {k: v.shape for k, v in out.items()} == {k: (3, H) for k in ("demand", "price", "trend")}
 
@@ -274,10 +274,10 @@ def test_text_model_ignores_sales_history(panel, cfg):
     dm = PanelDataModule(panel, H, cfg, use_text=True)
     dm.setup()
     f = dm.features
-    net = ForecastNetwork(NetworkSpec("text", f.n_context, f.n_future, f.n_static, H, 384, 16, 0.0)).eval()
+    net = ForecastNetwork(NetworkSpec("text", f.widths, H, 384, 16, 0.0, "lstm", "gated")).eval()
     batch = dm.val_set.__getitems__(list(range(5)))
-    scrambled = dict(batch, context=torch.randn_like(batch["context"]),
-                     static=torch.cat([batch["static"][:, :1], torch.randn(5, 3), batch["static"][:, 4:]], 1))
+    scrambled = dict(batch, context={k: torch.randn_like(v) for k, v in batch["context"].items()},
+                     static=dict(batch["static"], sales=torch.randn_like(batch["static"]["sales"])))
     torch.testing.assert_close(net(batch)["demand"], net(scrambled)["demand"])
 
 
@@ -299,16 +299,31 @@ def test_window_scaling_levels_and_save_load(panel, cfg, tmp_path):
     dm.setup()
     assert not dm.has_validation and dm.cut == panel.n_periods
     batch = dm.train_set.__getitems__(list(range(len(dm.train_set))))
-    launch = batch["context"][:, :, 1].sum(1) == 0
+    launch = batch["context"]["observed"].sum((1, 2)) == 0
     assert launch.any() and torch.allclose(batch["level"][launch], torch.tensor(dm.scaler.launch_level))
     # targets times the window's level give back the transformed units
     fu = dm.scaler.f(panel.units)
     i, t = batch["item"][~launch][:5].numpy(), batch["origin"][~launch][:5].numpy()
     y = batch["y"][~launch][:5, 0].numpy() * batch["level"][~launch][:5].numpy()
     np.testing.assert_allclose(y, fu[i, t], rtol=1e-5, equal_nan=True)
-    model = NeuralForecaster("fusion", config)
+    model = NeuralEstimator("fusion", config)
     model.fit(panel, H)
-    loaded = NeuralForecaster.load(model.save(tmp_path / "w"))
+    loaded = NeuralEstimator.load(model.save(tmp_path / "w"))
     a, b = model.predict(panel, H), loaded.predict(panel, H)
     np.testing.assert_array_equal(a.units, b.units)
     assert np.isfinite(a.units).all() and (a.units >= 0).all()
+
+
+def test_network_layers_are_sized_from_the_named_feature_blocks(panel, cfg):
+    dm = PanelDataModule(panel, H, cfg, use_text=False)
+    dm.setup()
+    widths = dm.features.widths
+    assert list(widths["context"]) == ["units", "observed", "calendar", "age", "price", "covariates"]
+    assert list(widths["static"]) == ["age", "sales", "price_plan"]
+    batch = dm.train_set.__getitems__([0, 1])
+    assert {part: {k: v.shape[-1] for k, v in batch[part].items()} for part in widths} == widths
+    h = 16
+    for variant, static in (("sequence", ["age", "sales", "price_plan"]), ("text", ["age", "price_plan"])):
+        net = ForecastNetwork(NetworkSpec(variant, widths, H, 384, h, 0.0, "lstm", "gated"))
+        assert net.summary[0].in_features == h + sum(widths["static"][k] for k in static)
+        assert net.decoder[0].in_features == h + sum(widths["future"].values()) + h // 4

@@ -18,7 +18,7 @@ from forecast.config import EvalConfig
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
 from forecast.errors import DataError
-from forecast.forecaster import HISTORY, NEW
+from forecast.models.base import HISTORY, NEW
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 import benchmark  # noqa: E402

@@ -45,7 +45,7 @@ def mlflow_trials(db="mlruns/mlflow.db") -> list[tuple[str, str, str]]:
     with sqlite3.connect(db, timeout=60) as con:
         return con.execute(
             "select r.name, r.status, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
-            "where t.key = 'optuna.state'").fetchall()
+            "where t.key = 'state'").fetchall()
 
 
 def test_sweep_records_trials_resumes_and_writes_a_config_fit_accepts(small_data):
@@ -55,7 +55,7 @@ def test_sweep_records_trials_resumes_and_writes_a_config_fit_accepts(small_data
     assert studies == ["forecast-fusion"]
     assert len(states) == 2 and set(states) <= {"COMPLETE", "PRUNED"} and "COMPLETE" in states
     runs = mlflow_trials()
-    assert sorted(name for name, _, _ in runs) == ["trial-0", "trial-1"]
+    assert sorted(name for name, _, _ in runs) == ["0", "1"]  # MLflowCallback names a run by its trial number
     assert all(status == "FINISHED" for _, status, _ in runs)
     with sqlite3.connect("mlruns/mlflow.db", timeout=60) as con:
         parents = {v for (v,) in con.execute("select value from tags where key = 'mlflow.parentRunId'")}

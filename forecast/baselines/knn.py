@@ -17,7 +17,7 @@ def knn_launch_forecast(
     query_embeddings: np.ndarray,
     reference_embeddings: np.ndarray,
     reference_curves: np.ndarray,
-    k: int = 10,
+    k: int,
     *,
     weighted: bool = False,
 ) -> np.ndarray:

@@ -1,31 +1,31 @@
 """Per-series statistical baselines, fitted one series at a time.
 
-Every model is a plain function ``(y, horizon, season_length) -> forecast`` held in
-the :data:`SERIES_MODELS` registry. A model that cannot serve a series (history too
-short, an exception inside statsmodels, a non-finite forecast) hands it to its
-``fallback``, the next simpler model; :func:`forecast_many` records every such hop in a
-:class:`FallbackRecord` so that a backtest can say how often a model really ran.
+Every model is a configured instance in the statsforecast style (``MovingAverage(window=4)``,
+``ETS(fallback=...)``) with one small interface, ``forecast(y, horizon, season_length)``.
+A model that cannot serve a series (history too short, an exception inside statsmodels,
+a non-finite forecast) hands it to its ``fallback``, the next simpler model instance;
+:func:`forecast_many` records every such hop in a :class:`FallbackRecord` so that a
+backtest can say how often a model really ran. Which chains the configured models use
+is one table, :mod:`forecast.models.registry`::
 
-Fallback chains (each model lists only its next step)::
+    SeasonalNaive -> Naive -> Mean
+    MovingAverage -> Mean
+    ETS           -> MovingAverage -> Mean
+    Theta         -> ETS -> MovingAverage -> Mean
+    SARIMAX       -> ETS -> MovingAverage -> Mean
 
-    seasonal_naive -> naive -> mean
-    moving_average -> mean
-    ets            -> moving_average -> mean
-    theta          -> ets -> moving_average -> mean
-    sarimax        -> ets -> moving_average -> mean
-
-``mean`` (the mean of the history) cannot fail on a valid series; should a custom chain
+``Mean`` (the mean of the history) cannot fail on a valid series; should a custom chain
 still run dry, the series gets zeros and the record says ``used="zero"``.
 
 Retail series are short and intermittent, so the models choose their own structure
 from the history length ``n`` and the season length ``m``:
 
 * seasonal terms only when ``n >= 2 * m`` (two full seasons), never for ``m < 2``;
-* ``ets``: additive seasonal + damped trend, else damped trend when ``n >= 10``, else
+* ``ETS``: additive seasonal + damped trend, else damped trend when ``n >= 10``, else
   simple exponential smoothing when ``n >= 3``, else fallback;
-* ``theta``: needs ``n >= 3``; deseasonalises (after statsmodels' seasonality test)
+* ``Theta``: needs ``n >= 3``; deseasonalises (after statsmodels' seasonality test)
   only with two full seasons;
-* ``sarimax``: needs ``n >= 10``; ARIMA(1,1,1), or (1,0,1)x(0,1,0,m) with two seasons;
+* ``SARIMAX``: needs ``n >= 10``; ARIMA(1,1,1), or (1,0,1)x(0,1,0,m) with two seasons;
 * a constant series (all zeros included) long enough for the model is forecast as
   that constant without fitting.
 """
@@ -36,28 +36,21 @@ import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from statsmodels.tsa.forecasting.theta import ThetaModel
 from statsmodels.tsa.holtwinters import ExponentialSmoothing
-from statsmodels.tsa.statespace.sarimax import SARIMAX
+from statsmodels.tsa.statespace.sarimax import SARIMAX as StatsmodelsSARIMAX
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
-
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover - optional: only costs speed
-    threadpool_limits = None
 
 logger = logging.getLogger(__name__)
 
-ForecastFn = Callable[[np.ndarray, int, int], np.ndarray]
-
-DEFAULT_MOVING_AVERAGE_WINDOW = 4
 MIN_SMOOTHING_HISTORY = 3  # fewer points than this and a smoothing fit is just noise
 MIN_TREND_HISTORY = 10  # a damped trend has 5 free parameters; HW's heuristic start needs 10
 MIN_ARIMA_HISTORY = 10
@@ -70,13 +63,26 @@ class InsufficientHistory(Exception):
     """Raised by a model whose history is too short for it: its fallback takes over."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SeriesModel:
-    """One per-series model and the model to try when it cannot serve a series."""
+    """A configured per-series model; ``fallback`` serves the series it cannot (None: none)."""
 
-    name: str
-    forecast: ForecastFn
-    fallback: str | None
+    name: ClassVar[str]  # its label in fallback records and logs
+    fallback: SeriesModel | None = None
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def chain(self) -> tuple[SeriesModel, ...]:
+        """This model followed by its fallbacks."""
+        chain: list[SeriesModel] = []
+        model: SeriesModel | None = self
+        while model is not None:
+            if any(m is model for m in chain):
+                raise ValueError(f"fallback cycle in series models at {model.name!r}")
+            chain.append(model)
+            model = model.fallback
+        return tuple(chain)
 
 
 @dataclass
@@ -100,33 +106,55 @@ class BatchForecast:
 # --------------------------------------------------------------------------- models
 
 
-def mean_forecast(y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+@dataclass(frozen=True, kw_only=True)
+class Mean(SeriesModel):
     """Flat mean of the whole history: the last resort, it cannot fail."""
-    return np.full(horizon, float(np.mean(y)))
+
+    name = "mean"
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        return np.full(horizon, float(np.mean(y)))
 
 
-def naive_forecast(y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+@dataclass(frozen=True, kw_only=True)
+class Naive(SeriesModel):
     """Flat last observed value (random-walk forecast)."""
-    return np.full(horizon, float(y[-1]))
+
+    name = "naive"
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        return np.full(horizon, float(y[-1]))
 
 
-def moving_average_forecast(
-    y: np.ndarray, horizon: int, season_length: int, window: int = DEFAULT_MOVING_AVERAGE_WINDOW
-) -> np.ndarray:
+@dataclass(frozen=True, kw_only=True)
+class MovingAverage(SeriesModel):
     """Flat mean of the last `window` periods (all of them when the history is shorter)."""
-    if window < 1:
-        raise ValueError(f"moving average window must be >= 1, got {window}")
-    return np.full(horizon, float(np.mean(y[-window:])))
+
+    name = "moving_average"
+    window: int
+
+    def __post_init__(self) -> None:
+        if int(self.window) != self.window or self.window < 1:
+            raise ValueError(f"moving average window must be >= 1, got {self.window!r}")
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        return np.full(horizon, float(np.mean(y[-self.window:])))
 
 
-def seasonal_naive_forecast(y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+@dataclass(frozen=True, kw_only=True)
+class SeasonalNaive(SeriesModel):
     """The last full season repeated: exact on a purely seasonal series."""
-    if len(y) < season_length:
-        raise InsufficientHistory(f"history {len(y)} < 1 season ({season_length})")
-    return np.resize(y[-season_length:], horizon).astype(float)
+
+    name = "seasonal_naive"
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        if len(y) < season_length:
+            raise InsufficientHistory(f"history {len(y)} < 1 season ({season_length})")
+        return np.resize(y[-season_length:], horizon).astype(float)
 
 
-def ets_forecast(y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+@dataclass(frozen=True, kw_only=True)
+class ETS(SeriesModel):
     """Holt-Winters exponential smoothing, its structure chosen from the history length.
 
     Holt-Winters' ``ExponentialSmoothing`` with ``use_brute=False`` is used rather than
@@ -134,55 +162,67 @@ def ets_forecast(y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
     (~11 ms vs ~21 ms for a damped trend on 30 points), and only point forecasts are
     needed.
     """
-    _require_history(y, MIN_SMOOTHING_HISTORY, "exponential smoothing")
-    if _is_constant(y):
-        return np.full(horizon, float(y[-1]))
-    n = len(y)
-    if _has_two_seasons(n, season_length):
-        heuristic_ok = n >= 10 + 2 * (season_length // 2)  # statsmodels' requirement
-        model = ExponentialSmoothing(
-            y,
-            trend="add",
-            damped_trend=True,
-            seasonal="add",
-            seasonal_periods=season_length,
-            # "estimated" would optimise m initial seasonals: far too slow for m = 52
-            initialization_method="heuristic" if heuristic_ok else "estimated",
-        )
-    elif n >= MIN_TREND_HISTORY:
-        model = ExponentialSmoothing(
-            y, trend="add", damped_trend=True, initialization_method="estimated"
-        )
-    else:
-        model = ExponentialSmoothing(y, initialization_method="estimated")
-    return np.asarray(model.fit(use_brute=False).forecast(horizon), dtype=float)
+
+    name = "ets"
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        _require_history(y, MIN_SMOOTHING_HISTORY, "exponential smoothing")
+        if _is_constant(y):
+            return np.full(horizon, float(y[-1]))
+        n = len(y)
+        if _has_two_seasons(n, season_length):
+            heuristic_ok = n >= 10 + 2 * (season_length // 2)  # statsmodels' requirement
+            model = ExponentialSmoothing(
+                y,
+                trend="add",
+                damped_trend=True,
+                seasonal="add",
+                seasonal_periods=season_length,
+                # "estimated" would optimise m initial seasonals: far too slow for m = 52
+                initialization_method="heuristic" if heuristic_ok else "estimated",
+            )
+        elif n >= MIN_TREND_HISTORY:
+            model = ExponentialSmoothing(y, trend="add", damped_trend=True, initialization_method="estimated")
+        else:
+            model = ExponentialSmoothing(y, initialization_method="estimated")
+        return np.asarray(model.fit(use_brute=False).forecast(horizon), dtype=float)
 
 
-def theta_forecast(y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+@dataclass(frozen=True, kw_only=True)
+class Theta(SeriesModel):
     """The Theta method (SES with half the linear-trend drift, theta = 2)."""
-    _require_history(y, MIN_SMOOTHING_HISTORY, "theta")
-    if _is_constant(y):
-        return np.full(horizon, float(y[-1]))
-    seasonal = _has_two_seasons(len(y), season_length)
-    model = ThetaModel(y, period=season_length if seasonal else 1, deseasonalize=seasonal)
-    return np.asarray(model.fit().forecast(horizon), dtype=float)
+
+    name = "theta"
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        _require_history(y, MIN_SMOOTHING_HISTORY, "theta")
+        if _is_constant(y):
+            return np.full(horizon, float(y[-1]))
+        seasonal = _has_two_seasons(len(y), season_length)
+        model = ThetaModel(y, period=season_length if seasonal else 1, deseasonalize=seasonal)
+        return np.asarray(model.fit().forecast(horizon), dtype=float)
 
 
-def sarimax_forecast(y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+@dataclass(frozen=True, kw_only=True)
+class SARIMAX(SeriesModel):
     """A small (S)ARIMA with bounded optimisation; slow, so opt-in.
 
     The seasonal part is a plain seasonal difference: a seasonal MA term at m = 52 puts
     ~50 states in the Kalman filter and costs seconds per series.
     """
-    _require_history(y, MIN_ARIMA_HISTORY, "sarimax")
-    if _is_constant(y):
-        return np.full(horizon, float(y[-1]))
-    if _has_two_seasons(len(y), season_length):
-        model = SARIMAX(y, order=(1, 0, 1), seasonal_order=(0, 1, 0, season_length))
-    else:
-        model = SARIMAX(y, order=(1, 1, 1))
-    fit = model.fit(disp=False, maxiter=SARIMAX_MAXITER)
-    return np.asarray(fit.forecast(horizon), dtype=float)
+
+    name = "sarimax"
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        _require_history(y, MIN_ARIMA_HISTORY, "sarimax")
+        if _is_constant(y):
+            return np.full(horizon, float(y[-1]))
+        if _has_two_seasons(len(y), season_length):
+            model = StatsmodelsSARIMAX(y, order=(1, 0, 1), seasonal_order=(0, 1, 0, season_length))
+        else:
+            model = StatsmodelsSARIMAX(y, order=(1, 1, 1))
+        fit = model.fit(disp=False, maxiter=SARIMAX_MAXITER)
+        return np.asarray(fit.forecast(horizon), dtype=float)
 
 
 def _is_constant(y: np.ndarray) -> bool:
@@ -200,48 +240,7 @@ def _require_history(y: np.ndarray, minimum: int, what: str) -> None:
         raise InsufficientHistory(f"history {len(y)} < {minimum} needed for {what}")
 
 
-SERIES_MODELS: dict[str, SeriesModel] = {
-    "seasonal_naive": SeriesModel("seasonal_naive", seasonal_naive_forecast, "naive"),
-    "moving_average": SeriesModel(
-        "moving_average",
-        partial(moving_average_forecast, window=DEFAULT_MOVING_AVERAGE_WINDOW),
-        "mean",
-    ),
-    "ets": SeriesModel("ets", ets_forecast, "moving_average"),
-    "theta": SeriesModel("theta", theta_forecast, "ets"),
-    "sarimax": SeriesModel("sarimax", sarimax_forecast, "ets"),
-    "naive": SeriesModel("naive", naive_forecast, "mean"),
-    "mean": SeriesModel("mean", mean_forecast, None),
-}
-
-
 # --------------------------------------------------------------- one series, a chain
-
-
-def _resolve_chain(model: str, moving_average_window: int) -> tuple[SeriesModel, ...]:
-    """`model` followed by its fallbacks, with the moving-average window bound.
-
-    Resolved once in the parent so that workers get exactly the same chain.
-    """
-    chain: list[SeriesModel] = []
-    name: str | None = model
-    while name is not None:
-        if name not in SERIES_MODELS:
-            raise ValueError(f"unknown series model {name!r}; known: {sorted(SERIES_MODELS)}")
-        if any(entry.name == name for entry in chain):
-            raise ValueError(f"fallback cycle in series models at {name!r}")
-        entry = SERIES_MODELS[name]
-        chain.append(_bind_window(entry, moving_average_window))
-        name = entry.fallback
-    return tuple(chain)
-
-
-def _bind_window(entry: SeriesModel, window: int) -> SeriesModel:
-    """Rebind the `window` of a registry entry built with functools.partial(..., window=)."""
-    fn = entry.forecast
-    if isinstance(fn, partial) and "window" in fn.keywords:
-        return replace(entry, forecast=partial(fn, window=window))
-    return entry
 
 
 @contextmanager
@@ -329,9 +328,6 @@ def _single_threaded_blas() -> Iterator[None]:
     them and cost ~8x the CPU (ETS: ~140 ms vs ~17 ms per series on a loaded 2-core
     machine), and workers x BLAS threads oversubscribe the cores.
     """
-    if threadpool_limits is None:
-        yield
-        return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 
@@ -343,10 +339,9 @@ def forecast_many(
     series: Sequence[np.ndarray],
     horizon: int,
     season_length: int,
-    model: str,
+    model: SeriesModel,
     n_jobs: int = -1,
     progress: bool = True,
-    moving_average_window: int = DEFAULT_MOVING_AVERAGE_WINDOW,
 ) -> BatchForecast:
     """Forecast every series with `model` (falling back per series), in parallel.
 
@@ -355,26 +350,24 @@ def forecast_many(
     follow the input order whatever the execution order. ``n_jobs <= 0`` counts back
     from the usable cores (-1: all of them, -2: all but one).
     """
-    _check_arguments(horizon, season_length, moving_average_window)
-    chain = _resolve_chain(model, moving_average_window)
+    _check_arguments(horizon, season_length)
+    chain = model.chain()
     ys = [_as_series(y, i) for i, y in enumerate(series)]
     workers = _resolve_jobs(n_jobs)
-    with tqdm(total=len(ys), desc=f"{model}", unit="series", disable=not progress) as bar:
+    with tqdm(total=len(ys), desc=model.name, unit="series", disable=not progress) as bar:
         if workers == 1 or len(ys) < POOL_MIN_SERIES:
             values, records = _run_in_process(ys, horizon, season_length, chain, bar)
         else:
             values, records = _run_in_pool(ys, horizon, season_length, chain, workers, bar)
-    _log_fallbacks(model, len(ys), records)
+    _log_fallbacks(model.name, len(ys), records)
     return BatchForecast(values=values, fallbacks=records)
 
 
-def _check_arguments(horizon: int, season_length: int, moving_average_window: int) -> None:
+def _check_arguments(horizon: int, season_length: int) -> None:
     if int(horizon) != horizon or horizon < 1:
         raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
     if int(season_length) != season_length or season_length < 1:
         raise ValueError(f"season_length must be a positive integer, got {season_length!r}")
-    if int(moving_average_window) != moving_average_window or moving_average_window < 1:
-        raise ValueError(f"moving_average_window must be >= 1, got {moving_average_window!r}")
 
 
 def _as_series(y: np.ndarray, index: int) -> np.ndarray:

@@ -115,12 +115,6 @@ class Panel:
         grid = pd.date_range(self.dates[0] + lo * offset, periods=int(index.max()) - lo + 1, freq=offset)
         return grid[index - lo]
 
-    def last_price(self) -> np.ndarray:
-        """Latest known price per item (NaN when never known): the default price plan."""
-        if self.price is None:
-            return np.full(self.n_items, np.nan)
-        return self.price[:, -1] if self.n_periods else np.full(self.n_items, np.nan)
-
     def truncate(self, cutoff: int) -> "Panel":
         """The panel as it was known before period `cutoff` (for backtests).
 
@@ -141,22 +135,6 @@ class Panel:
             price=None if self.price is None else cut(self.price),
             covariates={k: cut(v) for k, v in self.covariates.items()},
             signals=None if self.signals is None else self.signals.known_before(cutoff),
-        )
-
-    def subset(self, mask: np.ndarray) -> "Panel":
-        """Only the items where mask is true."""
-        idx = np.flatnonzero(mask)
-        return replace(
-            self,
-            item_ids=self.item_ids[idx],
-            units=self.units[idx],
-            price=None if self.price is None else self.price[idx],
-            covariates={k: v[idx] for k, v in self.covariates.items()},
-            start=self.start[idx],
-            first_sale=self.first_sale[idx],
-            end=self.end[idx],
-            products=self.products.iloc[idx].reset_index(drop=True),
-            signals=None if self.signals is None else self.signals.subset(idx),
         )
 
 
@@ -346,7 +324,7 @@ def _series_end(tables: Tables, dates: pd.DatetimeIndex, offset, last_sale: np.n
 def _carried(sales: pd.DataFrame, column: str, row, col, n: int, T: int, inside: np.ndarray) -> np.ndarray:
     """A covariate on the grid, carried forward within each series, never backward: a value
     is known from its row on, so a backtest origin before it must not see it (NaN until then;
-    a forecast's price plan falls back to the products table's price, forecast.forecaster)."""
+    a forecast's price plan falls back to the products table's price, forecast.models.base)."""
     grid = np.full((n, T), np.nan)
     grid[row, col] = sales[column].to_numpy(dtype=float)
     return np.where(inside, pd.DataFrame(grid.T).ffill().to_numpy().T, np.nan)

@@ -1,6 +1,6 @@
-"""``NeuralForecaster``: the fusion network and its ablations behind the Forecaster protocol.
+"""``NeuralEstimator``: the fusion network and its ablations behind the Model protocol.
 
-``fit`` builds the windows (:class:`~forecast.data.datamodule.PanelDataModule`),
+``fit`` builds the windows (:class:`~forecast.models.neural.features.PanelDataModule`),
 trains with a seeded, deterministic Lightning ``Trainer`` (by default a fixed
 number of epochs on every window; with ``train.val_periods > 0`` early stopping on
 ``val/loss``; best + last checkpoints) and keeps the best weights; ``predict``
@@ -8,10 +8,13 @@ forecasts every item from the panel's end (or a new product from its launch).
 
 ``save(dir)`` writes ``model.safetensors`` (weights, no pickle), ``config.yaml``
 (the RunConfig) and ``meta.json`` (network shape, scaler statistics, a SHA-256 of
-the weights); ``NeuralForecaster.load(dir)`` rebuilds the same network, so the
+the weights); ``NeuralEstimator.load(dir)`` rebuilds the same network, so the
 forecasts are identical. In ``frozen`` text mode the encoder is not saved (it is
 reloaded from its path); in ``last-k``/``full`` its fine-tuned weights are part
 of the state.
+
+``ResumableNeural`` wraps an estimator for ``fit --resume``: each training checkpoints
+into its folder of the run's :func:`work_directory` and a finished one is reloaded.
 """
 
 from __future__ import annotations
@@ -19,42 +22,45 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import lightning.pytorch as L
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from forecast.config import RunConfig
-from forecast.data.datamodule import PanelDataModule, Scaler, build_features
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError, ForecastError
-from forecast.forecaster import HISTORY, NEW, Forecast, forecast_targets
-from forecast.models.lightning_module import ForecastSystem
-from forecast.models.network import VARIANTS, ForecastNetwork, NetworkSpec
+from forecast.models.base import Prediction, forecast_targets
+from forecast.models.neural.features import PanelDataModule, Scaler, build_features
+from forecast.models.neural.network import ForecastNetwork, NetworkSpec
+from forecast.models.neural.system import ForecastSystem
+from forecast.models.registry import MODELS, NEURAL
 
 log = logging.getLogger(__name__)
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "meta.json"
-FORMAT = "forecast-neural/2"  # /2: scaler has "scaling" and "launch_level" (per-window levels)
-READABLE_FORMATS = ("forecast-neural/1", FORMAT)  # /1 files load as global scaling
+FORMAT = "forecast-neural/3"  # /3: the network spec holds named feature blocks and their widths
+READABLE_FORMATS = (FORMAT,)
 PREDICT_BATCH = 2048
 
 
-class NeuralForecaster:
+class NeuralEstimator:
     """``fusion`` (text + history), ``sequence`` (history only) or ``text`` (description only)."""
 
-    groups = frozenset({HISTORY, NEW})
-
-    def __init__(self, name: str, config: RunConfig, logger=None, callbacks: list | None = None):
-        if name not in VARIANTS:
-            raise ConfigError(f"unknown neural model {name!r}; choose from {', '.join(VARIANTS)}")
+    def __init__(self, name: str, config: RunConfig, logger=None, callbacks: list | None = None,
+                 checkpoint_dir: Path | None = None):
+        if name not in NEURAL:
+            raise ConfigError(f"unknown neural model {name!r}; choose from {', '.join(NEURAL)}")
         self.name, self.config, self.logger = name, config, logger
+        self.groups = MODELS[name].groups
         self.callbacks = list(callbacks or [])  # extra Lightning callbacks (e.g. for tests or tuning)
+        self.checkpoint_dir = checkpoint_dir  # Lightning checkpoints (best + last); None: a temp dir per fit
         self.network: ForecastNetwork | None = None
         self.scaler: Scaler | None = None
         self.horizon: int | None = None
@@ -62,7 +68,7 @@ class NeuralForecaster:
 
     @property
     def uses_text(self) -> bool:
-        return self.name in ("fusion", "text")
+        return "text" in MODELS[self.name].reads
 
     @property
     def text_mode(self) -> str:
@@ -76,7 +82,7 @@ class NeuralForecaster:
 
     def _fit(self, panel: Panel, horizon: int, ckpt_path: str | None) -> None:
         tic = time.perf_counter()
-        L.seed_everything(self.config.seed, workers=True, verbose=False)
+        pl.seed_everything(self.config.seed, workers=True, verbose=False)
         datamodule = PanelDataModule(panel, horizon, self.config, use_text=self.uses_text)
         datamodule.setup("fit")
         network = self._build_network(self._spec(datamodule, horizon))
@@ -86,9 +92,9 @@ class NeuralForecaster:
         system = ForecastSystem(
             network, {"demand": nt.demand_weight, "price": nt.price_weight, "trend": nt.trend_weight},
             self.config.train.learning_rate, self.config.train.text_learning_rate, self.config.train.weight_decay,
-            seed=self.config.seed, lr_schedule=self.config.train.lr_schedule,
+            lr_schedule=self.config.train.lr_schedule, seed=self.config.seed,
         )
-        persistent = self.config.train.checkpoint_dir
+        persistent = self.checkpoint_dir
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:
             dirpath = Path(root) / self.name if persistent else Path(root)
             trainer = self._trainer(dirpath, datamodule.has_validation)
@@ -113,8 +119,8 @@ class NeuralForecaster:
         text_dim = 0
         if self.uses_text:
             text_dim = f.text["emb"].shape[1] if "emb" in f.text else self._text_encoder().dim
-        return NetworkSpec(self.name, f.n_context, f.n_future, f.n_static, horizon, text_dim,
-                           nt.hidden_size, nt.dropout, nt.sequence_encoder, nt.fusion)
+        return NetworkSpec(self.name, f.widths, horizon, text_dim, nt.hidden_size, nt.dropout,
+                           nt.sequence_encoder, nt.fusion)
 
     def _base_embeddings(self, datamodule: PanelDataModule) -> torch.Tensor:
         """The products' sentence vectors before any fine-tuning (memoised by embed_texts)."""
@@ -139,7 +145,7 @@ class NeuralForecaster:
     def _build_network(self, spec: NetworkSpec) -> ForecastNetwork:
         return ForecastNetwork(spec, self._text_encoder())
 
-    def _trainer(self, dirpath: Path, validate: bool) -> L.Trainer:
+    def _trainer(self, dirpath: Path, validate: bool) -> pl.Trainer:
         tc = self.config.train
         monitor = "val/loss" if validate else None
         checkpoint = ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode="min",
@@ -148,26 +154,26 @@ class NeuralForecaster:
         if validate:
             callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=tc.patience))
         cpu = not torch.cuda.is_available()
-        return L.Trainer(
+        return pl.Trainer(
             max_epochs=tc.max_epochs, accelerator="auto", devices=1,
             deterministic=True if cpu else "warn",  # cuDNN's LSTM has no deterministic kernel
             logger=self.logger if self.logger is not None else False,
             callbacks=callbacks, enable_progress_bar=tc.progress, enable_model_summary=False,
             limit_train_batches=tc.limit_train_batches, limit_val_batches=1.0 if validate else 0,
-            num_sanity_val_steps=0, gradient_clip_val=1.0, log_every_n_steps=20,
+            num_sanity_val_steps=0, gradient_clip_val=tc.gradient_clip_val, log_every_n_steps=tc.log_every_n_steps,
         )
 
     # --- forecasting ---------------------------------------------------------
-    def predict(self, panel: Panel, horizon: int) -> Forecast:
+    def predict(self, panel: Panel, horizon: int) -> Prediction:
         if self.network is None:
             raise ForecastError(f"{self.name}: predict called before fit (or load)")
         if horizon > self.horizon:
             raise ForecastError(f"{self.name} was trained for a horizon of {self.horizon}; cannot forecast {horizon}")
         rows, start = forecast_targets(panel, self.groups)
         if len(rows) == 0:
-            return Forecast(self.name, rows, start, np.zeros((0, horizon)))
+            return Prediction(self.name, rows, start, np.zeros((0, horizon)))
         features = build_features(panel, self.scaler, self.config, self.horizon, self.uses_text)
-        if features.n_context != self.network.spec.n_context:
+        if features.widths != self.network.spec.blocks:
             raise ForecastError(f"{self.name}: the data's covariates {features.covariate_names} differ from "
                                 f"those the model was trained with")
         outputs = {"demand": [], "price": [], "trend": []}
@@ -183,7 +189,7 @@ class NeuralForecaster:
         demand, price, trend = (np.concatenate(outputs[k]) for k in ("demand", "price", "trend"))
         level = np.concatenate(levels)
         has_price = panel.price is not None or "price" in panel.products
-        return Forecast(
+        return Prediction(
             self.name, rows, start, self.scaler.z_to_units(demand, level),
             self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend, level),
         )
@@ -210,7 +216,7 @@ class NeuralForecaster:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "NeuralForecaster":
+    def load(cls, directory: str | Path) -> "NeuralEstimator":
         """Rebuild a saved model; a missing, corrupt or modified file is a ForecastError."""
         from safetensors.torch import load_file
 
@@ -241,6 +247,57 @@ class NeuralForecaster:
         model.horizon = int(meta["horizon"])
         model.fit_info = meta.get("fit", {})
         return model
+
+
+class ResumableNeural:
+    """A neural model whose training survives a kill: ``fit --resume`` picks it up.
+
+    Each training (one per backtest origin, one final) checkpoints every epoch
+    into its own folder of the run's work directory, keyed by the training
+    panel's length; a finished one is saved there too. On resume, finished
+    trainings are loaded instead of retrained and an interrupted one continues
+    from its last checkpoint; training is epoch-deterministic, so the result is
+    the uninterrupted run's.
+    """
+
+    def __init__(self, name: str, cfg: RunConfig, workdir: Path, resume: bool, logger=None):
+        self.name, self.cfg, self.workdir, self.resume, self.logger = name, cfg, workdir, resume, logger
+        self.groups = MODELS[name].groups
+        self.model = None
+
+    def fit(self, panel: Panel, horizon: int) -> None:
+        folder = self.workdir / f"{self.name}-{panel.n_periods}"
+        finished = folder / "model"
+        if self.resume and finished.is_dir():
+            log.info("resume: %s on %d periods already trained, loading it", self.name, panel.n_periods)
+            self.model = NeuralEstimator.load(finished)
+            return
+        last = folder / "checkpoints" / self.name / "last.ckpt"
+        resume_from = str(last) if self.resume and last.is_file() else None
+        if resume_from:
+            log.info("resume: %s continues from %s", self.name, last)
+        elif folder.exists():
+            shutil.rmtree(folder)
+        self.model = NeuralEstimator(self.name, self.cfg, logger=self.logger, checkpoint_dir=folder / "checkpoints")
+        self.model.fit(panel, horizon, ckpt_path=resume_from)
+        self.model.save(finished)
+
+    def predict(self, panel: Panel, horizon: int) -> Prediction:
+        return self.model.predict(panel, horizon)
+
+    def save(self, directory: str | Path) -> Path:
+        return self.model.save(directory)
+
+
+def work_directory(cfg: RunConfig, sales: str, products: str) -> Path:
+    """Where a fit keeps its checkpoints: one folder per (config, data), so --resume finds it."""
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in ("tracking", "output")}
+    settings["train"] = {k: v for k, v in settings["train"].items() if k != "progress"}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in (sales, products, *filter(None, [cfg.data.signals])):
+        digest.update(Path(path).read_bytes())
+    return Path(cfg.output.checkpoint_dir) / "work" / digest.hexdigest()[:16]
 
 
 @contextmanager

@@ -2,24 +2,27 @@
 
 Lightning's "systems vs models" split: the network (and its encoders) are plain
 ``nn.Module``s that know nothing of training; this module owns the loss weights,
-the shared train/val/test step, logging and the optimiser. The text encoder's
+the shared train/val step, logging and the optimiser. The text encoder's
 fine-tuned weights get their own, lower learning rate: pretrained weights move
 little before they forget what they knew, the fresh layers need a large step.
 """
 
 from __future__ import annotations
 
-import lightning.pytorch as L
+import lightning.pytorch as pl
 import torch
 
-from forecast.models.network import HEADS, ForecastNetwork
+from forecast.models.neural.network import HEADS, ForecastNetwork
 
 
-class ForecastSystem(L.LightningModule):
-    def __init__(self, network: ForecastNetwork, weights: dict[str, float], learning_rate: float = 3e-3,
-                 text_learning_rate: float = 3e-5, weight_decay: float = 1e-4, seed: int = 0,
-                 lr_schedule: str = "constant"):
+class ForecastSystem(pl.LightningModule):
+    """Every setting comes from the RunConfig (see NeuralEstimator); none has a default here."""
+
+    def __init__(self, network: ForecastNetwork, weights: dict[str, float], learning_rate: float,
+                 text_learning_rate: float, weight_decay: float, lr_schedule: str, seed: int):
         super().__init__()
+        # Recorded in every checkpoint (not sent to the logger: the run already holds the config).
+        self.save_hyperparameters(ignore=["network"], logger=False)
         self.seed, self.lr_schedule = seed, lr_schedule
         self.network = network
         self.weights = dict(weights)
@@ -49,9 +52,6 @@ class ForecastSystem(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         return self.model_step(batch, "val")
 
-    def test_step(self, batch, batch_idx):
-        return self.model_step(batch, "test")
-
     def param_groups(self) -> list[dict]:
         """Fresh layers at ``learning_rate``; trainable text-encoder weights at ``text_learning_rate``."""
         encoder = self.network.text_encoder
@@ -69,10 +69,6 @@ class ForecastSystem(L.LightningModule):
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.learning_rate, weight_decay=self.weight_decay)
         if self.lr_schedule == "constant":
             return optimizer
-        if self.lr_schedule != "onecycle":
-            from forecast.errors import ConfigError
-
-            raise ConfigError(f"train.lr_schedule {self.lr_schedule!r}: choose from constant, onecycle")
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total, pct_start=0.1,

@@ -56,25 +56,28 @@ Scaling (why global, not per series)
     better MASE (1.35-1.42 vs 1.47) but a worse pooled WAPE (0.77-0.86 vs 0.745)
     than the global transform, which stays the default.
 
-Features
-    Context steps: z (0 where padded), observed, calendar (sin/cos of week of
-    year and of month), age (``log1p(periods since start)/log(53)``), price
-    (standardised log price, log price relative to the price plan, known flag),
-    covariates (standardised, known flag folded in as 0).
-    Horizon steps: calendar, age, the price plan (standardised log) and its known
-    flag, covariates held at their last known value.
-    Static: age at the origin, share of the context observed, mean and last-4
-    mean of observed context z, price plan and its known flag.
+Features (named blocks: a batch holds ``context``, ``future`` and ``static``, each a dict
+of block name -> tensor; the network sizes its layers from :attr:`PanelFeatures.widths`,
+so a new block is one more entry in :meth:`PanelFeatures.gather`)
+    context, per step: ``units`` (z, 0 where padded), ``observed``, ``calendar``
+    (sin/cos of week of year and of month), ``age`` (``log1p(periods since
+    start)/log(53)``), ``price`` (standardised log price, log price relative to the
+    price plan, known flag), ``covariates`` (standardised, known flag folded in as 0).
+    future, per horizon step: ``calendar``, ``age``, ``price_plan`` (standardised log
+    and its known flag), ``covariates`` held at their last known value.
+    static: ``age`` at the origin, ``sales`` (share of the context observed, mean and
+    last-4 mean of observed context z; the text-only model does not read it),
+    ``price_plan`` and its known flag.
     The price plan of a window is the price at ``t - 1`` carried flat (or, for a
     launch, the ``price`` column of the products table): exactly
-    :func:`forecast.forecaster.carried_price` at prediction time, so training and
+    :func:`forecast.models.base.carried_price` at prediction time, so training and
     forecasting see the same kind of plan.
 
 Trend target
     The seasonal trend of period ``p`` is the centred moving average of units over
     ``neural.trend_window`` (``w``) periods, ``mean(units[p - w//2 : p + w//2 + 1])``
     over the observed cells only (the window shrinks at the series' ends), as in
-    :func:`forecast.trends.centred_moving_average`; it is scaled like units.
+    :func:`forecast.data.smoothing.centred_moving_average`; it is scaled like units.
 
 Text
     ``frozen``: one embedding per product, computed once by
@@ -89,7 +92,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 
-import lightning.pytorch as L
+import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
@@ -97,11 +100,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
-from forecast.trends import centred_moving_average
+from forecast.data.smoothing import centred_moving_average
 
 log = logging.getLogger(__name__)
 
-N_CALENDAR = 4
+FEATURE_PARTS = ("context", "future", "static")  # each a dict of named blocks in a batch
 AGE_SCALE = float(np.log(53.0))
 
 
@@ -120,14 +123,9 @@ class Scaler:
     launch_level: float = 1.0  # "window": the level of a launch window (empty context)
 
     @classmethod
-    def fit(cls, panel: Panel, end: int | None = None, transform: str = "sqrt", scaling: str = "global",
-            launch_periods: int = 12) -> "Scaler":
-        """Statistics over the observed cells before period ``end`` (default: all)."""
-        if scaling not in SCALINGS:
-            from forecast.errors import ConfigError
-
-            raise ConfigError(f"neural.scaling {scaling!r}: choose from {', '.join(SCALINGS)}")
-        end = panel.n_periods if end is None else end
+    def fit(cls, panel: Panel, end: int, transform: str, scaling: str, launch_periods: int) -> "Scaler":
+        """Statistics over the observed cells before period ``end``; ``transform`` and ``scaling``
+        are the config's neural.transform and neural.scaling, ``launch_periods`` the horizon."""
         fu = TRANSFORMS[transform][0](panel.units[:, :end])
         m_u, s_u = _moments(fu)
         m_p, s_p = (0.0, 1.0) if panel.price is None else _moments(_safe_log(panel.price[:, :end]))
@@ -166,8 +164,6 @@ class Scaler:
         return cls(**data)
 
 
-SCALINGS = ("global", "window")
-
 TRANSFORMS = {  # name -> (forward, inverse) on units >= 0
     "log1p": (lambda u: np.log1p(np.clip(u, 0, None)), np.expm1),
     "sqrt": (lambda u: np.sqrt(np.clip(u, 0, None)), lambda v: np.square(np.clip(v, 0, None))),
@@ -205,7 +201,7 @@ class PanelFeatures:
     """
 
     def __init__(self, panel: Panel, scaler: Scaler, context_length: int, horizon: int,
-                 trend_window: int, text: dict[str, torch.Tensor] | None = None, level_weight: float = 0.0):
+                 trend_window: int, text: dict[str, torch.Tensor] | None, level_weight: float):
         self.L, self.H, self.T = context_length, horizon, panel.n_periods
         self.level_weight = level_weight
         self.scaler, self.trend_window, self.text = scaler, trend_window, text
@@ -238,14 +234,11 @@ class PanelFeatures:
         return out
 
     @property
-    def n_context(self) -> int:
-        return 2 + N_CALENDAR + 1 + 3 + len(self.covariate_names)
-
-    @property
-    def n_future(self) -> int:
-        return N_CALENDAR + 1 + 2 + len(self.covariate_names)
-
-    n_static = 6
+    def widths(self) -> dict[str, dict[str, int]]:
+        """{"context"|"future"|"static": {block: width}}, read off one gathered window, in the order
+        the network concatenates them: a block added to ``gather`` is sized here without more code."""
+        batch = self.gather(np.zeros(1, dtype=np.int64), self.start[:1].clip(0, self.T))
+        return {part: {name: int(block.shape[-1]) for name, block in batch[part].items()} for part in FEATURE_PARTS}
 
     def trend_z(self, end: int) -> np.ndarray:
         """Scaled trend of the series cut at period ``end`` (so no later period leaks in)."""
@@ -283,28 +276,31 @@ class PanelFeatures:
         price_z = np.where(price_known, self.scaler.logprice_to_z(np.nan_to_num(logp_ctx)), 0.0)
         price_rel = np.where(price_known & plan_known[:, None], np.nan_to_num(logp_ctx - plan[:, None]), 0.0)
         covs_ctx = np.nan_to_num(self.covs[rows, ctx])
-        context = np.concatenate([
-            np.nan_to_num(z_ctx)[..., None], observed[..., None], self.calendar[ctx], age_ctx[..., None],
-            price_z[..., None], price_rel[..., None], price_known[..., None], covs_ctx,
-        ], axis=-1)
+        context = {  # per context step [B, L, width]
+            "units": np.nan_to_num(z_ctx)[..., None], "observed": observed[..., None],
+            "calendar": self.calendar[ctx], "age": age_ctx[..., None],
+            "price": np.stack([price_z, price_rel, price_known], axis=-1), "covariates": covs_ctx,
+        }
 
         age_fut = np.log1p(np.clip(fut - self.L - start, 0, None)) / AGE_SCALE
         covs_plan = np.nan_to_num(self.covs[items, origins + self.L - 1])
-        future = np.concatenate([
-            self.calendar[fut], age_fut[..., None],
-            np.repeat(plan_z[:, None, None], self.H, 1), np.repeat(plan_known[:, None, None], self.H, 1),
-            np.repeat(covs_plan[:, None, :], self.H, 1),
-        ], axis=-1)
+        future = {  # per horizon step [B, H, width]: what is known ahead
+            "calendar": self.calendar[fut], "age": age_fut[..., None],
+            "price_plan": np.repeat(np.stack([plan_z, plan_known], axis=-1)[:, None, :], self.H, 1),
+            "covariates": np.repeat(covs_plan[:, None, :], self.H, 1),
+        }
 
         zc = np.nan_to_num(z_ctx)
         last4 = observed[:, -4:].sum(1)
-        static = np.stack([
-            np.log1p(np.clip(origins - self.start[items], 0, None)) / AGE_SCALE,
-            n_obs / self.L,
-            np.log(level) if self.window_scaling else np.where(n_obs > 0, zc.sum(1) / np.maximum(n_obs, 1), 0.0),
-            np.where(last4 > 0, zc[:, -4:].sum(1) / np.maximum(last4, 1), 0.0),
-            plan_z, plan_known,
-        ], axis=1)
+        static = {  # per window [B, width]
+            "age": np.log1p(np.clip(origins - self.start[items], 0, None))[:, None] / AGE_SCALE,
+            "sales": np.stack([  # what the context's sales say: the text-only model never reads it
+                n_obs / self.L,
+                np.log(level) if self.window_scaling else np.where(n_obs > 0, zc.sum(1) / np.maximum(n_obs, 1), 0.0),
+                np.where(last4 > 0, zc[:, -4:].sum(1) / np.maximum(last4, 1), 0.0),
+            ], axis=1),
+            "price_plan": np.stack([plan_z, plan_known], axis=1),
+        }
 
         beyond = (fut - self.L) >= target_end
         y = np.where(beyond, np.nan, self.z[rows, fut] / level[:, None])
@@ -314,7 +310,7 @@ class PanelFeatures:
         weight = (level / self.scaler.launch_level) ** self.level_weight if self.window_scaling else level
 
         batch = {
-            "context": _t(context), "future": _t(future), "static": _t(static),
+            "context": _blocks(context), "future": _blocks(future), "static": _blocks(static),
             "y": _t(y), "price_y": _t(price_y), "trend_y": _t(trend_y),
             "item": torch.from_numpy(items), "origin": torch.from_numpy(origins),
             "level": _t(level), "weight": _t(weight),
@@ -336,6 +332,10 @@ class PanelFeatures:
 
 def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+
+
+def _blocks(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {name: _t(a) for name, a in arrays.items()}
 
 
 # --- datasets -----------------------------------------------------------------
@@ -411,7 +411,7 @@ def training_windows(start: np.ndarray, n_periods: int, val_periods: int,
     return train, val, cut
 
 
-class PanelDataModule(L.LightningDataModule):
+class PanelDataModule(pl.LightningDataModule):
     """Windows of one panel for training and validation (see the module docstring)."""
 
     def __init__(self, panel: Panel, horizon: int, config: RunConfig, use_text: bool = True,

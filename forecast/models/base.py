@@ -1,7 +1,7 @@
 """The one interface every model answers, statistical or neural.
 
-Backtest, export and tracking only ever call :meth:`Forecaster.fit` and
-:meth:`Forecaster.predict`, so they never ask which kind of model they hold.
+Backtest, export and tracking only ever call :meth:`Model.fit` and
+:meth:`Model.predict`, so they never ask which kind of model they hold.
 
 Which periods are forecast: for a product with history (a sales row inside the
 panel), the ``horizon`` periods right after the panel's last period; for a new
@@ -24,7 +24,7 @@ HISTORY, NEW = "history", "new"
 
 
 @dataclass
-class Forecast:
+class Prediction:
     """A model's forecast for some of the panel's items."""
 
     model: str
@@ -38,21 +38,21 @@ class Forecast:
     def horizon(self) -> int:
         return self.units.shape[1]
 
-    def select(self, mask: np.ndarray) -> "Forecast":
+    def select(self, mask: np.ndarray) -> "Prediction":
         """Only the rows where mask is true."""
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
-        return Forecast(self.model, self.item_index[mask], self.start[mask], self.units[mask],
+        return Prediction(self.model, self.item_index[mask], self.start[mask], self.units[mask],
                         pick(self.price), pick(self.trend))
 
 
-class Forecaster(Protocol):
+class Model(Protocol):
     name: str
     groups: frozenset[str]  # which items it forecasts: {"history"}, {"new"} or both
 
     def fit(self, panel: Panel, horizon: int) -> None:
         """Learn from everything the panel knows (nothing after its last period)."""
 
-    def predict(self, panel: Panel, horizon: int) -> Forecast:
+    def predict(self, panel: Panel, horizon: int) -> Prediction:
         """Forecast every item of the supported groups (see module docstring)."""
 
 

@@ -16,7 +16,7 @@ which inputs they may read:
 The decoder is per horizon step: the summary, the step's known-future features
 (calendar, age, price plan, covariates) and a step embedding go through a small
 MLP, then three linear heads give demand, price and trend in the scaled space of
-:mod:`forecast.data.datamodule`. Loss: masked MSE per head, weighted.
+:mod:`forecast.models.neural.features`. Loss: masked MSE per head, weighted.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from torch import nn
 
 from forecast.encoders.sequence import make_sequence_encoder
 from forecast.encoders.text import TextEncoder
+from forecast.models.registry import MODELS
 
-VARIANTS = ("fusion", "sequence", "text")
 HEADS = ("demand", "price", "trend")
+HISTORY_STATIC = ("sales",)  # static blocks computed from the sales history
 TARGETS = {"demand": "y", "price": "price_y", "trend": "trend_y"}
 
 
@@ -39,26 +40,33 @@ class NetworkSpec:
     """Everything needed to rebuild the network (saved as JSON with the weights)."""
 
     variant: str
-    n_context: int
-    n_future: int
-    n_static: int
+    blocks: dict[str, dict[str, int]]  # PanelFeatures.widths: {"context"|"future"|"static": {block: width}}
     horizon: int
-    text_dim: int = 0
-    hidden_size: int = 64
-    dropout: float = 0.1
-    sequence_encoder: str = "lstm"
-    fusion: str = "gated"
+    text_dim: int
+    hidden_size: int
+    dropout: float
+    sequence_encoder: str
+    fusion: str
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def width(self, part: str, names: list[str] | None = None) -> int:
+        """Total width of a part's blocks (of ``names`` only, when given)."""
+        return sum(w for name, w in self.blocks[part].items() if names is None or name in names)
+
+    @property
+    def static_blocks(self) -> list[str]:
+        """The static blocks this variant reads: the text-only model never sees a sales figure."""
+        return [name for name in self.blocks["static"] if self.uses_history or name not in HISTORY_STATIC]
+
     @property
     def uses_text(self) -> bool:
-        return self.variant in ("fusion", "text")
+        return "text" in MODELS[self.variant].reads
 
     @property
     def uses_history(self) -> bool:
-        return self.variant in ("fusion", "sequence")
+        return "history" in MODELS[self.variant].reads
 
 
 class ForecastNetwork(nn.Module):
@@ -66,8 +74,8 @@ class ForecastNetwork(nn.Module):
 
     def __init__(self, spec: NetworkSpec, text_encoder: TextEncoder | None = None):
         super().__init__()
-        if spec.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {spec.variant!r}; choose from {VARIANTS}")
+        if not MODELS[spec.variant].reads:
+            raise ValueError(f"{spec.variant!r} is not a neural model")
         self.spec = spec
         h = spec.hidden_size
         self.text_encoder = text_encoder if spec.uses_text else None
@@ -79,16 +87,15 @@ class ForecastNetwork(nn.Module):
             self.register_buffer("text_std", torch.ones(spec.text_dim))
             self.text_proj = nn.Sequential(nn.Linear(spec.text_dim, h), nn.GELU(), nn.Dropout(spec.dropout))
         if spec.uses_history:
-            self.sequence = make_sequence_encoder(spec.sequence_encoder, spec.n_context, h, spec.dropout)
-        if spec.variant == "fusion":
+            self.sequence = make_sequence_encoder(spec.sequence_encoder, spec.width("context"), h, spec.dropout)
+        if spec.uses_text and spec.uses_history:
             self.init_proj = nn.Linear(h, h)
             if spec.fusion == "gated":
                 self.gate = nn.Linear(2 * h, h)
-        n_static = spec.n_static if spec.uses_history else spec.n_static - 3  # text: no history statistics
-        self.summary = nn.Sequential(nn.Linear(h + n_static, h), nn.GELU())
+        self.summary = nn.Sequential(nn.Linear(h + spec.width("static", spec.static_blocks), h), nn.GELU())
         self.step_embedding = nn.Embedding(spec.horizon, h // 4)
         self.decoder = nn.Sequential(
-            nn.Linear(h + spec.n_future + h // 4, h), nn.GELU(), nn.Dropout(spec.dropout),
+            nn.Linear(h + spec.width("future") + h // 4, h), nn.GELU(), nn.Dropout(spec.dropout),
             nn.Linear(h, h), nn.GELU(),
         )
         self.heads = nn.ModuleDict({name: nn.Linear(h, 1) for name in HEADS})
@@ -108,31 +115,30 @@ class ForecastNetwork(nn.Module):
         self.text_mean.copy_(vectors.mean(0))
         self.text_std.copy_(vectors.std(0).clamp(min=1e-4))
 
-    def static(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        s = batch["static"]
-        if self.spec.uses_history:
-            return s
-        return torch.cat([s[:, :1], s[:, 4:]], dim=1)  # age, price plan; not the context statistics
+    def joined(self, batch: dict, part: str, names: list[str] | None = None) -> torch.Tensor:
+        """A part's blocks concatenated on the last axis, in the spec's order."""
+        blocks = batch[part]
+        return torch.cat([blocks[name] for name in (names or self.spec.blocks[part])], dim=-1)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The window's summary vector [B, hidden]."""
         text = self.text_vector(batch) if self.spec.uses_text else None
-        if self.spec.variant == "text":
+        if not self.spec.uses_history:
             summary = text
-        elif self.spec.variant == "sequence":
-            summary = self.sequence(batch["context"])
+        elif not self.spec.uses_text:
+            summary = self.sequence(self.joined(batch, "context"))
         else:
-            seq = self.sequence(batch["context"], torch.tanh(self.init_proj(text)))
+            seq = self.sequence(self.joined(batch, "context"), torch.tanh(self.init_proj(text)))
             if self.spec.fusion == "gated":
                 g = torch.sigmoid(self.gate(torch.cat([seq, text], dim=-1)))
                 summary = g * seq + (1 - g) * text
             else:
                 summary = seq
-        return self.summary(torch.cat([summary, self.static(batch)], dim=-1))
+        return self.summary(torch.cat([summary, self.joined(batch, "static", self.spec.static_blocks)], dim=-1))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         z = self.encode(batch)
-        future = batch["future"]
+        future = self.joined(batch, "future")
         B, H = future.shape[:2]
         steps = self.step_embedding.weight[:H].unsqueeze(0).expand(B, -1, -1)
         x = torch.cat([z.unsqueeze(1).expand(-1, H, -1), future, steps], dim=-1)

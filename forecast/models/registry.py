@@ -1,0 +1,122 @@
+"""Every model the package can fit, in one table: its name, its config section, the item
+groups it forecasts, and how it is built from a RunConfig.
+
+Adding a model is one entry here (plus its class and its test). The table's order is
+the preference order used when the backtest has no evidence for a group (see
+``forecast.pipeline.choose_models``). Builders import their classes lazily, so reading
+the table costs no torch or statsmodels import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forecast.config import RunConfig
+from forecast.errors import ConfigError
+from forecast.models.base import HISTORY, NEW, Model
+
+BOTH = frozenset({HISTORY, NEW})
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    section: str  # the config list that names it: "baselines" (baselines.models) or "neural" (neural.models)
+    groups: frozenset[str]  # which items it forecasts
+    build: Callable[..., Model]  # (name, config, **neural_options) -> an unfitted model
+    reads: frozenset[str] = frozenset()  # neural models: which inputs of "text", "history" the network reads
+
+
+def _neural(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None, resume: bool = False) -> Model:
+    """A neural estimator; with ``workdir`` its trainings checkpoint there and ``resume`` continues them."""
+    from forecast.models.neural.estimator import NeuralEstimator, ResumableNeural
+
+    if workdir is not None:
+        return ResumableNeural(name, cfg, workdir, resume, logger)
+    return NeuralEstimator(name, cfg, logger=logger)
+
+
+def _knn(name: str, cfg: RunConfig, **_: Any) -> Model:
+    from forecast.baselines.baseline import KnnBaseline
+
+    return KnnBaseline(name, cfg.baselines.knn_neighbours, cfg.neural.text_encoder, cfg.neural.max_tokens)
+
+
+def _series(make: Callable[[RunConfig], Any]) -> Callable[..., Model]:
+    """A builder for a per-series statistical model configured by ``make(cfg)``."""
+    def build(name: str, cfg: RunConfig, **_: Any) -> Model:
+        from forecast.baselines.baseline import StatisticalBaseline
+
+        return StatisticalBaseline(name, make(cfg), cfg.baselines.n_jobs, cfg.train.progress)
+    return build
+
+
+def moving_average(cfg: RunConfig):
+    from forecast.baselines.statistical import Mean, MovingAverage
+
+    return MovingAverage(window=cfg.baselines.moving_average_window, fallback=Mean())
+
+
+def ets(cfg: RunConfig):
+    from forecast.baselines.statistical import ETS
+
+    return ETS(fallback=moving_average(cfg))
+
+
+def theta(cfg: RunConfig):
+    from forecast.baselines.statistical import Theta
+
+    return Theta(fallback=ets(cfg))
+
+
+def seasonal_naive(cfg: RunConfig):
+    from forecast.baselines.statistical import Mean, Naive, SeasonalNaive
+
+    return SeasonalNaive(fallback=Naive(fallback=Mean()))
+
+
+def sarimax(cfg: RunConfig):
+    from forecast.baselines.statistical import SARIMAX
+
+    return SARIMAX(fallback=ets(cfg))
+
+
+MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference order
+    ModelEntry("fusion", "neural", BOTH, _neural, frozenset({"text", "history"})),
+    ModelEntry("text", "neural", BOTH, _neural, frozenset({"text"})),
+    ModelEntry("sequence", "neural", BOTH, _neural, frozenset({"history"})),
+    ModelEntry("knn", "baselines", frozenset({NEW}), _knn),
+    ModelEntry("ets", "baselines", frozenset({HISTORY}), _series(ets)),
+    ModelEntry("theta", "baselines", frozenset({HISTORY}), _series(theta)),
+    ModelEntry("moving_average", "baselines", frozenset({HISTORY}), _series(moving_average)),
+    ModelEntry("seasonal_naive", "baselines", frozenset({HISTORY}), _series(seasonal_naive)),
+    ModelEntry("sarimax", "baselines", frozenset({HISTORY}), _series(sarimax)),
+)}
+
+NEURAL = tuple(name for name, entry in MODELS.items() if entry.section == "neural")
+
+
+def entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def build(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None, resume: bool = False) -> Model:
+    """The model called ``name``, configured by ``cfg`` (neural ones checkpoint into ``workdir`` when given)."""
+    return entry(name).build(name, cfg, logger=logger, workdir=workdir, resume=resume)
+
+
+def check_models(cfg: RunConfig) -> RunConfig:
+    """Refuse unknown model names, and names listed in the wrong config section."""
+    unknown = [m for m in cfg.models if m not in MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(MODELS)}")
+    misplaced = [m for section in ("baselines", "neural") for m in getattr(cfg, section).models
+                 if MODELS[m].section != section]
+    if misplaced:
+        raise ConfigError(f"model(s) {misplaced} listed in the wrong section (baselines vs neural)")
+    return cfg

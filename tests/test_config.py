@@ -1,0 +1,91 @@
+"""The config refuses what it does not know: every value is checked against its declared type and
+choices, from YAML (--config), from a command-line option and from a search space, before any run opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from forecast.cli import main
+from forecast.config import RunConfig
+from forecast.errors import ConfigError
+from forecast.tuning import load_search_space
+
+# dotted key, bad value, what the one error line must say
+BAD_VALUES = [
+    ("data.gaps", "Error", ["data.gaps", "'Error'", "zero, error"]),
+    ("neural.fusion", "gate", ["neural.fusion", "'gate'", "gated, init"]),
+    ("neural.sequence_encoder", "gru", ["neural.sequence_encoder", "'gru'", "lstm, attention"]),
+    ("train.lr_schedule", "cosine", ["train.lr_schedule", "'cosine'", "constant, onecycle"]),
+    ("evaluation.horizon", "abc", ["evaluation.horizon", "'abc'", "integer"]),
+    ("evaluation.horizon", 2.5, ["evaluation.horizon", "2.5", "integer"]),
+    ("evaluation.horizon", True, ["evaluation.horizon", "True", "integer"]),
+    ("baselines.models", "moving_average", ["baselines.models", "'moving_average'", "list"]),
+]
+
+# the same mistakes through the options that set those keys
+BAD_OPTIONS = [
+    (["--gaps", "Error"], ["--gaps", "'Error'", "zero", "error"]),
+    (["--horizon", "abc"], ["--horizon", "'abc'"]),
+    (["--horizon", "2.5"], ["--horizon", "'2.5'"]),
+    (["--horizon", "true"], ["--horizon", "'true'"]),
+    (["--models", "moving_averag"], ["unknown model", "'moving_averag'", "moving_average"]),
+]
+
+
+def refused(capsys, argv: list[str], *needles: str) -> None:
+    """Exit 2, one `error:` line holding every needle, no traceback, no MLflow store written."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not Path("mlruns").exists() and not Path("forecast.csv").exists()
+
+
+def nested(key: str, value) -> dict:
+    section, leaf = key.split(".")
+    return {section: {leaf: value}}
+
+
+@pytest.mark.parametrize(("key", "value", "needles"), BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
+def test_bad_value_in_config_file_is_refused(workdir, capsys, key, value, needles):
+    Path("cfg.yaml").write_text(yaml.safe_dump(nested(key, value)))
+    refused(capsys, ["fit", "--config", "cfg.yaml", "--no-progress"], *needles)
+
+
+@pytest.mark.parametrize(("options", "needles"), BAD_OPTIONS, ids=[" ".join(o) for o, _ in BAD_OPTIONS])
+def test_bad_value_of_an_option_is_refused(workdir, capsys, options, needles):
+    refused(capsys, ["fit", *options, "--no-progress"], *needles)
+
+
+@pytest.mark.parametrize(("key", "value", "needles"), BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
+def test_overrides_are_checked_like_the_file(key, value, needles):
+    with pytest.raises(ConfigError) as err:
+        RunConfig().updated({key: value})
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_well_typed_values_pass_and_an_integer_number_is_a_float():
+    cfg = RunConfig().updated({"neural.dropout": 0, "evaluation.season_length": None, "neural.fusion": "init",
+                               "train.limit_train_batches": 0.5, "baselines.models": ["ets"]})
+    assert cfg.neural.dropout == 0.0 and isinstance(cfg.neural.dropout, float)
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("entry", [
+    "neural.fusion: {type: categorical, choices: [gated, gate]}",
+    "evaluation.horizon: {type: float, low: 2.5, high: 6.0}",
+    "neural.hidden_size: {type: categorical, choices: []}",
+])
+def test_search_space_values_are_checked_before_trial_0(tmp_path, entry):
+    path = tmp_path / "space.yaml"
+    path.write_text(entry + "\n")
+    with pytest.raises(ConfigError, match=entry.split(":")[0].replace(".", r"\.")):
+        load_search_space(path)
