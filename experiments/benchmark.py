@@ -58,6 +58,7 @@ from forecast.models.base import HISTORY, NEW  # noqa: E402
 DATA = ROOT / ".." / "shared" / "data"
 RESULTS = ROOT / "experiments" / "results"
 PEERS = ROOT / "experiments" / "peers"
+CACHE = ROOT / "experiments" / ".cache"
 HORIZON = 12
 SPLITS = ("validation", "reported")
 OURS = {
@@ -185,7 +186,15 @@ def mean_launch_curve(panel: Panel, cuts: list[int]) -> pd.DataFrame:
 
 
 # --- peers ----------------------------------------------------------------------------
-def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int) -> tuple[pd.DataFrame, dict]:
+def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int, split: str,
+              reuse: bool = False) -> tuple[pd.DataFrame, dict]:
+    """The peer libraries' forecasts, from their own venv; kept in experiments/.cache (the peers do not
+    depend on this package's code, so ``reuse`` skips re-running them for the same data, split and seed)."""
+    cache = CACHE / f"peers_{dataset}_{split}_{seed}"
+    if reuse and (cache / "forecasts.csv").exists():
+        print(f"[{dataset} seed {seed}] peers: reusing {cache}", flush=True)
+        return (pd.read_csv(cache / "forecasts.csv", dtype={"item_id": str}),
+                json.loads((cache / "timings.json").read_text()))
     python = PEERS / ".venv" / "bin" / "python"
     if not python.exists():
         print("peers venv missing: running experiments/peers/setup.sh", flush=True)
@@ -196,7 +205,7 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int)
     _panel_tables(panel, sales, products)
     emb = tmp / f"{dataset}_embeddings.npz"
     np.savez(emb, item_id=panel.item_ids.astype(str), embedding=embed_texts(panel.descriptions))
-    out = tmp / f"peers_{dataset}_{seed}"
+    out = cache
     models = "lgbm_new_onehot,lgbm_new_text,ridge_new_text" if dataset == "visuelle" else None
     cmd = [str(python), str(PEERS / "run_peers.py"), "--sales", str(sales), "--products", str(products),
            "--horizon", str(HORIZON), "--out", str(out), "--embeddings", str(emb), "--seed", str(seed),
@@ -520,6 +529,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # the child's seed
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; every model runs with each")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--reuse-peers", action="store_true",
+                        help="reuse the peers' forecasts cached in experiments/.cache for this split and seed")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--scaling-sizes", default="500,1000,2000,3571")
@@ -550,7 +561,8 @@ def main() -> None:
             for seed in seeds:
                 ours, t_ours = run_ours(dataset, models, tmp, seed, args.split)
                 frames.append(ours.assign(source="forecast", seed=seed))
-                peers, t_peers = (pd.DataFrame(), {}) if args.skip_peers else run_peers(dataset, panel, cuts, tmp, seed)
+                peers, t_peers = (pd.DataFrame(), {}) if args.skip_peers else run_peers(
+                    dataset, panel, cuts, tmp, seed, args.split, args.reuse_peers)
                 frames.append(peers.assign(source="peer", seed=seed))
                 timings[dataset][seed] = {"forecast": t_ours, "peers": t_peers}
             for frame in frames:
