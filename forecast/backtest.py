@@ -23,7 +23,7 @@ import pandas as pd
 from forecast.config import EvalConfig
 from forecast.data.panel import Panel
 from forecast.errors import DataError
-from forecast.models.base import HISTORY, NEW, Prediction, Model
+from forecast.models.base import HISTORY, NEW, Model, Prediction, variant_name
 from forecast.metrics import METRICS, mase_scale, score, score_by_step
 
 log = logging.getLogger(__name__)
@@ -117,11 +117,19 @@ def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: E
             model.fit(train, cfg.horizon)
             forecast = model.predict(train, cfg.horizon)
             timings[name] += time.perf_counter() - tic
-            fold.forecasts[name] = {
-                group: values for group in (HISTORY, NEW)
-                if group in model.groups and (values := _align(forecast, fold.rows[group])) is not None
-            }
+            for label in (None, *forecast.variants):
+                key = name if label is None else f"{name}[{label}]"
+                timings.setdefault(key, 0.0)
+                fold.forecasts[key] = {
+                    group: values for group in (HISTORY, NEW)
+                    if group in model.groups
+                    and (values := _align(forecast.variant(label), fold.rows[group])) is not None
+                }
         folds.append(fold)
+    for name in list(timings):
+        base, label = variant_name(name)
+        if label is not None:
+            timings[name] = timings[base]  # a variant costs its model's fit
     table = _score_table(folds, timings)
     return BacktestResult(table, folds, [panel.dates[c] for c in cutoffs])
 

@@ -25,7 +25,7 @@ from forecast.errors import ConfigError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
 from forecast.models import registry
-from forecast.models.base import HISTORY, NEW, Prediction
+from forecast.models.base import HISTORY, NEW, Prediction, variant_name
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +140,20 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     forecasts, model_dirs = [], {}
-    for name in dict.fromkeys(chosen.values()):
-        logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in registry.NEURAL else None
-        model = registry.build(name, cfg, logger=logger, workdir=workdir, resume=resume)
+    for base in dict.fromkeys(variant_name(m)[0] for m in chosen.values()):
+        logger = tracking.mlflow_logger(cfg, run_id, prefix=base) if base in registry.NEURAL else None
+        model = registry.build(base, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
-        forecasts.append(_for_groups(panel, model.predict(panel, cfg.evaluation.horizon),
-                                     [g for g, m in chosen.items() if m == name]))
+        prediction = model.predict(panel, cfg.evaluation.horizon)
+        for group, name in chosen.items():
+            stem, label = variant_name(name)
+            if stem == base:
+                forecasts.append(_for_groups(panel, prediction.variant(label), [group]))
+                if label:
+                    model.use_variant(label)  # the saved model forecasts as the backtest chose
         if hasattr(model, "save"):
-            model_dirs[name] = model.save(Path(cfg.output.checkpoint_dir) / run_id / name)
-            log.info("saved %s; reuse it with: python -m forecast predict --model-dir %s", name, model_dirs[name])
+            model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
+            log.info("saved %s; reuse it with: python -m forecast predict --model-dir %s", base, model_dirs[base])
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     if export_path:
         write_csv_atomic(frame, export_path)

@@ -128,3 +128,31 @@ def test_mean_launch_curve_uses_only_cells_before_the_cutoff(tmp_path: Path, mon
     frame = benchmark.mean_launch_curve(panel, [4])
     # b launched at 2 with 10, 20, (30 at period 4 = the cut-off: unknown): curve 10, 20, 0 for new item c
     assert frame["item_id"].tolist() == ["c"] * 3 and frame["units"].tolist() == [10.0, 20.0, 0.0]
+
+
+class _TwoSettings:
+    """A model whose one fit forecasts 1s, and as variant "level=2" 2s: the backtest scores both."""
+
+    name, groups = "two", frozenset({HISTORY})
+
+    def fit(self, panel, horizon):
+        pass
+
+    def predict(self, panel, horizon):
+        from forecast.models.base import Prediction, forecast_targets
+
+        rows, start = forecast_targets(panel, self.groups)
+        ones = np.ones((len(rows), horizon))
+        return Prediction(self.name, rows, start, ones, variants={"level=2": 2 * ones})
+
+
+def test_backtest_scores_each_prediction_variant_as_a_model(panel) -> None:
+    from forecast.backtest import run_backtest
+    from forecast.models.base import variant_name
+
+    result = run_backtest(panel, {"two": _TwoSettings}, EvalConfig(horizon=3, folds=1, step=1), cutoffs=[4])
+    wape = result.summary().set_index("model")["wape"]
+    assert wape["two"] == pytest.approx((13 + 14 + 15) / (14 + 15 + 16))
+    assert wape["two[level=2]"] == pytest.approx((12 + 13 + 14) / (14 + 15 + 16))
+    assert result.best_models()[HISTORY] == "two[level=2]"
+    assert variant_name("two[level=2]") == ("two", "level=2") and variant_name("two") == ("two", None)

@@ -12,7 +12,7 @@ not forecast; periods from its end on are dropped from the export.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +33,10 @@ class Prediction:
     units: np.ndarray  # [m, horizon]
     price: np.ndarray | None = None  # [m, horizon]
     trend: np.ndarray | None = None  # [m, horizon] seasonal trend of units (see forecast.trends)
+    # label -> units [m, horizon]: the same fitted model forecasting with one predict-time setting
+    # changed, e.g. {"text_mix_new=0": ...}. The backtest scores each as the model "name[label]", so a
+    # setting that only changes predictions is chosen on the backtest like a model, at no training cost.
+    variants: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def horizon(self) -> int:
@@ -42,7 +46,21 @@ class Prediction:
         """Only the rows where mask is true."""
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
         return Prediction(self.model, self.item_index[mask], self.start[mask], self.units[mask],
-                        pick(self.price), pick(self.trend))
+                          pick(self.price), pick(self.trend), {k: v[mask] for k, v in self.variants.items()})
+
+    def variant(self, label: str | None) -> "Prediction":
+        """The forecast of variant ``label`` (None: this one), named ``model[label]``."""
+        if label is None:
+            return self
+        return replace(self, model=f"{self.model}[{label}]", units=self.variants[label], variants={})
+
+
+def variant_name(name: str) -> tuple[str, str | None]:
+    """("fusion", "text_mix_new=0") for "fusion[text_mix_new=0]"; (name, None) for a plain model name."""
+    if name.endswith("]") and "[" in name:
+        base, label = name[:-1].split("[", 1)
+        return base, label
+    return name, None
 
 
 class Model(Protocol):
