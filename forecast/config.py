@@ -76,12 +76,12 @@ class NeuralConfig:
     scaling: Literal["global", "window"] = "global"  # one global standardisation, or per-window level
     level_weight: float = 0.0  # "window": loss weight of a window = (level / launch level) ** this
     trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.trends)
-    text_dropout: float = 0.0  # fusion, training: share of windows that read the average description
-    text_mix: float = 1.0  # fusion, items with history: forecast = w x (with its description) + (1 - w) x
+    text_dropout: float = 0.5  # fusion, training: share of windows that read the average description
+    text_mix: float = 0.0  # fusion, items with history: forecast = w x (with its description) + (1 - w) x
                            # (with the average description); < 1 is meant for a model trained with text_dropout
     text_mix_new: float = 1.0  # the same for new products (launch forecasts)
-    age_curve: bool = False  # horizon feature: the training items' mean scaled units at each age since launch
-    knn_feature: int = 0  # k > 0, text models: horizon feature, the mean launch curve of the k products most
+    age_curve: bool = True  # horizon feature: the training items' mean scaled units at each age since launch
+    knn_feature: int = 10  # k > 0, text models: horizon feature, the mean launch curve of the k products most
                           # similar by description (never the product itself); 0: off
     bias_correction: Literal["none", "variance", "binned"] = "none"  # add back what squaring the sqrt-space
                                                                      # forecast loses (forecast.models.calibration)

@@ -73,7 +73,7 @@ so a new block is one more entry in :meth:`PanelFeatures.gather`)
     :func:`forecast.models.base.carried_price` at prediction time, so training and
     forecasting see the same kind of plan.
 
-Optional blocks (figures in experiments/results/ablations.md of the accuracy study)
+Optional blocks (figures: experiments/results/ablations.md of the accuracy study)
     ``neural.age_curve``: future block ``age_curve``, the training items' mean scaled
     units at each step's age since start (the typical launch curve; ages past
     ``MAX_AGE`` take the last value; stored in the Scaler). ``neural.knn_feature = k``
