@@ -76,6 +76,15 @@ class NeuralConfig:
     scaling: Literal["global", "window"] = "global"  # one global standardisation, or per-window level
     level_weight: float = 0.0  # "window": loss weight of a window = (level / launch level) ** this
     trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.trends)
+    text_dropout: float = 0.5  # fusion, training: share of windows that read the average description
+    text_mix: float = 0.0  # fusion, items with history: forecast = w x (with its description) + (1 - w) x
+                           # (with the average description); < 1 is meant for a model trained with text_dropout
+    text_mix_new: float = 1.0  # the same for new products (launch forecasts)
+    age_curve: bool = True  # horizon feature: the training items' mean scaled units at each age since launch
+    knn_feature: int = 10  # k > 0, text models: horizon feature, the mean launch curve of the k products most
+                          # similar by description (never the product itself); 0: off
+    bias_correction: Literal["none", "variance", "binned"] = "none"  # add back what squaring the sqrt-space
+                                                                     # forecast loses (forecast.models.calibration)
 
 
 @dataclass
@@ -152,7 +161,20 @@ class RunConfig:
             raise ConfigError("neural.context_length and neural.hidden_size must be positive")
         if self.train.batch_size <= 0 or self.train.max_epochs <= 0:
             raise ConfigError("train.batch_size and train.max_epochs must be positive")
+        self._validate_neural_options()
         return self
+
+    def _validate_neural_options(self) -> None:
+        nt = self.neural
+        for name in ("text_dropout", "text_mix", "text_mix_new"):
+            if not 0.0 <= getattr(nt, name) <= 1.0:
+                raise ConfigError(f"neural.{name} must lie between 0 and 1, got {getattr(nt, name)}")
+        if nt.knn_feature < 0:
+            raise ConfigError(f"neural.knn_feature must be 0 (off) or a positive number of neighbours, "
+                              f"got {nt.knn_feature}")
+        if nt.bias_correction != "none" and (nt.transform != "sqrt" or nt.scaling != "global"):
+            raise ConfigError(f"neural.bias_correction {nt.bias_correction!r} needs neural.transform 'sqrt' and "
+                              f"neural.scaling 'global' (got {nt.transform!r}, {nt.scaling!r})")
 
     # --- YAML round trip -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -31,7 +31,10 @@ from forecast.models.neural.network import ForecastNetwork, NetworkSpec, masked_
 H = 8
 TRAIN = {"train.max_epochs": 8, "train.progress": False, "train.patience": 8, "neural.hidden_size": 32,
          "neural.context_length": 12, "train.batch_size": 128, "train.learning_rate": 5e-3,
-         "train.val_periods": None}  # hold out the horizon: several tests score the validation windows
+         "train.val_periods": None,  # hold out the horizon: several tests score the validation windows
+         # the architecture as such, reading every description in training: the accuracy options
+         # (text dropout, age curve, retrieval) have their own tests in test_accuracy_options.py
+         "neural.text_dropout": 0.0, "neural.age_curve": False, "neural.knn_feature": 0}
 
 
 def recent_launches(panel: Panel, every: int = 2) -> Panel:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,9 @@ class Signals:
     first: int  # grid position of column 0 (negative: before the sales table starts)
     items: list[np.ndarray]  # per product (aligned with the panel): indices of the signals it uses
 
-    @property
+    @cached_property
     def used(self) -> np.ndarray:
-        """[n_items, n_signals] bool: which signals each product uses."""
+        """[n_items, n_signals] bool: which signals each product uses (built once: every batch reads it)."""
         out = np.zeros((len(self.items), len(self.names)), dtype=bool)
         for row, picks in enumerate(self.items):
             out[row, picks] = True

@@ -13,6 +13,13 @@ forecasts are identical. In ``frozen`` text mode the encoder is not saved (it is
 reloaded from its path); in ``last-k``/``full`` its fine-tuned weights are part
 of the state.
 
+Fusion with ``neural.text_mix`` (items with history) or ``text_mix_new`` (new
+products) ``w < 1`` forecasts ``w x`` (with the description) ``+ (1 - w) x`` (with
+the average description), in the scaled space: meant for a network trained with
+``neural.text_dropout``. ``neural.bias_correction`` (opt-in) is fitted on a seeded
+sample of training windows after training (:mod:`forecast.models.calibration`)
+and saved with the model.
+
 ``ResumableNeural`` wraps an estimator for ``fit --resume``: each training checkpoints
 into its folder of the run's :func:`work_directory` and a finished one is reloaded.
 """
@@ -37,6 +44,7 @@ from forecast.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError, ForecastError
 from forecast.models.base import Prediction, forecast_targets
+from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.features import PanelDataModule, Scaler, build_features
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
 from forecast.models.neural.system import ForecastSystem
@@ -45,9 +53,10 @@ from forecast.models.registry import MODELS, NEURAL
 log = logging.getLogger(__name__)
 
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "meta.json"
-FORMAT = "forecast-neural/3"  # /3: the network spec holds named feature blocks and their widths
+FORMAT = "forecast-neural/4"  # /4: spec.text_dropout, scaler.age_curve and .signals, meta.bias_correction
 READABLE_FORMATS = (FORMAT,)
 PREDICT_BATCH = 2048
+CALIBRATION_WINDOWS = 20_000  # training windows the bias correction is estimated on
 
 
 class NeuralEstimator:
@@ -65,6 +74,7 @@ class NeuralEstimator:
         self.scaler: Scaler | None = None
         self.horizon: int | None = None
         self.fit_info: dict = {}
+        self.correction = BiasCorrection()
 
     @property
     def uses_text(self) -> bool:
@@ -105,6 +115,7 @@ class NeuralEstimator:
                 system.load_state_dict(state)
         self.network = network.cpu().eval()
         self.scaler, self.horizon = datamodule.scaler, horizon
+        self.correction = self._fit_correction(datamodule)
         self.fit_info = {
             "epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - tic, 2),
             "train_windows": len(datamodule.train_set), "val_windows": len(datamodule.val_set),
@@ -119,8 +130,29 @@ class NeuralEstimator:
         text_dim = 0
         if self.uses_text:
             text_dim = f.text["emb"].shape[1] if "emb" in f.text else self._text_encoder().dim
+        # text dropout serves the with/without-description blend of fusion; the text-only model
+        # has nothing but the description to tell products apart
+        text_dropout = nt.text_dropout if self.name == "fusion" else 0.0
         return NetworkSpec(self.name, f.widths, horizon, text_dim, nt.hidden_size, nt.dropout,
-                           nt.sequence_encoder, nt.fusion)
+                           nt.sequence_encoder, nt.fusion, text_dropout)
+
+    def _fit_correction(self, datamodule: PanelDataModule) -> BiasCorrection:
+        """The bias correction (neural.bias_correction) from a seeded sample of training windows."""
+        kind = self.config.neural.bias_correction
+        data = datamodule.train_set
+        if kind == "none" or len(data) == 0:
+            return BiasCorrection()
+        pick = np.random.default_rng(self.config.seed).choice(len(data), min(CALIBRATION_WINDOWS, len(data)),
+                                                              replace=False)
+        preds, truths = [], []
+        with torch.inference_mode():
+            for lo in range(0, len(pick), PREDICT_BATCH):
+                batch = data.__getitems__(pick[lo:lo + PREDICT_BATCH])
+                preds.append(self.network(batch)["demand"].numpy().astype(float))
+                truths.append(batch["y"].numpy().astype(float))
+        s = self.scaler
+        v_pred = np.clip(np.concatenate(preds) * s.units_std + s.units_mean, 0, None)
+        return BiasCorrection.fit(kind, v_pred, np.concatenate(truths) * s.units_std + s.units_mean)
 
     def _base_embeddings(self, datamodule: PanelDataModule) -> torch.Tensor:
         """The products' sentence vectors before any fine-tuning (memoised by embed_texts)."""
@@ -174,25 +206,40 @@ class NeuralEstimator:
             return Prediction(self.name, rows, start, np.zeros((0, horizon)))
         features = build_features(panel, self.scaler, self.config, self.horizon, self.uses_text)
         if features.widths != self.network.spec.blocks:
-            raise ForecastError(f"{self.name}: the data's covariates {features.covariate_names} differ from "
-                                f"those the model was trained with")
+            raise ForecastError(f"{self.name}: the data's inputs {features.widths} differ from those the model "
+                                f"was trained with {self.network.spec.blocks} (covariates: "
+                                f"{features.covariate_names})")
         outputs = {"demand": [], "price": [], "trend": []}
         levels = []
         self.network.eval()
         with torch.inference_mode(), _threads(self.config.train.num_threads):
             for lo in range(0, len(rows), PREDICT_BATCH):
                 batch = features.gather(rows[lo:lo + PREDICT_BATCH], start[lo:lo + PREDICT_BATCH])
-                out = self.network(batch)
+                out = self._forward_mixed(batch, panel.has_history[rows[lo:lo + PREDICT_BATCH]])
                 levels.append(batch["level"].numpy().astype(float))
                 for key in outputs:
                     outputs[key].append(out[key][:, :horizon].numpy().astype(float))
         demand, price, trend = (np.concatenate(outputs[k]) for k in ("demand", "price", "trend"))
         level = np.concatenate(levels)
         has_price = panel.price is not None or "price" in panel.products
+        units = self.scaler.z_to_units(demand, level)
+        if self.correction.kind != "none":
+            units = self.correction.apply(np.clip(demand * self.scaler.units_std + self.scaler.units_mean, 0, None))
         return Prediction(
-            self.name, rows, start, self.scaler.z_to_units(demand, level),
+            self.name, rows, start, units,
             self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend, level),
         )
+
+    def _forward_mixed(self, batch: dict[str, torch.Tensor], history: np.ndarray) -> dict[str, torch.Tensor]:
+        """The network's outputs; for fusion, w x (with the description) + (1 - w) x (with the average
+        description) in the scaled space, w = neural.text_mix (history) or text_mix_new (new products)."""
+        nt = self.config.neural
+        w = torch.from_numpy(np.where(history, nt.text_mix, nt.text_mix_new).astype(np.float32))[:, None]
+        out = self.network(batch)
+        if self.name != "fusion" or bool((w >= 1).all()):
+            return out
+        plain = self.network(batch, average_text=True)
+        return {k: w * out[k] + (1 - w) * plain[k] for k in out}
 
     # --- persistence -----------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -210,7 +257,7 @@ class NeuralEstimator:
             "format": FORMAT, "name": self.name, "horizon": self.horizon,
             "spec": self.network.spec.to_dict(), "scaler": self.scaler.to_dict(),
             "text_mode": self.text_mode, "weights_sha256": _sha256(directory / WEIGHTS),
-            "fit": self.fit_info,
+            "fit": self.fit_info, "bias_correction": self.correction.to_dict(),
         }
         (directory / META).write_text(json.dumps(meta, indent=2))
         return directory
@@ -246,6 +293,7 @@ class NeuralEstimator:
         model.scaler = Scaler.from_dict(meta["scaler"])
         model.horizon = int(meta["horizon"])
         model.fit_info = meta.get("fit", {})
+        model.correction = BiasCorrection(**meta["bias_correction"])
         return model
 
 

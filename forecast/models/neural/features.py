@@ -73,6 +73,32 @@ so a new block is one more entry in :meth:`PanelFeatures.gather`)
     :func:`forecast.models.base.carried_price` at prediction time, so training and
     forecasting see the same kind of plan.
 
+Optional blocks (figures: experiments/results/ablations.md of the accuracy study)
+    ``neural.age_curve``: future block ``age_curve``, the training items' mean scaled
+    units at each step's age since start (the typical launch curve; ages past
+    ``MAX_AGE`` take the last value; stored in the Scaler). ``neural.knn_feature = k``
+    (text models): future block ``neighbours``, the mean launch curve (first H
+    periods, scaled) of the k products most similar by description embedding, the
+    product itself excluded (retrieval, as a kNN baseline would use it).
+
+Windows without targets
+    No training window lacks an observed target: :func:`training_windows` starts
+    origins only inside an item's series and before the cut-off, and the series has
+    no unknown cell there (zeros fill its gaps, NaN only lies after its end), so a
+    series that ends (VISUELLE's 12 weeks) adds no windows that carry no loss.
+
+Signals (``--signals``, :mod:`forecast.data.signals`)
+    Context block ``signals``: per step, each signal's value (0 where the product
+    does not use it or it has no value) and a flag saying the product has a known
+    signal value then; static block ``signals``: per signal, its mean over the whole
+    context and over its last 4 steps, and the share of steps with a known value
+    (the text-only model reads no context, so this is how it sees the signals). The
+    values come from :func:`forecast.data.signals.signal_windows`, which only returns
+    values dated before the window's origin (a new product's: its launch); they are
+    standardised per signal with statistics over the training periods, stored in
+    the Scaler so prediction reproduces them. A model trained without signals
+    ignores them; one trained with them refuses data without them.
+
 Trend target
     The seasonal trend of period ``p`` is the centred moving average of units over
     ``neural.trend_window`` (``w``) periods, ``mean(units[p - w//2 : p + w//2 + 1])``
@@ -90,7 +116,8 @@ Text
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 
 import lightning.pytorch as pl
 import numpy as np
@@ -100,7 +127,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
+from forecast.data.signals import Signals, signal_windows
 from forecast.data.smoothing import centred_moving_average
+from forecast.errors import ForecastError
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +150,8 @@ class Scaler:
     covariates: dict[str, list[float]] = field(default_factory=dict)  # name -> [mean, std]
     scaling: str = "global"  # "global" or "window" (see the module docstring)
     launch_level: float = 1.0  # "window": the level of a launch window (empty context)
+    age_curve: list[float] = field(default_factory=list)  # mean z by age since start (neural.age_curve)
+    signals: dict[str, list[float]] = field(default_factory=dict)  # signal name -> [mean, std] (training periods)
 
     @classmethod
     def fit(cls, panel: Panel, end: int, transform: str, scaling: str, launch_periods: int) -> "Scaler":
@@ -133,7 +164,8 @@ class Scaler:
         age = np.arange(fu.shape[1])[None, :] - panel.start[:, None]
         launch = fu[(age >= 0) & (age < launch_periods) & np.isfinite(fu)]
         level = 1.0 + (float(launch.mean()) if launch.size else 0.0)
-        return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level)
+        return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level, mean_age_curve((fu - m_u) / s_u, age),
+                   signal_moments(panel.signals, end))
 
     def f(self, units: np.ndarray) -> np.ndarray:
         return TRANSFORMS[self.transform][0](units)
@@ -162,6 +194,52 @@ class Scaler:
     @classmethod
     def from_dict(cls, data: dict) -> "Scaler":
         return cls(**data)
+
+
+MAX_AGE = 53  # ages (periods since start) of the mean age curve; older ages use its last value
+
+
+def mean_age_curve(z: np.ndarray, age: np.ndarray) -> list[float]:
+    """[MAX_AGE]: the mean of the observed ``z`` at each age; an age no item reached carries the last mean."""
+    curve, last = [], 0.0
+    for a in range(MAX_AGE):
+        at = z[(age == a) & np.isfinite(z)]
+        last = float(at.mean()) if at.size else last
+        curve.append(last)
+    return curve
+
+
+def signal_moments(signals: Signals | None, end: int) -> dict[str, list[float]]:
+    """Per signal, [mean, std] of its values dated before grid period ``end`` (the training periods)."""
+    if signals is None:
+        return {}
+    known = signals.values[:, :max(end - signals.first, 0)]
+    return {name: list(_moments(row)) for name, row in zip(signals.names, known)}
+
+
+def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarray, k: int, horizon: int) -> np.ndarray:
+    """[n, horizon] per product: mean first-``horizon`` units of its k most similar *other* products with history.
+
+    Products that start inside ``units`` are references; a product is never its own
+    neighbour (its curve is its training target). Cells no neighbour observed are NaN.
+    """
+    n, T = units.shape
+    refs = np.flatnonzero((start >= 0) & (start < T))
+    cols = start[refs, None] + np.arange(horizon)[None, :]
+    curves = np.where(cols < T, units[refs[:, None], np.clip(cols, 0, T - 1)], np.nan)
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-8)
+    out = np.full((n, horizon), np.nan)
+    if len(refs) <= 1:
+        return out
+    k = min(k, len(refs) - 1)
+    for lo in range(0, n, 1024):
+        sim = unit[lo:lo + 1024] @ unit[refs].T
+        sim[refs[None, :] == np.arange(lo, min(lo + 1024, n))[:, None]] = -np.inf
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a step none of the neighbours reached: NaN
+            out[lo:lo + 1024] = np.nanmean(curves[top], axis=1)
+    return out
 
 
 TRANSFORMS = {  # name -> (forward, inverse) on units >= 0
@@ -201,7 +279,10 @@ class PanelFeatures:
     """
 
     def __init__(self, panel: Panel, scaler: Scaler, context_length: int, horizon: int,
-                 trend_window: int, text: dict[str, torch.Tensor] | None, level_weight: float):
+                 trend_window: int, text: dict[str, torch.Tensor] | None, level_weight: float,
+                 age_curve: bool = False, neighbours: np.ndarray | None = None):
+        """``age_curve``: add the scaler's mean age curve as a future block; ``neighbours`` [n, horizon]:
+        each product's neighbours' launch curve in units (NaN: unknown), a future block when given."""
         self.L, self.H, self.T = context_length, horizon, panel.n_periods
         self.level_weight = level_weight
         self.scaler, self.trend_window, self.text = scaler, trend_window, text
@@ -227,6 +308,9 @@ class PanelFeatures:
         dates = pd.date_range(panel.dates[0] - self.L * offset, periods=self.G, freq=offset)
         self.calendar = calendar_features(dates)
         self._trend: dict[int, np.ndarray] = {}
+        self.age_curve = np.asarray(scaler.age_curve, dtype=float) if age_curve else None
+        self.neighbours = None if neighbours is None else np.nan_to_num(scaler.units_to_z(neighbours), nan=0.0)
+        self.signals = standardised_signals(panel.signals, scaler.signals)
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
         out = np.full((a.shape[0], self.G), np.nan)
@@ -281,6 +365,9 @@ class PanelFeatures:
             "calendar": self.calendar[ctx], "age": age_ctx[..., None],
             "price": np.stack([price_z, price_rel, price_known], axis=-1), "covariates": covs_ctx,
         }
+        signals_static = {}
+        if self.signals is not None:
+            context["signals"], signals_static["signals"] = self._signal_blocks(items, origins)
 
         age_fut = np.log1p(np.clip(fut - self.L - start, 0, None)) / AGE_SCALE
         covs_plan = np.nan_to_num(self.covs[items, origins + self.L - 1])
@@ -289,6 +376,11 @@ class PanelFeatures:
             "price_plan": np.repeat(np.stack([plan_z, plan_known], axis=-1)[:, None, :], self.H, 1),
             "covariates": np.repeat(covs_plan[:, None, :], self.H, 1),
         }
+        age_steps = np.clip(fut - self.L - start, 0, None)
+        if self.age_curve is not None:
+            future["age_curve"] = self.age_curve[np.clip(age_steps, 0, len(self.age_curve) - 1)][..., None]
+        if self.neighbours is not None:
+            future["neighbours"] = self.neighbours[rows, np.clip(age_steps, 0, self.H - 1)][..., None]
 
         zc = np.nan_to_num(z_ctx)
         last4 = observed[:, -4:].sum(1)
@@ -300,6 +392,7 @@ class PanelFeatures:
                 np.where(last4 > 0, zc[:, -4:].sum(1) / np.maximum(last4, 1), 0.0),
             ], axis=1),
             "price_plan": np.stack([plan_z, plan_known], axis=1),
+            **signals_static,
         }
 
         beyond = (fut - self.L) >= target_end
@@ -317,6 +410,20 @@ class PanelFeatures:
         }
         batch.update(self._text_batch(items))
         return batch
+
+    def _signal_blocks(self, items: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Context [B, L, S + 1] (standardised values, 0 where unknown; known flag) and static
+        [B, 2 S + 1] (mean over the context, over its last 4 steps; share of steps known)."""
+        values = signal_windows(self.signals, items, origins, self.L)  # only values dated before the origin
+        known = np.isfinite(values)
+        flag = known.any(-1)
+        zeroed = np.nan_to_num(values)
+        recent = known[:, -4:].sum(1)
+        static = np.concatenate([
+            zeroed.sum(1) / np.maximum(known.sum(1), 1), zeroed[:, -4:].sum(1) / np.maximum(recent, 1),
+            flag.mean(1, keepdims=True),
+        ], axis=1)
+        return np.concatenate([zeroed, flag[..., None]], axis=-1), static
 
     def _text_batch(self, items: np.ndarray) -> dict[str, torch.Tensor]:
         """The unique products' text inputs and, per window, the row of its product."""
@@ -469,7 +576,28 @@ def text_inputs(descriptions: list[str], config: RunConfig) -> dict[str, torch.T
     return tokenize(descriptions, neural.text_encoder, neural.max_tokens)
 
 
+def standardised_signals(signals: Signals | None, moments: dict[str, list[float]]) -> Signals | None:
+    """The signals a model was trained with (``moments``: the Scaler's), standardised; None without any."""
+    if not moments:
+        return None
+    missing = [name for name in moments if signals is None or name not in signals.names]
+    if missing:
+        raise ForecastError(f"the model was trained with the signal(s) {', '.join(missing[:8])}"
+                            f"{' ...' if len(missing) > 8 else ''}, which the data lacks: pass the same --signals")
+    rows = [signals.names.index(name) for name in moments]
+    mean, std = (np.array([moments[name][k] for name in moments])[:, None] for k in (0, 1))
+    picked = [np.flatnonzero(np.isin(rows, used)) for used in signals.items]  # the item's signals, renumbered
+    return replace(signals, names=list(moments), values=(signals.values[rows] - mean) / std, items=picked)
+
+
 def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int, use_text: bool) -> PanelFeatures:
+    nt = config.neural
     text = text_inputs(panel.descriptions, config) if use_text else None
-    return PanelFeatures(panel, scaler, config.neural.context_length, horizon, config.neural.trend_window, text,
-                         config.neural.level_weight)
+    neighbours = None
+    if nt.knn_feature and use_text:
+        from forecast.encoders.text import embed_texts
+
+        embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)
+        neighbours = neighbour_curves(embeddings, panel.units, panel.start.astype(np.int64), nt.knn_feature, horizon)
+    return PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight,
+                         nt.age_curve, neighbours)

@@ -1,0 +1,161 @@
+"""The accuracy options of the neural models: text dropout and the average-description blend, the
+age-curve and retrieval features, the opt-in bias correction, and windows that all carry a target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from forecast.config import RunConfig
+from forecast.data import synthetic
+from forecast.data.contract import load_tables
+from forecast.data.panel import build_panel
+from forecast.models.calibration import BiasCorrection
+from forecast.models.neural.estimator import NeuralEstimator
+from forecast.models.neural.features import PanelDataModule, neighbour_curves
+from forecast.models.neural.network import ForecastNetwork
+from tests.test_config import refused
+
+H = 6
+FAST = {"train.max_epochs": 2, "train.windows_per_epoch": 2000, "train.progress": False, "neural.hidden_size": 16,
+        "neural.context_length": 8, "train.batch_size": 128, "train.lr_schedule": "constant"}
+OFF = {"neural.text_dropout": 0.0, "neural.text_mix": 1.0, "neural.text_mix_new": 1.0, "neural.age_curve": False,
+       "neural.knn_feature": 0, "neural.bias_correction": "none"}
+
+
+@pytest.fixture(scope="module")
+def panel(tmp_path_factory):
+    sales, products = synthetic.write(tmp_path_factory.mktemp("syn"), n_items=24, n_periods=30, n_new=4, seed=1)
+    return build_panel(load_tables(sales, products))
+
+
+def fast(**overrides) -> RunConfig:
+    return RunConfig().updated(FAST | OFF | {f"neural.{k}": v for k, v in overrides.items()})
+
+
+# --- bias correction ---------------------------------------------------------------
+def test_variance_correction_restores_the_mean_of_a_squared_noisy_prediction():
+    rng = np.random.default_rng(0)
+    v_true = 3 + rng.normal(0, 1.5, size=(20_000, 2))
+    v_pred = np.full_like(v_true, 3.0)  # the MSE optimum in sqrt space: E[v]
+    corrected = BiasCorrection.fit("variance", v_pred, v_true).apply(v_pred)
+    assert np.square(v_pred).mean() < 0.85 * np.square(v_true).mean()  # squaring E[v] is biased low ...
+    assert corrected.mean() == pytest.approx(np.square(v_true).mean(), rel=0.02)  # ... the correction is not
+
+
+def test_binned_correction_grows_with_the_predicted_level():
+    rng = np.random.default_rng(1)
+    v_pred = rng.uniform(0, 10, size=(20_000, 1))
+    v_true = v_pred + rng.normal(0, 1, size=v_pred.shape) * v_pred / 5  # noise grows with the level
+    corr = BiasCorrection.fit("binned", v_pred, v_true)
+    low, high = corr.apply(np.array([[1.0]])) - 1.0, corr.apply(np.array([[9.0]])) - 81.0
+    assert 0 <= low[0, 0] < high[0, 0]
+
+
+@pytest.mark.parametrize(("key", "value", "needles"), [
+    ("neural.transform", "log1p", ["neural.bias_correction", "'variance'", "'sqrt'", "'log1p'"]),
+    ("neural.scaling", "window", ["neural.bias_correction", "'variance'", "'global'", "'window'"]),
+])
+def test_bias_correction_is_refused_outside_the_sqrt_global_transform(workdir, capsys, key, value, needles):
+    section, leaf = key.split(".")
+    Path("cfg.yaml").write_text(yaml.safe_dump({"neural": {"bias_correction": "variance", leaf: value}}))
+    refused(capsys, ["fit", "--config", "cfg.yaml", "--no-progress"], *needles)
+
+
+@pytest.mark.parametrize(("key", "value"), [("text_dropout", 1.5), ("text_mix", -0.1), ("knn_feature", -3)])
+def test_out_of_range_options_are_refused(workdir, capsys, key, value):
+    Path("cfg.yaml").write_text(yaml.safe_dump({"neural": {key: value}}))
+    refused(capsys, ["fit", "--config", "cfg.yaml", "--no-progress"], f"neural.{key}", str(value))
+
+
+def test_corrected_fusion_saves_and_loads_the_same_forecast(panel, tmp_path):
+    model = NeuralEstimator("fusion", fast(bias_correction="variance"))
+    model.fit(panel, H)
+    plain = NeuralEstimator("fusion", fast())
+    plain.network, plain.scaler, plain.horizon = model.network, model.scaler, model.horizon
+    corrected, uncorrected = model.predict(panel, H).units, plain.predict(panel, H).units
+    assert corrected.sum() > uncorrected.sum()
+    loaded = NeuralEstimator.load(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict(panel, H).units, corrected)
+
+
+# --- features ------------------------------------------------------------------
+def test_neighbour_curves_never_use_the_product_itself():
+    emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    units = np.array([[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]])
+    curves = neighbour_curves(emb, units, np.array([0, 0, 0]), k=1, horizon=2)
+    np.testing.assert_allclose(curves, [[5, 5], [1, 1], [5, 5]])
+
+
+def test_age_curve_and_neighbours_are_named_future_blocks_and_fusion_trains_with_them(panel):
+    def future(cfg: RunConfig, use_text: bool) -> dict[str, int]:
+        dm = PanelDataModule(panel, H, cfg, use_text=use_text)
+        dm.setup()
+        return dm.features.widths["future"]
+
+    base, wide = future(fast(), True), future(fast(age_curve=True, knn_feature=3), True)
+    assert wide == base | {"age_curve": 1, "neighbours": 1}
+    assert "neighbours" not in future(fast(age_curve=True, knn_feature=3), False)  # retrieval reads descriptions
+    model = NeuralEstimator("fusion", fast(age_curve=True, knn_feature=3))
+    model.fit(panel, H)
+    assert np.isfinite(model.predict(panel, H).units).all()
+
+
+def test_age_curve_is_the_mean_scaled_units_at_each_age(panel):
+    dm = PanelDataModule(panel, H, fast(age_curve=True), use_text=False)
+    dm.setup()
+    s = dm.scaler
+    z = s.units_to_z(panel.units)
+    i = np.flatnonzero(panel.has_history & (panel.start >= 0))
+    at_age_2 = z[i, panel.start[i] + 2]
+    assert s.age_curve[2] == pytest.approx(np.nanmean(at_age_2))
+    batch = dm.train_set.__getitems__(np.arange(len(dm.train_set)))
+    launch = (batch["origin"] == torch.from_numpy(panel.start)[batch["item"]]).numpy()
+    np.testing.assert_allclose(batch["future"]["age_curve"][launch, 2, 0].numpy(), s.age_curve[2], rtol=1e-5)
+
+
+def test_every_training_window_has_an_observed_target(tmp_path):
+    """Series that end (NaN after their last sale) add no windows that carry no loss."""
+    sales, products = synthetic.write(tmp_path, n_items=12, n_periods=30, n_new=0, seed=2)
+    p = build_panel(load_tables(sales, products), series_end="last-sale")
+    assert np.isnan(p.units).any()  # some series ended before the table's end
+    dm = PanelDataModule(p, H, fast().updated({"train.val_periods": 4}), use_text=False)
+    dm.setup()
+    batch = dm.train_set.__getitems__(np.arange(len(dm.train_set)))
+    assert torch.isfinite(batch["y"]).any(1).all()
+
+
+# --- text dropout and the average-description forecast ------------------------
+def test_text_dropout_one_makes_training_read_only_the_average_description(panel):
+    dm = PanelDataModule(panel, H, fast(), use_text=True)
+    dm.setup()
+    spec = NeuralEstimator("fusion", fast(text_dropout=1.0, dropout=0.0))._spec(dm, H)
+    assert spec.text_dropout == 1.0
+    assert NeuralEstimator("text", fast(text_dropout=1.0))._spec(dm, H).text_dropout == 0.0  # fusion only
+    net = ForecastNetwork(spec)
+    batch = dm.train_set.__getitems__(np.arange(16))
+    net.train()
+    dropped = net(batch)["demand"]
+    net.eval()
+    torch.testing.assert_close(dropped, net(batch, average_text=True)["demand"])
+    assert not torch.allclose(dropped, net(batch)["demand"])
+
+
+def test_text_mix_new_zero_forecasts_every_new_product_from_the_average_description(panel):
+    model = NeuralEstimator("fusion", fast(text_dropout=0.5))
+    model.fit(panel, H)
+    full = model.predict(panel, H)
+    new = ~panel.has_history[full.item_index]
+    model.config = fast(text_dropout=0.5, text_mix_new=0.0)
+    mixed = model.predict(panel, H).units
+    launches = full.start[new]
+    same = launches == launches[0]
+    assert same.sum() > 1
+    without = mixed[new][same]
+    np.testing.assert_allclose(without, without[:1].repeat(len(without), 0), rtol=1e-5)  # words no longer matter
+    assert not np.allclose(full.units[new][same], full.units[new][same][:1])
+    np.testing.assert_allclose(mixed[~new], full.units[~new])  # history items: text_mix 1, unchanged
