@@ -118,12 +118,13 @@ def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: E
             forecast = model.predict(train, cfg.horizon)
             timings[name] += time.perf_counter() - tic
             for label in (None, *forecast.variants):
-                key = name if label is None else f"{name}[{label}]"
+                key = name if label is None else f"{name}:{label}"
                 timings.setdefault(key, 0.0)
-                fold.forecasts[key] = {
+                fold.forecasts[key] = {  # a variant is scored only on the groups where it differs
                     group: values for group in (HISTORY, NEW)
                     if group in model.groups
                     and (values := _align(forecast.variant(label), fold.rows[group])) is not None
+                    and (label is None or not np.array_equal(values, fold.forecasts[name][group]))
                 }
         folds.append(fold)
     for name in list(timings):

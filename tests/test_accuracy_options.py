@@ -159,3 +159,28 @@ def test_text_mix_new_zero_forecasts_every_new_product_from_the_average_descript
     np.testing.assert_allclose(without, without[:1].repeat(len(without), 0), rtol=1e-5)  # words no longer matter
     assert not np.allclose(full.units[new][same], full.units[new][same][:1])
     np.testing.assert_allclose(mixed[~new], full.units[~new])  # history items: text_mix 1, unchanged
+
+
+def test_fusion_offers_the_average_description_forecast_of_new_products_as_a_variant(synthetic_csv, workdir):
+    """fit chooses text_mix_new on its backtest: fusion's prediction carries the average_text_new variant, which
+    differs from the forecast only on new products, and use_variant makes it the model's forecast."""
+    from forecast.config import RunConfig
+    from forecast.data.contract import load_tables
+    from forecast.data.panel import build_panel
+    from forecast.models.neural.estimator import NeuralEstimator
+
+    panel = build_panel(load_tables(*synthetic_csv))
+    cfg = RunConfig.from_dict({"train": {"max_epochs": 1, "windows_per_epoch": 512, "progress": False},
+                               "evaluation": {"horizon": 4}})
+    model = NeuralEstimator("fusion", cfg)
+    model.fit(panel, 4)
+    prediction = model.predict(panel, 4)
+    variant = prediction.variants["average_text_new"]
+    new = ~panel.has_history[prediction.item_index]
+    assert new.any() and (~new).any()
+    np.testing.assert_allclose(variant[~new], prediction.units[~new])
+    assert not np.allclose(variant[new], prediction.units[new])
+    model.use_variant("average_text_new")
+    again = model.predict(panel, 4)
+    np.testing.assert_allclose(again.units, variant, rtol=1e-5)
+    assert again.variants == {}

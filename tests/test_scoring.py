@@ -131,7 +131,7 @@ def test_mean_launch_curve_uses_only_cells_before_the_cutoff(tmp_path: Path, mon
 
 
 class _TwoSettings:
-    """A model whose one fit forecasts 1s, and as variant "level=2" 2s: the backtest scores both."""
+    """A model whose one fit forecasts 1s, and as variant "double" 2s: the backtest scores both."""
 
     name, groups = "two", frozenset({HISTORY})
 
@@ -143,7 +143,7 @@ class _TwoSettings:
 
         rows, start = forecast_targets(panel, self.groups)
         ones = np.ones((len(rows), horizon))
-        return Prediction(self.name, rows, start, ones, variants={"level=2": 2 * ones})
+        return Prediction(self.name, rows, start, ones, variants={"double": 2 * ones})
 
 
 def test_backtest_scores_each_prediction_variant_as_a_model(panel) -> None:
@@ -153,6 +153,6 @@ def test_backtest_scores_each_prediction_variant_as_a_model(panel) -> None:
     result = run_backtest(panel, {"two": _TwoSettings}, EvalConfig(horizon=3, folds=1, step=1), cutoffs=[4])
     wape = result.summary().set_index("model")["wape"]
     assert wape["two"] == pytest.approx((13 + 14 + 15) / (14 + 15 + 16))
-    assert wape["two[level=2]"] == pytest.approx((12 + 13 + 14) / (14 + 15 + 16))
-    assert result.best_models()[HISTORY] == "two[level=2]"
-    assert variant_name("two[level=2]") == ("two", "level=2") and variant_name("two") == ("two", None)
+    assert wape["two:double"] == pytest.approx((12 + 13 + 14) / (14 + 15 + 16))
+    assert result.best_models()[HISTORY] == "two:double"
+    assert variant_name("two:double") == ("two", "double") and variant_name("two") == ("two", None)

@@ -34,7 +34,7 @@ class Prediction:
     price: np.ndarray | None = None  # [m, horizon]
     trend: np.ndarray | None = None  # [m, horizon] seasonal trend of units (see forecast.trends)
     # label -> units [m, horizon]: the same fitted model forecasting with one predict-time setting
-    # changed, e.g. {"text_mix_new=0": ...}. The backtest scores each as the model "name[label]", so a
+    # changed, e.g. {"average_text_new": ...}. The backtest scores each as the model "name:label", so a
     # setting that only changes predictions is chosen on the backtest like a model, at no training cost.
     variants: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -49,18 +49,16 @@ class Prediction:
                           pick(self.price), pick(self.trend), {k: v[mask] for k, v in self.variants.items()})
 
     def variant(self, label: str | None) -> "Prediction":
-        """The forecast of variant ``label`` (None: this one), named ``model[label]``."""
+        """The forecast of variant ``label`` (None: this one), named ``model:label``."""
         if label is None:
             return self
-        return replace(self, model=f"{self.model}[{label}]", units=self.variants[label], variants={})
+        return replace(self, model=f"{self.model}:{label}", units=self.variants[label], variants={})
 
 
 def variant_name(name: str) -> tuple[str, str | None]:
-    """("fusion", "text_mix_new=0") for "fusion[text_mix_new=0]"; (name, None) for a plain model name."""
-    if name.endswith("]") and "[" in name:
-        base, label = name[:-1].split("[", 1)
-        return base, label
-    return name, None
+    """("fusion", "average_text_new") for "fusion:average_text_new"; (name, None) for a plain model name."""
+    base, _, label = name.partition(":")
+    return base, label or None
 
 
 class Model(Protocol):

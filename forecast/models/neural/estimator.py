@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "meta.json"
 FORMAT = "forecast-neural/4"  # /4: spec.text_dropout, scaler.age_curve and .signals, meta.bias_correction
 READABLE_FORMATS = (FORMAT,)
+# Prediction variants fusion offers the backtest (see forecast.models.base.Prediction.variants):
+# new products forecast from the average description only, as when the words do not generalise.
+AVERAGE_TEXT_NEW = "average_text_new"
+VARIANTS = {AVERAGE_TEXT_NEW: {"neural.text_mix_new": 0.0}}
 PREDICT_BATCH = 2048
 CALIBRATION_WINDOWS = 20_000  # training windows the bias correction is estimated on
 
@@ -209,37 +213,53 @@ class NeuralEstimator:
             raise ForecastError(f"{self.name}: the data's inputs {features.widths} differ from those the model "
                                 f"was trained with {self.network.spec.blocks} (covariates: "
                                 f"{features.covariate_names})")
-        outputs = {"demand": [], "price": [], "trend": []}
+        history = panel.has_history[rows]
+        offers_variant = self.name == "fusion" and self.config.neural.text_mix_new != 0 and not history.all()
+        outputs = {"demand": [], "price": [], "trend": [], "variant": []}
         levels = []
         self.network.eval()
         with torch.inference_mode(), _threads(self.config.train.num_threads):
             for lo in range(0, len(rows), PREDICT_BATCH):
                 batch = features.gather(rows[lo:lo + PREDICT_BATCH], start[lo:lo + PREDICT_BATCH])
-                out = self._forward_mixed(batch, panel.has_history[rows[lo:lo + PREDICT_BATCH]])
+                out, plain = self._forward_both(batch)
+                part = history[lo:lo + PREDICT_BATCH]
+                mixed = _mix(out, plain, self._text_weights(part))
+                if offers_variant:
+                    outputs["variant"].append(_mix(out, plain, self._text_weights(part, new=0.0))["demand"]
+                                              [:, :horizon].numpy().astype(float))
                 levels.append(batch["level"].numpy().astype(float))
-                for key in outputs:
-                    outputs[key].append(out[key][:, :horizon].numpy().astype(float))
+                for key in ("demand", "price", "trend"):
+                    outputs[key].append(mixed[key][:, :horizon].numpy().astype(float))
         demand, price, trend = (np.concatenate(outputs[k]) for k in ("demand", "price", "trend"))
         level = np.concatenate(levels)
         has_price = panel.price is not None or "price" in panel.products
-        units = self.scaler.z_to_units(demand, level)
-        if self.correction.kind != "none":
-            units = self.correction.apply(np.clip(demand * self.scaler.units_std + self.scaler.units_mean, 0, None))
+        variants = {AVERAGE_TEXT_NEW: self._units(np.concatenate(outputs["variant"]), level)} if offers_variant else {}
         return Prediction(
-            self.name, rows, start, units,
-            self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend, level),
+            self.name, rows, start, self._units(demand, level),
+            self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend, level), variants,
         )
 
-    def _forward_mixed(self, batch: dict[str, torch.Tensor], history: np.ndarray) -> dict[str, torch.Tensor]:
-        """The network's outputs; for fusion, w x (with the description) + (1 - w) x (with the average
-        description) in the scaled space, w = neural.text_mix (history) or text_mix_new (new products)."""
-        nt = self.config.neural
-        w = torch.from_numpy(np.where(history, nt.text_mix, nt.text_mix_new).astype(np.float32))[:, None]
+    def _units(self, demand: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """Units from the demand head's scaled output (bias-corrected when configured)."""
+        if self.correction.kind != "none":
+            return self.correction.apply(np.clip(demand * self.scaler.units_std + self.scaler.units_mean, 0, None))
+        return self.scaler.z_to_units(demand, level)
+
+    def _forward_both(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict | None]:
+        """The network's outputs with each window's own description and, for fusion, with the average one."""
         out = self.network(batch)
-        if self.name != "fusion" or bool((w >= 1).all()):
-            return out
-        plain = self.network(batch, average_text=True)
-        return {k: w * out[k] + (1 - w) * plain[k] for k in out}
+        return out, (self.network(batch, average_text=True) if self.name == "fusion" else None)
+
+    def _text_weights(self, history: np.ndarray, new: float | None = None) -> torch.Tensor:
+        """[B, 1] weight of the own-description forecast: neural.text_mix for items with history,
+        neural.text_mix_new (or ``new``) for new products."""
+        nt = self.config.neural
+        w = np.where(history, nt.text_mix, nt.text_mix_new if new is None else new)
+        return torch.from_numpy(w.astype(np.float32))[:, None]
+
+    def use_variant(self, label: str) -> None:
+        """Forecast from now on (and once saved) as the prediction variant ``label`` says."""
+        self.config = self.config.updated(VARIANTS[label])
 
     # --- persistence -----------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -335,6 +355,17 @@ class ResumableNeural:
 
     def save(self, directory: str | Path) -> Path:
         return self.model.save(directory)
+
+    def use_variant(self, label: str) -> None:
+        self.model.use_variant(label)
+
+
+def _mix(out: dict[str, torch.Tensor], plain: dict[str, torch.Tensor] | None,
+         w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """w x (with the description) + (1 - w) x (with the average description), in the scaled space."""
+    if plain is None:
+        return out
+    return {k: w * out[k] + (1 - w) * plain[k] for k in out}
 
 
 def work_directory(cfg: RunConfig, sales: str, products: str) -> Path:
