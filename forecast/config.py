@@ -78,6 +78,12 @@ class NeuralConfig:
     scaling: Literal["global", "window"] = "global"  # one global standardisation, or per-window level
     level_weight: float = 0.0  # "window": loss weight of a window = (level / launch level) ** this
     trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.trends)
+    attribute_features: bool = False  # one-hot attribute columns of products beside the text vector (frozen text)
+    age_curve: bool = False  # horizon feature: the training items' mean scaled units at each age since launch
+    knn_feature: int = 0  # k > 0: horizon feature: mean launch curve of the k most similar other products (text)
+    aggregate_level: bool = False  # context feature: mean scaled units of all items observed in each period
+    bias_correction: Literal["none", "variance", "binned"] = "none"  # after the inverse transform (see
+                                 # forecast.models.calibration): MSE in sqrt space predicts E[sqrt u], below E[u]
 
 
 @dataclass

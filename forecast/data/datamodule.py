@@ -118,6 +118,8 @@ class Scaler:
     covariates: dict[str, list[float]] = field(default_factory=dict)  # name -> [mean, std]
     scaling: str = "global"  # "global" or "window" (see the module docstring)
     launch_level: float = 1.0  # "window": the level of a launch window (empty context)
+    age_curve: list[float] = field(default_factory=list)  # mean z by age since start (neural.age_curve)
+    attributes: dict[str, list[str]] = field(default_factory=dict)  # column -> vocabulary (attribute_features)
 
     @classmethod
     def fit(cls, panel: Panel, end: int | None = None, transform: str = "sqrt", scaling: str = "global",
@@ -135,7 +137,13 @@ class Scaler:
         age = np.arange(fu.shape[1])[None, :] - panel.start[:, None]
         launch = fu[(age >= 0) & (age < launch_periods) & np.isfinite(fu)]
         level = 1.0 + (float(launch.mean()) if launch.size else 0.0)
-        return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level)
+        z = (fu - m_u) / s_u
+        curve = [0.0]
+        for a in range(MAX_AGE):  # an age no item reached carries the last one's mean
+            at = z[(age == a) & np.isfinite(z)]
+            curve.append(float(at.mean()) if at.size else curve[-1])
+        curve = curve[1:]
+        return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level, curve, attribute_vocabulary(panel.products))
 
     def f(self, units: np.ndarray) -> np.ndarray:
         return TRANSFORMS[self.transform][0](units)
@@ -167,6 +175,53 @@ class Scaler:
 
 
 SCALINGS = ("global", "window")
+MAX_AGE = 53  # ages (periods since start) of the mean age curve; older ages use its last value
+ATTRIBUTE_MAX_LEVELS = 200  # a text column with more distinct values is not a categorical attribute
+NOT_ATTRIBUTES = ("item_id", "description", "launch_date", "price")
+
+
+def attribute_vocabulary(products: pd.DataFrame) -> dict[str, list[str]]:
+    """Categorical attribute columns of the products table and their values (sorted)."""
+    out = {}
+    for col in products.columns:
+        if col in NOT_ATTRIBUTES or pd.api.types.is_numeric_dtype(products[col]):
+            continue
+        values = sorted(products[col].dropna().astype(str).unique())
+        if 1 < len(values) <= ATTRIBUTE_MAX_LEVELS:
+            out[col] = values
+    return out
+
+
+def attribute_onehots(products: pd.DataFrame, vocabulary: dict[str, list[str]]) -> np.ndarray:
+    """[n, sum of vocabulary sizes] one-hot attributes; an unseen or missing value is all zeros."""
+    blocks = [pd.Categorical(products[col].astype(str) if col in products else pd.Series([None] * len(products)),
+                             categories=values).codes for col, values in vocabulary.items()]
+    out = [np.eye(len(v) + 1, dtype=np.float32)[codes][:, :-1] for codes, v in zip(blocks, vocabulary.values())]
+    return np.concatenate(out, axis=1) if out else np.zeros((len(products), 0), np.float32)
+
+
+def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarray, k: int, horizon: int) -> np.ndarray:
+    """[n, horizon] per product: mean first-``horizon`` units of its k most similar *other* products with history.
+
+    Products with a start inside ``units`` are references; a product is never its own
+    neighbour (its curve is its training target). Cells no neighbour observed are NaN.
+    """
+    n, T = units.shape
+    refs = np.flatnonzero(start < T)
+    cols = start[refs, None] + np.arange(horizon)[None, :]
+    curves = np.where(cols < T, units[refs[:, None], np.clip(cols, 0, T - 1)], np.nan)
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-8)
+    out = np.full((n, horizon), np.nan)
+    if len(refs) <= 1:
+        return out
+    k = min(k, len(refs) - 1)
+    for lo in range(0, n, 1024):
+        sim = unit[lo:lo + 1024] @ unit[refs].T
+        sim[refs[None, :] == np.arange(lo, min(lo + 1024, n))[:, None]] = -np.inf
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        with np.errstate(invalid="ignore"):
+            out[lo:lo + 1024] = np.nanmean(curves[top], axis=1)
+    return out
 
 TRANSFORMS = {  # name -> (forward, inverse) on units >= 0
     "log1p": (lambda u: np.log1p(np.clip(u, 0, None)), np.expm1),
@@ -205,8 +260,10 @@ class PanelFeatures:
     """
 
     def __init__(self, panel: Panel, scaler: Scaler, context_length: int, horizon: int,
-                 trend_window: int, text: dict[str, torch.Tensor] | None = None, level_weight: float = 0.0):
+                 trend_window: int, text: dict[str, torch.Tensor] | None = None, level_weight: float = 0.0,
+                 options: dict | None = None):
         self.L, self.H, self.T = context_length, horizon, panel.n_periods
+        self.options = options or {}
         self.level_weight = level_weight
         self.scaler, self.trend_window, self.text = scaler, trend_window, text
         self.start = panel.start.astype(np.int64)
@@ -231,6 +288,22 @@ class PanelFeatures:
         dates = pd.date_range(panel.dates[0] - self.L * offset, periods=self.G, freq=offset)
         self.calendar = calendar_features(dates)
         self._trend: dict[int, np.ndarray] = {}
+        self.extra_context = self._aggregate_level() if self.options.get("aggregate_level") else None
+        self.age_curve = np.asarray(scaler.age_curve, dtype=float) if self.options.get("age_curve") else None
+        k = self.options.get("knn_feature", 0)
+        self.neighbours = None
+        if k and text is not None:
+            from forecast.encoders.text import embed_texts
+
+            emb = embed_texts(panel.descriptions, self.options.get("text_encoder"), self.options.get("max_tokens", 32))
+            curves = neighbour_curves(emb, panel.units, self.start, k, horizon)
+            self.neighbours = np.nan_to_num(scaler.units_to_z(curves), nan=0.0)
+
+    def _aggregate_level(self) -> np.ndarray:
+        """[G]: mean scaled units of the items observed in each period (0 where none)."""
+        z = self.z
+        counts = np.isfinite(z).sum(0)
+        return np.where(counts > 0, np.nansum(z, 0) / np.maximum(counts, 1), 0.0)
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
         out = np.full((a.shape[0], self.G), np.nan)
@@ -239,11 +312,12 @@ class PanelFeatures:
 
     @property
     def n_context(self) -> int:
-        return 2 + N_CALENDAR + 1 + 3 + len(self.covariate_names)
+        return 2 + N_CALENDAR + 1 + 3 + len(self.covariate_names) + (self.extra_context is not None)
 
     @property
     def n_future(self) -> int:
-        return N_CALENDAR + 1 + 2 + len(self.covariate_names)
+        return (N_CALENDAR + 1 + 2 + len(self.covariate_names) + (self.age_curve is not None)
+                + (self.neighbours is not None))
 
     n_static = 6
 
@@ -286,6 +360,7 @@ class PanelFeatures:
         context = np.concatenate([
             np.nan_to_num(z_ctx)[..., None], observed[..., None], self.calendar[ctx], age_ctx[..., None],
             price_z[..., None], price_rel[..., None], price_known[..., None], covs_ctx,
+            *([self.extra_context[ctx][..., None]] if self.extra_context is not None else []),
         ], axis=-1)
 
         age_fut = np.log1p(np.clip(fut - self.L - start, 0, None)) / AGE_SCALE
@@ -293,7 +368,7 @@ class PanelFeatures:
         future = np.concatenate([
             self.calendar[fut], age_fut[..., None],
             np.repeat(plan_z[:, None, None], self.H, 1), np.repeat(plan_known[:, None, None], self.H, 1),
-            np.repeat(covs_plan[:, None, :], self.H, 1),
+            np.repeat(covs_plan[:, None, :], self.H, 1), *self._future_extras(items, fut - self.L - start),
         ], axis=-1)
 
         zc = np.nan_to_num(z_ctx)
@@ -321,6 +396,16 @@ class PanelFeatures:
         }
         batch.update(self._text_batch(items))
         return batch
+
+    def _future_extras(self, items: np.ndarray, age: np.ndarray) -> list[np.ndarray]:
+        """Optional horizon features at each step's age since start: the mean age curve, the neighbours' curve."""
+        age = np.clip(age, 0, None)
+        out = []
+        if self.age_curve is not None:
+            out.append(self.age_curve[np.clip(age, 0, len(self.age_curve) - 1)][..., None])
+        if self.neighbours is not None:
+            out.append(self.neighbours[items[:, None], np.clip(age, 0, self.H - 1)][..., None])
+        return out
 
     def _text_batch(self, items: np.ndarray) -> dict[str, torch.Tensor]:
         """The unique products' text inputs and, per window, the row of its product."""
@@ -466,6 +551,11 @@ def text_inputs(descriptions: list[str], config: RunConfig) -> dict[str, torch.T
 
 
 def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int, use_text: bool) -> PanelFeatures:
+    nt = config.neural
     text = text_inputs(panel.descriptions, config) if use_text else None
-    return PanelFeatures(panel, scaler, config.neural.context_length, horizon, config.neural.trend_window, text,
-                         config.neural.level_weight)
+    if text is not None and nt.attribute_features and "emb" in text:  # one-hots beside the sentence vector
+        onehot = attribute_onehots(panel.products, scaler.attributes)
+        text = {"emb": torch.cat([text["emb"], torch.from_numpy(onehot)], dim=1)}
+    options = {"aggregate_level": nt.aggregate_level, "age_curve": nt.age_curve, "knn_feature": nt.knn_feature,
+               "text_encoder": nt.text_encoder, "max_tokens": nt.max_tokens}
+    return PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight, options)

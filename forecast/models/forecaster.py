@@ -34,6 +34,7 @@ from forecast.data.datamodule import PanelDataModule, Scaler, build_features
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError, ForecastError
 from forecast.forecaster import HISTORY, NEW, Forecast, forecast_targets
+from forecast.models.calibration import BiasCorrection, check as check_correction
 from forecast.models.lightning_module import ForecastSystem
 from forecast.models.network import VARIANTS, ForecastNetwork, NetworkSpec
 
@@ -43,6 +44,7 @@ WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "meta.json"
 FORMAT = "forecast-neural/2"  # /2: scaler has "scaling" and "launch_level" (per-window levels)
 READABLE_FORMATS = ("forecast-neural/1", FORMAT)  # /1 files load as global scaling
 PREDICT_BATCH = 2048
+CALIBRATION_WINDOWS = 20_000  # training windows the bias correction is estimated on
 
 
 class NeuralForecaster:
@@ -59,6 +61,7 @@ class NeuralForecaster:
         self.scaler: Scaler | None = None
         self.horizon: int | None = None
         self.fit_info: dict = {}
+        self.correction = BiasCorrection()
 
     @property
     def uses_text(self) -> bool:
@@ -76,13 +79,14 @@ class NeuralForecaster:
 
     def _fit(self, panel: Panel, horizon: int, ckpt_path: str | None) -> None:
         tic = time.perf_counter()
+        nt = self.config.neural
+        check_correction(nt.bias_correction, nt.transform, nt.scaling)
         L.seed_everything(self.config.seed, workers=True, verbose=False)
         datamodule = PanelDataModule(panel, horizon, self.config, use_text=self.uses_text)
         datamodule.setup("fit")
         network = self._build_network(self._spec(datamodule, horizon))
         if self.uses_text:
             network.set_text_stats(self._base_embeddings(datamodule))
-        nt = self.config.neural
         system = ForecastSystem(
             network, {"demand": nt.demand_weight, "price": nt.price_weight, "trend": nt.trend_weight},
             self.config.train.learning_rate, self.config.train.text_learning_rate, self.config.train.weight_decay,
@@ -99,6 +103,7 @@ class NeuralForecaster:
                 system.load_state_dict(state)
         self.network = network.cpu().eval()
         self.scaler, self.horizon = datamodule.scaler, horizon
+        self.correction = self._fit_correction(datamodule)
         self.fit_info = {
             "epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - tic, 2),
             "train_windows": len(datamodule.train_set), "val_windows": len(datamodule.val_set),
@@ -107,6 +112,25 @@ class NeuralForecaster:
         log.info("%s: trained %d epoch(s) on %d windows in %.1fs (best val/loss %s)", self.name,
                  self.fit_info["epochs"], self.fit_info["train_windows"], self.fit_info["seconds"],
                  self.fit_info["best_val_loss"])
+
+    def _fit_correction(self, datamodule: PanelDataModule) -> BiasCorrection:
+        """The bias correction (neural.bias_correction) from a seeded sample of training windows."""
+        kind = self.config.neural.bias_correction
+        if kind == "none" or len(datamodule.train_set) == 0:
+            return BiasCorrection()
+        data = datamodule.train_set
+        rng = np.random.default_rng(self.config.seed)
+        pick = rng.choice(len(data), min(CALIBRATION_WINDOWS, len(data)), replace=False)
+        preds, truths = [], []
+        with torch.inference_mode(), _threads(self.config.train.num_threads):
+            for lo in range(0, len(pick), PREDICT_BATCH):
+                idx = pick[lo:lo + PREDICT_BATCH]
+                batch = data.features.gather(data.items[idx], data.origins[idx], data.target_end)
+                preds.append(self.network(batch)["demand"].numpy().astype(float))
+                truths.append(batch["y"].numpy().astype(float))
+        s = self.scaler
+        v_pred = np.clip(np.concatenate(preds) * s.units_std + s.units_mean, 0, None)
+        return BiasCorrection.fit(kind, v_pred, np.concatenate(truths) * s.units_std + s.units_mean)
 
     def _spec(self, datamodule: PanelDataModule, horizon: int) -> NetworkSpec:
         f, nt = datamodule.features, self.config.neural
@@ -183,8 +207,11 @@ class NeuralForecaster:
         demand, price, trend = (np.concatenate(outputs[k]) for k in ("demand", "price", "trend"))
         level = np.concatenate(levels)
         has_price = panel.price is not None or "price" in panel.products
+        units = self.scaler.z_to_units(demand, level)
+        if self.correction.kind != "none":
+            units = self.correction.apply(np.clip(demand * self.scaler.units_std + self.scaler.units_mean, 0, None))
         return Forecast(
-            self.name, rows, start, self.scaler.z_to_units(demand, level),
+            self.name, rows, start, units,
             self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend, level),
         )
 
@@ -204,7 +231,7 @@ class NeuralForecaster:
             "format": FORMAT, "name": self.name, "horizon": self.horizon,
             "spec": self.network.spec.to_dict(), "scaler": self.scaler.to_dict(),
             "text_mode": self.text_mode, "weights_sha256": _sha256(directory / WEIGHTS),
-            "fit": self.fit_info,
+            "fit": self.fit_info, "bias_correction": self.correction.to_dict(),
         }
         (directory / META).write_text(json.dumps(meta, indent=2))
         return directory
@@ -240,6 +267,7 @@ class NeuralForecaster:
         model.scaler = Scaler.from_dict(meta["scaler"])
         model.horizon = int(meta["horizon"])
         model.fit_info = meta.get("fit", {})
+        model.correction = BiasCorrection(**meta.get("bias_correction", {}))
         return model
 
 
