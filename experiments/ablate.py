@@ -37,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.benchmark import HORIZON, cutoffs_of, load  # noqa: E402
+from experiments.benchmark import HORIZON, cutoffs_of, groups_of, load  # noqa: E402
 from forecast.backtest import run_backtest  # noqa: E402
 from forecast.config import RunConfig  # noqa: E402
 from forecast.data.panel import Panel  # noqa: E402
@@ -139,19 +139,22 @@ def models_for(cfg: RunConfig, neural: list[str], history: bool) -> dict:
 
 
 # --- scoring -----------------------------------------------------------------------------------
-def scores(result, neural: list[str]) -> dict:
+def scores(result, neural: list[str], groups: tuple[str, ...]) -> dict:
     """model -> group -> {wape, bias, per_cutoff: {cutoff: wape}} pooled over folds, plus ensembles."""
     forecasts = [dict(f.forecasts) for f in result.folds]
     for fold, fc in zip(result.folds, forecasts):
+        for name in neural:  # half the correction: halfway between the plain and the corrected forecast
+            for kind in CORRECTIONS:
+                fc[f"{name}+half-{kind}"] = {g: (fc[name][g] + fc[f"{name}+{kind}"][g]) / 2 for g in fc[name]}
         ma = fc.get("moving_average", {}).get(HISTORY)
-        for name in [m for m in list(fc) if m.split("+")[0] in neural]:
+        for name in [m for m in list(fc) if m in neural]:
             if ma is None or HISTORY not in fc[name]:
                 continue
             for w in ENSEMBLE_WEIGHTS:
                 fc[f"ensemble@{w}:{name}"] = {HISTORY: w * fc[name][HISTORY] + (1 - w) * ma}
     out: dict = {}
     for name in forecasts[0]:
-        for group in (HISTORY, NEW):
+        for group in groups:
             parts = [(f.cutoff, f.truth[group], fc[name][group]) for f, fc in zip(result.folds, forecasts)
                      if group in fc.get(name, {}) and f.truth[group].size]
             if not parts:
@@ -174,7 +177,7 @@ def run(dataset: str, which: str, seeds: list[int], overrides: dict, neural: lis
         tic = time.perf_counter()
         result = run_backtest(panel, models_for(cfg, neural, dataset != "visuelle"), cfg.evaluation, cutoffs=cuts)
         seconds[seed] = round(time.perf_counter() - tic, 1)
-        per_seed[str(seed)] = scores(result, neural)
+        per_seed[str(seed)] = scores(result, neural, groups_of(dataset))
     return {"cutoffs": cuts, "seconds": seconds, "seeds": per_seed}
 
 
@@ -212,7 +215,7 @@ def render() -> None:
             if not sel:
                 continue
             lines += [f"## {dataset}, {which} (cut-offs {sel[0]['result']['cutoffs']})", ""]
-            for group in (HISTORY, NEW):
+            for group in groups_of(dataset):
                 table = _table(sel, group)
                 if table:
                     lines += [f"### {group} items", "", "| run | model | what changed | WAPE s0 | WAPE s1 | mean | "

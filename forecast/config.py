@@ -71,6 +71,7 @@ class NeuralConfig:
     context_length: int = 16
     hidden_size: int = 64
     dropout: float = 0.1
+    text_dropout: float = 0.0  # share of training windows that see no description (fusion; forecast.models.network)
     demand_weight: float = 1.0
     price_weight: float = 0.2
     trend_weight: float = 0.5

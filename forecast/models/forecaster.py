@@ -138,7 +138,7 @@ class NeuralForecaster:
         if self.uses_text:
             text_dim = f.text["emb"].shape[1] if "emb" in f.text else self._text_encoder().dim
         return NetworkSpec(self.name, f.n_context, f.n_future, f.n_static, horizon, text_dim,
-                           nt.hidden_size, nt.dropout, nt.sequence_encoder, nt.fusion)
+                           nt.hidden_size, nt.dropout, nt.sequence_encoder, nt.fusion, nt.text_dropout)
 
     def _base_embeddings(self, datamodule: PanelDataModule) -> torch.Tensor:
         """The products' sentence vectors before any fine-tuning (memoised by embed_texts)."""

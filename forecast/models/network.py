@@ -48,6 +48,7 @@ class NetworkSpec:
     dropout: float = 0.1
     sequence_encoder: str = "lstm"
     fusion: str = "gated"
+    text_dropout: float = 0.0  # training only: share of windows whose text vector is zeroed (modality dropout)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,7 +102,11 @@ class ForecastNetwork(nn.Module):
         else:
             unique = self.text_encoder(batch["text_input_ids"], batch["text_attention_mask"])
         unique = (unique - self.text_mean) / self.text_std
-        return self.text_proj(unique[batch["text_index"]])
+        vectors = unique[batch["text_index"]]
+        if self.training and self.spec.text_dropout > 0:  # the model must also forecast without the words
+            keep = torch.rand(vectors.shape[0], 1, device=vectors.device) >= self.spec.text_dropout
+            vectors = vectors * keep
+        return self.text_proj(vectors)
 
     def set_text_stats(self, vectors: torch.Tensor) -> None:
         """Centre and scale text vectors by their per-dimension statistics over products."""
