@@ -88,3 +88,13 @@ def test_optional_features_widen_the_inputs_and_fusion_trains_with_them(panel):
     model = NeuralForecaster("fusion", cfg)
     model.fit(panel, H)
     assert np.isfinite(model.predict(panel, H).units).all()
+
+
+def test_training_windows_without_any_observed_target_are_dropped():
+    from forecast.data.datamodule import with_targets
+
+    units = np.array([[1.0, 2.0, np.nan, np.nan, np.nan, np.nan], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    items, origins = np.array([0, 0, 0, 0, 1]), np.array([0, 1, 2, 3, 5])
+    kept = with_targets((items, origins), units, cut=6, horizon=2)
+    np.testing.assert_array_equal(kept[0], [0, 0, 1])  # item 0 from period 2 on: nothing left to learn
+    np.testing.assert_array_equal(kept[1], [0, 1, 5])

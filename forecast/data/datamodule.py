@@ -493,6 +493,22 @@ def training_windows(start: np.ndarray, n_periods: int, val_periods: int) -> tup
     return train, val, cut
 
 
+def with_targets(windows: tuple[np.ndarray, np.ndarray], units: np.ndarray, cut: int,
+                 horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Only the windows with at least one observed target before the cut-off.
+
+    A series that ended (units NaN after its last period, e.g. a product with only
+    its first 12 weeks known) would otherwise contribute windows that carry no loss
+    and only dilute ``train.windows_per_epoch``.
+    """
+    items, origins = windows
+    known = np.isfinite(units[:, :cut]).astype(np.int64)
+    csum = np.concatenate([np.zeros((len(units), 1), np.int64), np.cumsum(known, axis=1)], axis=1)
+    end = np.minimum(origins + horizon, cut)
+    keep = csum[items, end] - csum[items, np.minimum(origins, cut)] > 0
+    return items[keep], origins[keep]
+
+
 class PanelDataModule(L.LightningDataModule):
     """Windows of one panel for training and validation (see the module docstring)."""
 
@@ -513,6 +529,7 @@ class PanelDataModule(L.LightningDataModule):
         if val_periods > 0 and (len(train[0]) == 0 or len(val[0]) == 0):
             log.warning("too few periods (%d) to hold out %d for validation: training without it", T, val_periods)
             train, val, cut = training_windows(self.panel.start, T, 0)
+        train = with_targets(train, self.panel.units, cut, self.horizon)
         self.cut = cut
         self.scaler = self.scaler or Scaler.fit(self.panel, end=cut if len(val[0]) else T,
                                                 transform=self.config.neural.transform,
