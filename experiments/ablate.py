@@ -19,7 +19,8 @@ and, from the same fits, the post-hoc variants: ``<model>+variance`` and
 ``<model>+binned`` (``neural.bias_correction``, re-estimated on the fitted network),
 the references ``moving_average`` (history) and ``mean_curve`` (new: the training
 products' mean first-H-week curve, unscaled), and ``ensemble@w``: ``w`` x the
-neural forecast + (1 - w) x moving_average on history items. Scores are
+neural forecast + (1 - w) x moving_average on history items, and (when both are
+fitted) ``fusion@w+sequence``: ``w`` x fusion + (1 - w) x sequence. Scores are
 forecast.metrics' pooled WAPE and bias, per seed and per origin.
 """
 
@@ -49,6 +50,7 @@ JSON, MD = RESULTS / "ablations.json", RESULTS / "ablations.md"
 VAL_CUTOFFS = {"online_retail": [13, 17]}
 CORRECTIONS = ("variance", "binned")
 ENSEMBLE_WEIGHTS = (0.5, 0.6, 0.7, 0.8, 0.9)
+MIX_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 # --- data and splits ---------------------------------------------------------------------
@@ -98,10 +100,10 @@ class SharedFit:
 
     cache: dict = {}
 
-    def __init__(self, name: str, cfg: RunConfig, correction: str = "none"):
+    def __init__(self, name: str, cfg: RunConfig, correction: str = "none", notext: bool = False):
         from forecast.models.forecaster import NeuralForecaster
 
-        self.base, self.correction = NeuralForecaster(name, cfg), correction
+        self.base, self.correction, self.notext = NeuralForecaster(name, cfg), correction, notext
         self.name, self.groups = self.base.name, self.base.groups
 
     def fit(self, panel: Panel, horizon: int) -> None:
@@ -119,10 +121,12 @@ class SharedFit:
         if self.correction != "none":
             model.config.neural.bias_correction = self.correction
             model.correction = model._fit_correction(model.train_windows)
+        model.network.without_text = self.notext
         try:
             return model.predict(panel, horizon)
         finally:
             model.config.neural.bias_correction, model.correction = saved_kind, saved
+            model.network.without_text = False
 
 
 def models_for(cfg: RunConfig, neural: list[str], history: bool) -> dict:
@@ -135,6 +139,8 @@ def models_for(cfg: RunConfig, neural: list[str], history: bool) -> dict:
         out[name] = lambda name=name: SharedFit(name, cfg)
         for kind in CORRECTIONS:
             out[f"{name}+{kind}"] = lambda name=name, kind=kind: SharedFit(name, cfg, kind)
+        if name == "fusion":
+            out["fusion+notext"] = lambda: SharedFit("fusion", cfg, notext=True)
     return out
 
 
@@ -146,6 +152,12 @@ def scores(result, neural: list[str], groups: tuple[str, ...]) -> dict:
         for name in neural:  # half the correction: halfway between the plain and the corrected forecast
             for kind in CORRECTIONS:
                 fc[f"{name}+half-{kind}"] = {g: (fc[name][g] + fc[f"{name}+{kind}"][g]) / 2 for g in fc[name]}
+        if "fusion" in neural:  # predict-time mix of the description and the average one (neural.text_mix)
+            for w in MIX_WEIGHTS:
+                fc[f"fusion+mix{w}"] = {g: w * fc["fusion"][g] + (1 - w) * fc["fusion+notext"][g] for g in fc["fusion"]}
+        if "fusion" in neural and "sequence" in neural:  # model averaging: text-reading and history-only
+            for w in MIX_WEIGHTS:
+                fc[f"fusion@{w}+sequence"] = {g: w * fc["fusion"][g] + (1 - w) * fc["sequence"][g] for g in fc["fusion"]}
         ma = fc.get("moving_average", {}).get(HISTORY)
         for name in [m for m in list(fc) if m in neural]:
             if ma is None or HISTORY not in fc[name]:

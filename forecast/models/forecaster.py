@@ -200,7 +200,7 @@ class NeuralForecaster:
         with torch.inference_mode(), _threads(self.config.train.num_threads):
             for lo in range(0, len(rows), PREDICT_BATCH):
                 batch = features.gather(rows[lo:lo + PREDICT_BATCH], start[lo:lo + PREDICT_BATCH])
-                out = self.network(batch)
+                out = self._forward_mixed(batch)
                 levels.append(batch["level"].numpy().astype(float))
                 for key in outputs:
                     outputs[key].append(out[key][:, :horizon].numpy().astype(float))
@@ -214,6 +214,20 @@ class NeuralForecaster:
             self.name, rows, start, units,
             self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend, level),
         )
+
+    def _forward_mixed(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The network's outputs; with ``neural.text_mix`` w < 1 (fusion trained with text dropout), the
+        scaled outputs are w x (with the description) + (1 - w) x (with the average description)."""
+        w = self.config.neural.text_mix
+        out = self.network(batch)
+        if w >= 1 or self.name != "fusion":
+            return out
+        self.network.without_text = True
+        try:
+            plain = self.network(batch)
+        finally:
+            self.network.without_text = False
+        return {k: w * out[k] + (1 - w) * plain[k] for k in out}
 
     # --- persistence -----------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

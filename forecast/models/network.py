@@ -70,6 +70,7 @@ class ForecastNetwork(nn.Module):
         if spec.variant not in VARIANTS:
             raise ValueError(f"unknown variant {spec.variant!r}; choose from {VARIANTS}")
         self.spec = spec
+        self.without_text = False  # set by NeuralForecaster.predict for neural.text_mix < 1
         h = spec.hidden_size
         self.text_encoder = text_encoder if spec.uses_text else None
         if spec.uses_text:
@@ -106,6 +107,8 @@ class ForecastNetwork(nn.Module):
         if self.training and self.spec.text_dropout > 0:  # the model must also forecast without the words
             keep = torch.rand(vectors.shape[0], 1, device=vectors.device) >= self.spec.text_dropout
             vectors = vectors * keep
+        if self.without_text:  # every window reads the average description (0 after standardising)
+            vectors = torch.zeros_like(vectors)
         return self.text_proj(vectors)
 
     def set_text_stats(self, vectors: torch.Tensor) -> None:
