@@ -72,7 +72,9 @@ class NeuralConfig:
     hidden_size: int = 64
     dropout: float = 0.1
     text_dropout: float = 0.0  # share of training windows that see no description (fusion; forecast.models.network)
-    text_mix: float = 1.0  # fusion forecast = w x (with its description) + (1 - w) x (with the average one)
+    text_mix: float = 1.0  # items with history: fusion forecast = w x (with its description) + (1 - w) x
+                           # (with the average description); < 1 only after training with text_dropout
+    text_mix_new: float = 1.0  # the same for new products (launch forecasts)
     demand_weight: float = 1.0
     price_weight: float = 0.2
     trend_weight: float = 0.5

@@ -104,12 +104,14 @@ def test_text_mix_zero_forecasts_every_new_product_from_the_average_description(
     cfg = RunConfig().updated(FAST | {"neural.text_dropout": 0.5})
     model = NeuralForecaster("fusion", cfg)
     model.fit(panel, H)
-    new = ~panel.has_history[model.predict(panel, H).item_index]
-    with_text = model.predict(panel, H).units[new]
-    model.config = cfg.updated({"neural.text_mix": 0.0})
+    full = model.predict(panel, H)
+    new = ~panel.has_history[full.item_index]
+    with_text = full.units[new]
+    model.config = cfg.updated({"neural.text_mix_new": 0.0})
     without = model.predict(panel, H).units[new]
     launches = panel.start[~panel.has_history]
     same_launch = launches == launches[0]
     assert same_launch.sum() > 1
     np.testing.assert_allclose(without[same_launch], without[same_launch][:1].repeat(same_launch.sum(), 0), rtol=1e-5)
     assert not np.allclose(with_text[same_launch], with_text[same_launch][:1])
+    np.testing.assert_allclose(model.predict(panel, H).units[~new], full.units[~new])  # history: unchanged

@@ -200,7 +200,7 @@ class NeuralForecaster:
         with torch.inference_mode(), _threads(self.config.train.num_threads):
             for lo in range(0, len(rows), PREDICT_BATCH):
                 batch = features.gather(rows[lo:lo + PREDICT_BATCH], start[lo:lo + PREDICT_BATCH])
-                out = self._forward_mixed(batch)
+                out = self._forward_mixed(batch, panel.has_history[rows[lo:lo + PREDICT_BATCH]])
                 levels.append(batch["level"].numpy().astype(float))
                 for key in outputs:
                     outputs[key].append(out[key][:, :horizon].numpy().astype(float))
@@ -215,12 +215,14 @@ class NeuralForecaster:
             self.scaler.z_to_price(price) if has_price else None, self.scaler.z_to_units(trend, level),
         )
 
-    def _forward_mixed(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The network's outputs; with ``neural.text_mix`` w < 1 (fusion trained with text dropout), the
-        scaled outputs are w x (with the description) + (1 - w) x (with the average description)."""
-        w = self.config.neural.text_mix
+    def _forward_mixed(self, batch: dict[str, torch.Tensor], history: np.ndarray) -> dict[str, torch.Tensor]:
+        """The network's outputs; for fusion with ``neural.text_mix`` (items with history) or
+        ``neural.text_mix_new`` (new items) w < 1, the scaled outputs are w x (with the description)
+        + (1 - w) x (with the average description): meant for a model trained with text dropout."""
+        nt = self.config.neural
+        w = torch.from_numpy(np.where(history, nt.text_mix, nt.text_mix_new).astype(np.float32))[:, None]
         out = self.network(batch)
-        if w >= 1 or self.name != "fusion":
+        if self.name != "fusion" or bool((w >= 1).all()):
             return out
         self.network.without_text = True
         try:
