@@ -46,6 +46,7 @@ from forecast.forecaster import HISTORY, NEW, Forecast, forecast_targets  # noqa
 from forecast.metrics import score  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
+MARK = "<!-- tables below: written by experiments/ablate.py --render; text above is kept -->"
 JSON, MD = RESULTS / "ablations.json", RESULTS / "ablations.md"
 VAL_CUTOFFS = {"online_retail": [13, 17]}
 CORRECTIONS = ("variance", "binned")
@@ -218,7 +219,8 @@ def append(row: dict) -> None:
 def render() -> None:
     """ablations.md: per dataset, split and item group, the trained variants, then the post-hoc ones."""
     rows = json.loads(JSON.read_text()) if JSON.exists() else []
-    lines = ["# Ablations", "", "Written by `python experiments/ablate.py --render` from `ablations.json`; "
+    kept = MD.read_text().split(MARK)[0] if MD.exists() and MARK in MD.read_text() else "# Ablations\n\n"
+    lines = [kept.rstrip("\n"), "", MARK, "", "Written by `python experiments/ablate.py --render` from `ablations.json`; "
              "see the docstring of `experiments/ablate.py` for the splits. WAPE = Σ|e|/Σy and bias = Σe/Σy "
              "pooled over all scored cells of all origins, per seed; `mean` is the mean of the seeds' WAPE.", ""]
     header = ["| run | model | what changed | WAPE s0 | WAPE s1 | mean | bias (mean) | per cut-off (mean of seeds) |",
@@ -243,7 +245,7 @@ def _table(sel: list[dict], group: str, keep) -> list[str]:
         seeds = r["result"]["seeds"]
         first = next(iter(seeds.values()))
         for m in [m for m in first if group in first[m] and keep(m)]:
-            if m in ("moving_average", "mean_curve") and r["name"] not in ("default", "chosen"):
+            if m in ("moving_average", "mean_curve") and r["name"] not in ("default", "v2-default", "chosen"):
                 continue  # the references are the same in every run
             cells = [seeds[s][m][group] for s in seeds if m in seeds[s] and group in seeds[s][m]]
             w = [c["wape"] for c in cells]

@@ -76,6 +76,24 @@ Trend target
     over the observed cells only (the window shrinks at the series' ends), as in
     :func:`forecast.trends.centred_moving_average`; it is scaled like units.
 
+Windows without targets
+    Training windows with no observed target before the cut-off are dropped: a
+    series that ends (VISUELLE keeps only each product's first 12 weeks; its later
+    cells are NaN) would otherwise fill most of ``train.windows_per_epoch`` with
+    windows that carry no loss (on the VISUELLE validation split this made the
+    description overfit more: fusion 0.743 -> 0.767, sequence unchanged; see
+    experiments/results/ablations.md).
+
+Opt-in features (issue 11; figures in experiments/results/ablations.md)
+    ``neural.age_curve``: a horizon feature, the training items' mean scaled units
+    at each step's age since start (the typical launch curve; ages past 52 take
+    the last value). ``neural.knn_feature = k``: a horizon feature, the mean launch
+    curve (first H periods, scaled) of the k products most similar by description
+    embedding, the product itself excluded (retrieval; text models only).
+    ``neural.aggregate_level``: a context feature, the mean scaled units of all
+    items observed in each period. ``neural.attribute_features``: one-hots of the
+    products' categorical columns appended to the frozen sentence vector.
+
 Text
     ``frozen``: one embedding per product, computed once by
     :func:`forecast.encoders.text.embed_texts` (memoised); ``last-k``/``full``:

@@ -13,6 +13,15 @@ which inputs they may read:
 - ``text``: description + static/horizon covariates (calendar, price plan, age);
   it never sees a sales value.
 
+Text dropout (``neural.text_dropout``, opt-in): during training a share of the
+windows read the average description (the standardised vector zeroed), so one
+network learns to forecast with and without the words; ``neural.text_mix`` /
+``text_mix_new`` then blend the two forecasts at prediction time per item group
+(:meth:`forecast.models.forecaster.NeuralForecaster.predict`). On online_retail's
+validation origins, items with history are forecast best without their
+description (the words identify an item, they do not generalise), new products
+best with it.
+
 The decoder is per horizon step: the summary, the step's known-future features
 (calendar, age, price plan, covariates) and a step embedding go through a small
 MLP, then three linear heads give demand, price and trend in the scaled space of
