@@ -152,10 +152,18 @@ def long_frame(panel: Panel, cutoff: int, model: str, group: str, rows, start, v
                          "date": panel.date_at(cols).strftime("%Y-%m-%d"), "units": values.ravel()})
 
 
-def run_ours(dataset: str, models: list[str], tmp: Path, seed: int, split: str) -> tuple[pd.DataFrame, dict]:
+def run_ours(dataset: str, models: list[str], seed: int, split: str, reuse: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Our models' forecasts, one child process each, kept in experiments/.cache; ``reuse`` takes a model's
+    cached forecasts instead of running it (valid only for the same code: the cache is per data, split, seed)."""
     frames, timings = [], {}
+    CACHE.mkdir(parents=True, exist_ok=True)
     for model in models:
-        out = tmp / f"{dataset}_{model}_{seed}.csv"
+        out = CACHE / f"ours_{dataset}_{split}_{seed}_{model}.csv"
+        if reuse and out.exists() and Path(str(out) + ".json").exists():
+            print(f"[{dataset} seed {seed}] {model}: reusing {out}", flush=True)
+            frames.append(pd.read_csv(out, dtype={"item_id": str}))
+            timings[model] = json.loads(Path(str(out) + ".json").read_text())
+            continue
         print(f"[{dataset} seed {seed}] {model} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--child", dataset, model, str(out), "--seed", str(seed),
                                "--split", split], capture_output=True, text=True)
@@ -543,6 +551,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # the child's seed
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; every model runs with each")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--reuse-ours", action="store_true",
+                        help="reuse our models' forecasts cached in experiments/.cache (same code only)")
     parser.add_argument("--reuse-peers", action="store_true",
                         help="reuse the peers' forecasts cached in experiments/.cache for this split and seed")
     parser.add_argument("--skip-scaling", action="store_true")
@@ -573,7 +583,7 @@ def main() -> None:
             timings[dataset] = {}
             frames = [mean_launch_curve(panel, cuts).assign(source="reference", seed=seeds[0])]
             for seed in seeds:
-                ours, t_ours = run_ours(dataset, models, tmp, seed, args.split)
+                ours, t_ours = run_ours(dataset, models, seed, args.split, args.reuse_ours)
                 frames.append(ours.assign(source="forecast", seed=seed))
                 peers, t_peers = (pd.DataFrame(), {}) if args.skip_peers else run_peers(
                     dataset, panel, cuts, tmp, seed, args.split, args.reuse_peers)
