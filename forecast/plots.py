@@ -86,7 +86,11 @@ def plot_trends(report, path: str | Path, top: int = 5) -> Path:
     """Per dimension (attribute, word), the ``top`` highest and lowest shrunk changes with their
     intervals: a dot per value (colour = direction), its COVERAGE interval as a bar, and the raw,
     unshrunk change as a cross, so a planner sees what volume and uncertainty did to it."""
+    from forecast.trends import OVERALL
+
     colours = {"rising": "tab:green", "falling": "tab:red", "flat": "0.5"}
+    overall = report.loc[report["dimension"] == OVERALL, "shrunk_change"]
+    report = report[report["dimension"] != OVERALL]
     dimensions = list(dict.fromkeys(report["dimension"]))
     picks = [_extremes(report[report["dimension"] == d], top) for d in dimensions]
     heights = [max(len(p), 1) * 0.32 + 0.9 for p in picks]
@@ -102,6 +106,8 @@ def plot_trends(report, path: str | Path, top: int = 5) -> Path:
         ax.plot(np.clip(100 * part["change"].to_numpy(float), -edge, edge), y, "x", color="black", ms=5)
         ax.set_xlim(-105, edge)  # no change is below -100 %
         ax.axvline(0, color="black", lw=0.8)
+        if len(overall):
+            ax.axvline(100 * overall.iloc[0], color="tab:blue", lw=1, ls="--")
         labels = [f"{v}  ({n} products, {r:,.0f} → {f:,.0f})" for v, n, r, f in
                   zip(part["value"], part["products"], part["reference_units"], part["forecast_units"])]
         ax.set_yticks(y, labels, fontsize=7)
@@ -110,8 +116,9 @@ def plot_trends(report, path: str | Path, top: int = 5) -> Path:
         ax.grid(axis="x", alpha=0.3)
     handles = [plt.Line2D([], [], marker="o", ls="-", color=c, label=d) for d, c in colours.items()]
     handles.append(plt.Line2D([], [], marker="x", ls="", color="black", label="unshrunk change"))
-    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=len(handles))
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    handles.append(plt.Line2D([], [], ls="--", color="tab:blue", label="all products (what small groups shrink to)"))
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)

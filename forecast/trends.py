@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from forecast.models.neural.estimator import NeuralEstimator
 
 RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
+OVERALL = "all"  # the report's first row: every product in it, the change the groups are shrunk toward
 COVERAGE = 0.8  # of the forecast range units_lo..units_hi (the export's default) and of every interval here
 Z = NormalDist().inv_cdf(0.5 + COVERAGE / 2)  # 1.2816: half-width of a COVERAGE interval in standard errors
 PSEUDO = 0.5  # units added to both sides of a log change, so that 0 -> 9 units is finite and uncertain
@@ -210,7 +211,9 @@ def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_produ
     groups = groups[groups["products"] >= min_products].reset_index(drop=True)
     if groups.empty:
         return pd.DataFrame(columns=REPORT_COLUMNS)
-    report = shrink(groups, _groups(items, "all", pd.Series("all", index=items.index)).iloc[0], threshold)
+    everything = _groups(items, OVERALL, pd.Series("all products", index=items.index))
+    report = pd.concat([shrink(everything, everything.iloc[0], threshold),  # the row the others shrink toward
+                        shrink(groups, everything.iloc[0], threshold)], ignore_index=True)
     report = report.sort_values(["dimension", "shrunk_change"], ascending=[True, False], kind="stable")
     return report[REPORT_COLUMNS].reset_index(drop=True)
 
@@ -231,8 +234,9 @@ def shrink(groups: pd.DataFrame, overall: pd.Series, threshold: float) -> pd.Dat
     On the log scale, l = log((F + ½)/(R + ½)) with standard error
     s² = (σ_F/(F + ½))² + 1/(R + ½): the forecast's error σ_F = (forecast_hi − forecast_lo)/(2Z)
     and the reference's Poisson noise. The groups' true log changes are taken as spread around
-    the overall one l₀ with variance τ² = max(0, mean (l − l₀)² − mean s²) (method of moments
-    over the report's rows); each is estimated as l₀ + B(l − l₀), B = τ²/(τ² + s²), with variance
+    the overall one l₀ with variance τ² = max(0, Σw(l − l₀)² − k)/Σw, w = 1/s², over the report's
+    k rows (DerSimonian–Laird's moment estimate, so a few noisy tiny groups do not inflate it);
+    each is estimated as l₀ + B(l − l₀), B = τ²/(τ² + s²), with variance
     B s² + (1 − B)² s₀². So a group of a few units moves little from the overall change, one
     of thousands keeps its own. ``direction`` is ``rising`` when the shrunk change exceeds
     +threshold and its COVERAGE interval lies above 0, ``falling`` when below −threshold and the
@@ -246,7 +250,8 @@ def shrink(groups: pd.DataFrame, overall: pd.Series, threshold: float) -> pd.Dat
     cols = ["forecast_units", "reference_units", "forecast_lo", "forecast_hi"]
     ell, se2 = log_change(*(out[c].to_numpy(float) for c in cols))
     ell0, se20 = log_change(*(float(overall[c]) for c in cols))
-    tau2 = max(0.0, float(np.mean((ell - ell0) ** 2) - np.mean(se2))) if len(out) else 0.0
+    precision = 1 / se2
+    tau2 = max(0.0, float(np.sum(precision * (ell - ell0) ** 2) - len(out)) / float(np.sum(precision)))
     weight = tau2 / (tau2 + se2)
     centre = ell0 + weight * (ell - ell0)
     sd = np.sqrt(weight * se2 + (1 - weight) ** 2 * se20)
