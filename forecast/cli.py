@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     trends.add_argument("--forecast", default="forecast.csv", help="the CSV written by fit (default forecast.csv)")
     trends.add_argument("--output", default="trends.csv", help="report CSV to write (default trends.csv)")
     trends.add_argument("--min-products", type=int, default=3, help="ignore words/values with fewer products")
+    trends.add_argument("--model-dir", help="a saved fusion or text model (printed by fit): adds each word's "
+                        "model_effect, how much its forecast moves when the word is removed")
+    trends.add_argument("--item", help="with --model-dir: print which words of this product's description "
+                        "raise or lower its forecast, instead of the report")
+    trends.add_argument("--tracking-uri", help="MLflow store to log the report and its chart to (default: none, "
+                    "or $MLFLOW_TRACKING_URI)")
 
     ui = verbs.add_parser("ui", help="start the MLflow UI on the tracking store (127.0.0.1)")
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite under ./mlruns)")
@@ -194,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "trends":
         from forecast.pipeline import trends
 
-        trends(cfg, Path(args.forecast), Path(args.output), args.min_products)
+        trends(cfg, Path(args.forecast), Path(args.output), args.min_products, args.model_dir, args.item)
     return 0
 
 

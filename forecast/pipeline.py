@@ -209,14 +209,59 @@ def format_summary(summary: pd.DataFrame) -> str:
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
-def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int) -> pd.DataFrame:
-    """Aggregate an exported forecast by attribute and description word (see forecast.trends)."""
-    from forecast.trends import read_forecast, trend_report
+def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int,
+           model_dir: str | Path | None = None, item: str | None = None) -> pd.DataFrame:
+    """The trend report of an exported forecast by attribute and description word, its chart
+    beside it (``<output>.png``), with a saved text-reading model the words' ``model_effect``;
+    both logged to an MLflow run when a tracking store is given (see forecast.trends).
+    ``item``: instead, which words of that product's description move the model's forecast."""
+    from forecast import trends as tr
+    from forecast.plots import plot_trends
 
+    if min_products < 1:
+        raise ConfigError(f"--min-products must be at least 1, got {min_products}")
+    model = _text_model(model_dir) if model_dir else None
+    if item is not None:
+        if model is None:
+            raise ConfigError("--item needs --model-dir: the saved fusion or text model whose forecast it explains")
+        effects = tr.item_effects(model, load_panel(cfg), item)
+        print(effects.to_string(index=False))
+        return effects
+    chart = output.with_suffix(".png")
     check_writable(output, [forecast_csv, *input_paths(cfg.data)])
+    check_writable(chart, [forecast_csv, *input_paths(cfg.data)])
     panel = load_panel(cfg)
-    export = read_forecast(forecast_csv, panel)
-    report = trend_report(panel, export, cfg.output.trend_threshold, min_products)
+    export = tr.read_forecast(forecast_csv, panel)
+    report = tr.trend_report(panel, export, cfg.output.trend_threshold, min_products)
+    if model is not None:
+        report = tr.word_effects(model, panel, report, export)
     write_csv_atomic(report, output)
-    log.info("wrote %d trend rows to %s", len(report), output)
+    plot_trends(report, chart)
+    log.info("wrote %d trend rows to %s and their chart to %s", len(report), output, chart)
+    _log_trends(cfg, output, chart)
     return report
+
+
+def _text_model(model_dir: str | Path):
+    """A saved neural model that reads descriptions (fusion or text), or a ConfigError saying why not."""
+    from forecast.models.neural.estimator import NeuralEstimator
+
+    model = NeuralEstimator.load(model_dir)
+    if not model.uses_text:
+        raise ConfigError(f"--model-dir {model_dir}: the {model.name} model reads no descriptions; "
+                          f"give a saved fusion or text model")
+    return model
+
+
+def _log_trends(cfg: RunConfig, report: Path, chart: Path) -> None:
+    """Report and chart into an MLflow run of their own, when a store is given (option or environment)."""
+    import os
+
+    from forecast import tracking
+
+    if not (cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        return
+    with tracking.tracked_run(cfg, "trends") as run_id:
+        tracking.log_file(report)
+        tracking.log_file(chart)
+    log.info("logged the trend report and chart to MLflow run %s", run_id)

@@ -80,3 +80,54 @@ def plot_metric_bars(summary, path: str | Path, metric: str = "wape") -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_trends(report, path: str | Path, top: int = 5) -> Path:
+    """Per dimension (attribute, word), the ``top`` highest and lowest shrunk changes with their
+    intervals: a dot per value (colour = direction), its COVERAGE interval as a bar, and the raw,
+    unshrunk change as a cross, so a planner sees what volume and uncertainty did to it."""
+    from forecast.trends import OVERALL
+
+    colours = {"rising": "tab:green", "falling": "tab:red", "flat": "0.5"}
+    overall = report.loc[report["dimension"] == OVERALL, "shrunk_change"]
+    report = report[report["dimension"] != OVERALL]
+    dimensions = list(dict.fromkeys(report["dimension"]))
+    picks = [_extremes(report[report["dimension"] == d], top) for d in dimensions]
+    heights = [max(len(p), 1) * 0.32 + 0.9 for p in picks]
+    fig, axes = plt.subplots(len(picks) or 1, 1, figsize=(9, sum(heights) or 2), squeeze=False,
+                             gridspec_kw={"height_ratios": heights or [1]})
+    for ax, dimension, part in zip(axes.flat, dimensions, picks):
+        y = np.arange(len(part))[::-1]
+        change, lo, hi = (100 * part[c].to_numpy(float) for c in ("shrunk_change", "change_lo", "change_hi"))
+        for yk, ck, lk, hk, d in zip(y, change, lo, hi, part["direction"]):
+            ax.plot([lk, hk], [yk, yk], color=colours[d], lw=2.5, alpha=0.45, solid_capstyle="butt")
+            ax.plot(ck, yk, "o", color=colours[d], ms=6)
+        edge = 1.3 * max(np.abs(np.r_[lo, hi]).max(initial=0), 10)  # a raw +495 % is drawn at the edge
+        ax.plot(np.clip(100 * part["change"].to_numpy(float), -edge, edge), y, "x", color="black", ms=5)
+        ax.set_xlim(-105, edge)  # no change is below -100 %
+        ax.axvline(0, color="black", lw=0.8)
+        if len(overall):
+            ax.axvline(100 * overall.iloc[0], color="tab:blue", lw=1, ls="--")
+        labels = [f"{v}  ({n} products, {r:,.0f} → {f:,.0f})" for v, n, r, f in
+                  zip(part["value"], part["products"], part["reference_units"], part["forecast_units"])]
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_title(f"{dimension}: top rising and falling (change vs reference, %)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="-", color=c, label=d) for d, c in colours.items()]
+    handles.append(plt.Line2D([], [], marker="x", ls="", color="black", label="unshrunk change"))
+    handles.append(plt.Line2D([], [], ls="--", color="tab:blue", label="all products (what small groups shrink to)"))
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    path = Path(path)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _extremes(part, top: int):
+    """The ``top`` highest and ``top`` lowest rows by shrunk change, highest first, none twice."""
+    ordered = part.sort_values("shrunk_change", ascending=False, kind="stable")
+    if len(ordered) <= 2 * top:
+        return ordered
+    return ordered.iloc[np.r_[:top, len(ordered) - top:len(ordered)]]

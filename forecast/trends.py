@@ -14,13 +14,19 @@ Definitions (README, "Trends"):
 - **trend report**: for every attribute value (category, colour, ...) and every
   description word shared by at least ``min_products`` products, the forecast
   units over the horizon against the same items' units over the reference periods,
-  and the relative change.
+  the relative change, an empirical-Bayes estimate of it that shrinks small groups
+  toward the overall change, its interval, and a direction that is ``rising`` or
+  ``falling`` only when the change is both material and sure (:func:`shrink`, README "Trends").
+- **model effect** of a word: how much a text-reading neural model's forecast moves
+  when the word is removed from the descriptions that hold it (:func:`occlusion`).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,7 +36,17 @@ from forecast.data.smoothing import centred_moving_average
 from forecast.errors import DataError
 from forecast.models.base import Prediction
 
+if TYPE_CHECKING:
+    from forecast.models.neural.estimator import NeuralEstimator
+
 RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
+OVERALL = "all"  # the report's first row: every product in it, the change the groups are shrunk toward
+COVERAGE = 0.8  # of the forecast range units_lo..units_hi (the export's default) and of every interval here
+Z = NormalDist().inv_cdf(0.5 + COVERAGE / 2)  # 1.2816: half-width of a COVERAGE interval in standard errors
+PSEUDO = 0.5  # units added to both sides of a log change, so that 0 -> 9 units is finite and uncertain
+TOKEN = re.compile(r"[a-z][a-z'-]+", re.IGNORECASE)
+REPORT_COLUMNS = ["dimension", "value", "products", "reference_units", "forecast_units", "forecast_lo",
+                  "forecast_hi", "change", "shrunk_change", "change_lo", "change_hi", "direction"]
 
 
 def direction(change: np.ndarray, threshold: float) -> np.ndarray:
@@ -72,16 +88,64 @@ def trend_columns(panel: Panel, forecast: Prediction, window: int, threshold: fl
 
 def reference_units(panel: Panel, rows: np.ndarray, horizon: int) -> np.ndarray:
     """Units of the comparison periods: a season earlier where the data reaches, else the last H periods."""
-    T, season = panel.n_periods, panel.season_length
+    return np.nansum(panel.units[np.ix_(rows, _reference_columns(panel.n_periods, panel.season_length, horizon))],
+                     axis=1)
+
+
+def _reference_columns(T: int, season: int, horizon: int) -> np.ndarray:
+    """The H periods that periods T..T+H-1 are compared with."""
     if horizon <= season <= T:
-        cols = np.arange(T - season, T - season + horizon)
-    else:
-        cols = np.arange(max(T - horizon, 0), T)
-    return np.nansum(panel.units[np.ix_(rows, cols)], axis=1)
+        return np.arange(T - season, T - season + horizon)
+    return np.arange(max(T - horizon, 0), T)
+
+
+def reference_dispersion(panel: Panel, rows: np.ndarray, horizon: int) -> float:
+    """Squared relative error c² of an item's H-period total beyond Poisson noise, from the history.
+
+    The reference rule is backtested on the last H observed periods: A = units in them,
+    P = units in their reference periods (a season earlier where the history reaches,
+    else the H periods before), over the items whose series covers both. Since
+    E(A − P)² ≈ A + P + c²(A² + P²) for independent Poisson counts with relative error c,
+    c² = max(0, Σ[(A − P)² − A − P]) / Σ(A² + P²). 0 (Poisson noise only) when the history
+    is shorter than 2H periods. A stand-in for the model's backtest error when the forecast
+    has no units_lo/units_hi: it is the reference rule's error, which the models beat.
+    """
+    T = panel.n_periods
+    if T < 2 * horizon:
+        return 0.0
+    target = np.arange(T - horizon, T)
+    ref = _reference_columns(T - horizon, panel.season_length, horizon)
+    covered = (panel.start[rows] <= ref[0]) & (panel.end[rows] >= T)
+    rows = rows[covered]
+    a = np.nansum(panel.units[np.ix_(rows, target)], axis=1)
+    p = np.nansum(panel.units[np.ix_(rows, ref)], axis=1)
+    scale = float(np.sum(a ** 2 + p ** 2))
+    return max(0.0, float(np.sum((a - p) ** 2 - a - p)) / scale) if scale > 0 else 0.0
+
+
+def item_totals(export: pd.DataFrame, dispersion: float) -> pd.DataFrame:
+    """Per item: forecast units over the horizon and the squared half-widths of its COVERAGE range.
+
+    With ``units_lo``/``units_hi`` (the export's forecast range) an item's range is the sum of
+    its periods' bounds (an item's errors move together across its weeks). An item without
+    them gets the band ±Z·√(F + c²F²) (Poisson noise plus the relative error c² of
+    :func:`reference_dispersion`).
+    """
+    frame = export.assign(down=export["units"] - export.get("units_lo", np.nan),
+                          up=export.get("units_hi", np.nan) - export["units"])
+    grouped = frame.groupby("item_id", sort=False)
+    totals = pd.DataFrame({"units": grouped["units"].sum(),
+                           "down": grouped["down"].sum(min_count=1), "up": grouped["up"].sum(min_count=1)})
+    missing = (frame["down"].isna() | frame["up"].isna()).groupby(frame["item_id"], sort=False).any()
+    band = Z * np.sqrt(totals["units"] + dispersion * totals["units"] ** 2)
+    totals.loc[missing, "down"] = band[missing]
+    totals.loc[missing, "up"] = band[missing]
+    totals["down2"], totals["up2"] = totals["down"].clip(lower=0) ** 2, totals["up"].clip(lower=0) ** 2
+    return totals.drop(columns=["down", "up"])
 
 
 def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
-    """The item_id and units of a forecast CSV written by ``fit``, checked against the products.
+    """The item_id, units (and units_lo, units_hi when present) of a forecast CSV written by ``fit``.
 
     Units must be numbers and every item a product of the panel (a forecast made from other
     tables would otherwise give an empty report without a word). Item ids that the export
@@ -95,6 +159,11 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
     require_columns(frame, ("item_id", "units"), path.name)
     item_ids = frame["item_id"].str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
     export = pd.DataFrame({"item_id": item_ids, "units": parse_numeric(frame, "units", path.name)})
+    for column in ("units_lo", "units_hi"):
+        if column in frame:
+            blank = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+            export[column] = np.nan
+            export.loc[~blank, column] = parse_numeric(frame[~blank], column, path.name)
     unknown = pd.unique(item_ids[~item_ids.isin(set(panel.item_ids))])
     if len(unknown):
         shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
@@ -103,52 +172,183 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
     return export
 
 
+def tokens(description: str) -> list[re.Match]:
+    """The description's words (letters, inner ' and -, at least 3 characters), as matches."""
+    return [m for m in TOKEN.finditer(description) if len(m.group()) > 2]
+
+
 def words(description: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z][a-z'-]+", description.lower()) if len(w) > 2}
+    return {m.group().lower() for m in tokens(description)}
+
+
+def remove_word(description: str, word: str) -> str:
+    """The description without every occurrence of ``word`` (case-insensitive, whole words only)."""
+    kept, last = [], 0
+    for m in tokens(description):
+        if m.group().lower() == word:
+            kept.append(description[last:m.start()])
+            last = m.end()
+    kept.append(description[last:])
+    return " ".join("".join(kept).split())
 
 
 def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_products: int,
                  attributes: list[str] | None = None) -> pd.DataFrame:
-    """Which attribute values and description words are forecast to rise or fall, and by how much."""
-    totals = export.groupby("item_id", sort=False)["units"].sum()
+    """Which attribute values and description words are forecast to rise or fall, how much, how surely."""
     horizon = int(export.groupby("item_id").size().max())
-    rows = np.flatnonzero(panel.has_history & np.isin(panel.item_ids, totals.index))
+    rows = np.flatnonzero(panel.has_history & np.isin(panel.item_ids, export["item_id"].unique()))
     item_ids = panel.item_ids[rows]
-    items = pd.DataFrame({
-        "item_id": item_ids,
-        "forecast_units": totals.reindex(item_ids).to_numpy(),
-        "reference_units": reference_units(panel, rows, horizon),
-    })
+    totals = item_totals(export, reference_dispersion(panel, rows, horizon)).reindex(item_ids)
+    items = pd.DataFrame({"forecast_units": totals["units"].to_numpy(),
+                          "reference_units": reference_units(panel, rows, horizon),
+                          "down2": totals["down2"].to_numpy(), "up2": totals["up2"].to_numpy()})
     products = panel.products.iloc[rows].reset_index(drop=True)
     attributes = attributes if attributes is not None else _attribute_columns(products)
-    records = []
-    for column in attributes:
-        for value, part in items.groupby(products[column].astype(str).to_numpy()):
-            records.append(_record(column, value, part))
-    vocab = products["description"].map(words)
-    exploded = vocab.explode()
-    for word, idx in exploded.groupby(exploded).groups.items():
-        if len(idx) >= min_products:
-            records.append(_record("word", word, items.loc[idx]))
-    report = pd.DataFrame.from_records(records, columns=[
-        "dimension", "value", "products", "reference_units", "forecast_units", "change", "direction"])
-    report = report[report["products"] >= min_products]
-    report["direction"] = direction(report["change"].to_numpy(), threshold)
-    return report.sort_values(["dimension", "change"], ascending=[True, False], kind="stable").reset_index(drop=True)
+    parts = [_groups(items, column, products[column].astype(str)) for column in attributes]
+    vocab = products["description"].map(words).explode().dropna()
+    parts.append(_groups(items.loc[vocab.index], "word", vocab))
+    groups = pd.concat(parts, ignore_index=True)
+    groups = groups[groups["products"] >= min_products].reset_index(drop=True)
+    if groups.empty:
+        return pd.DataFrame(columns=REPORT_COLUMNS)
+    everything = _groups(items, OVERALL, pd.Series("all products", index=items.index))
+    report = pd.concat([shrink(everything, everything.iloc[0], threshold),  # the row the others shrink toward
+                        shrink(groups, everything.iloc[0], threshold)], ignore_index=True)
+    report = report.sort_values(["dimension", "shrunk_change"], ascending=[True, False], kind="stable")
+    return report[REPORT_COLUMNS].reset_index(drop=True)
 
 
-def _record(dimension: str, value: str, part: pd.DataFrame) -> dict:
-    ref, new = part["reference_units"].sum(), part["forecast_units"].sum()
-    return {"dimension": dimension, "value": value, "products": len(part), "reference_units": round(ref, 2),
-            "forecast_units": round(new, 2), "change": round(float(relative_change(new, ref)), 4), "direction": ""}
+def _groups(items: pd.DataFrame, dimension: str, keys: pd.Series) -> pd.DataFrame:
+    """Sums per key: units, and the range's half-widths in quadrature (items' errors independent)."""
+    sums = items.groupby(keys.to_numpy()).agg(
+        products=("forecast_units", "size"), reference_units=("reference_units", "sum"),
+        forecast_units=("forecast_units", "sum"), down2=("down2", "sum"), up2=("up2", "sum"))
+    sums["forecast_lo"] = (sums["forecast_units"] - np.sqrt(sums.pop("down2"))).clip(lower=0)
+    sums["forecast_hi"] = sums["forecast_units"] + np.sqrt(sums.pop("up2"))
+    return sums.rename_axis("value").reset_index().assign(dimension=dimension)
+
+
+def shrink(groups: pd.DataFrame, overall: pd.Series, threshold: float) -> pd.DataFrame:
+    """The change of each group, shrunk toward the overall change, its interval and its direction.
+
+    On the log scale, l = log((F + ½)/(R + ½)) with standard error
+    s² = (σ_F/(F + ½))² + 1/(R + ½): the forecast's error σ_F = (forecast_hi − forecast_lo)/(2Z)
+    and the reference's Poisson noise. The groups' true log changes are taken as spread around
+    the overall one l₀ with variance τ² = max(0, Σw(l − l₀)² − k)/Σw, w = 1/s², over the report's
+    k rows (DerSimonian–Laird's moment estimate, so a few noisy tiny groups do not inflate it);
+    each is estimated as l₀ + B(l − l₀), B = τ²/(τ² + s²), with variance
+    B s² + (1 − B)² s₀². So a group of a few units moves little from the overall change, one
+    of thousands keeps its own. ``direction`` is ``rising`` when the shrunk change exceeds
+    +threshold and its COVERAGE interval lies above 0, ``falling`` when below −threshold and the
+    interval lies below 0, else ``flat``.
+    """
+    def log_change(f, r, lo, hi):
+        se2 = ((hi - lo) / (2 * Z) / (f + PSEUDO)) ** 2 + 1 / (r + PSEUDO)
+        return np.log((f + PSEUDO) / (r + PSEUDO)), se2
+
+    out = groups.copy()
+    cols = ["forecast_units", "reference_units", "forecast_lo", "forecast_hi"]
+    ell, se2 = log_change(*(out[c].to_numpy(float) for c in cols))
+    ell0, se20 = log_change(*(float(overall[c]) for c in cols))
+    precision = 1 / se2
+    tau2 = max(0.0, float(np.sum(precision * (ell - ell0) ** 2) - len(out)) / float(np.sum(precision)))
+    weight = tau2 / (tau2 + se2)
+    centre = ell0 + weight * (ell - ell0)
+    sd = np.sqrt(weight * se2 + (1 - weight) ** 2 * se20)
+    out["change"] = relative_change(out["forecast_units"], out["reference_units"])
+    out["shrunk_change"], out["change_lo"], out["change_hi"] = (np.expm1(centre), np.expm1(centre - Z * sd),
+                                                                np.expm1(centre + Z * sd))
+    out["direction"] = direction_of(out["shrunk_change"], out["change_lo"], out["change_hi"], threshold)
+    for column in ("reference_units", "forecast_units", "forecast_lo", "forecast_hi"):
+        out[column] = out[column].round(2)
+    for column in ("change", "shrunk_change", "change_lo", "change_hi"):
+        out[column] = out[column].round(4)
+    return out
+
+
+def direction_of(change, lo, hi, threshold: float) -> np.ndarray:
+    """rising: change above +threshold and its interval above 0; falling: the mirror; else flat."""
+    change, lo, hi = (np.asarray(a, dtype=float) for a in (change, lo, hi))
+    out = np.full(change.shape, FLAT, dtype=object)
+    out[(change > threshold) & (lo > 0)] = RISING
+    out[(change < -threshold) & (hi < 0)] = FALLING
+    return out
 
 
 def _attribute_columns(products: pd.DataFrame) -> list[str]:
     """Categorical attribute columns: text columns other than id/description with few distinct values."""
-    skip = {"item_id", "description", "launch_date", "price"}
+    skip = {"item_id", "description", "launch_date", "end_date", "price"}
     return [
         c for c in products.columns
         if c not in skip
         and (products[c].dtype == object or pd.api.types.is_string_dtype(products[c]))
         and products[c].nunique() <= max(50, len(products) // 5)
     ]
+
+
+# --- why the model thinks so: occlusion of description words --------------------------
+def occlusion(model: "NeuralEstimator", panel: Panel, rows: np.ndarray, drop: list[str],
+              horizon: int) -> pd.DataFrame:
+    """Forecast units over ``horizon`` of each (row, word) pair with and without the word.
+
+    The saved model forecasts two panels: the products as they are, and one copy of a
+    product per word to drop, its description without that word (everything else equal).
+    """
+    rows = np.asarray(rows, dtype=int)
+    unique = np.unique(rows)
+    base = _horizon_totals(model, panel.take(unique), horizon)
+    products = panel.products.iloc[rows].copy()
+    products["description"] = [remove_word(d, w) for d, w in zip(products["description"], drop)]
+    edited = _horizon_totals(model, panel.take(rows, products), horizon)
+    return pd.DataFrame({"row": rows, "word": drop, "units": base[np.searchsorted(unique, rows)],
+                         "without": edited})
+
+
+def _horizon_totals(model: "NeuralEstimator", panel: Panel, horizon: int) -> np.ndarray:
+    """Forecast units over the horizon per row of the panel (NaN for a row not forecast)."""
+    forecast = model.predict(panel, horizon)
+    totals = np.full(panel.n_items, np.nan)
+    totals[forecast.item_index] = forecast.units.sum(axis=1)
+    return totals
+
+
+def word_effects(model: "NeuralEstimator", panel: Panel, report: pd.DataFrame, export: pd.DataFrame) -> pd.DataFrame:
+    """The report with ``model_effect`` (mean units a word adds to a product's forecast over the
+    horizon: with it minus without it) and ``model_effect_pct`` (100 × Σ(with − without) / Σ without)
+    beside its word rows; NaN for attribute values."""
+    horizon = min(int(export.groupby("item_id").size().max()), model.horizon)
+    wanted = set(report.loc[report["dimension"] == "word", "value"])
+    rows = np.flatnonzero(panel.has_history & np.isin(panel.item_ids, export["item_id"].unique()))
+    pairs = [(r, w) for r in rows for w in sorted(words(panel.products["description"].iloc[r]) & wanted)]
+    if not pairs:
+        return report.assign(model_effect=np.nan, model_effect_pct=np.nan)
+    pair_rows, drop = zip(*pairs)
+    effects = _summarise(occlusion(model, panel, np.array(pair_rows), list(drop), horizon), "word")
+    merged = report.merge(effects.rename(columns={"word": "value"}).assign(dimension="word"),
+                          on=["dimension", "value"], how="left")
+    return merged
+
+
+def item_effects(model: "NeuralEstimator", panel: Panel, item_id: str) -> pd.DataFrame:
+    """Which words of one product's description raise or lower its forecast, largest first."""
+    found = np.flatnonzero(panel.item_ids == item_id)
+    if not len(found):
+        raise DataError(f"--item {item_id!r}: not in the products table")
+    row = int(found[0])
+    vocab = sorted(words(panel.products["description"].iloc[row]))
+    if not vocab:
+        raise DataError(f"--item {item_id!r}: its description has no word of 3 letters or more to remove")
+    pairs = occlusion(model, panel, np.full(len(vocab), row), vocab, model.horizon)
+    if pairs["units"].isna().all():
+        raise DataError(f"--item {item_id!r}: the model makes no forecast for it (its series has ended)")
+    return _summarise(pairs, "word").sort_values("model_effect", ascending=False, kind="stable",
+                                                 ignore_index=True)
+
+
+def _summarise(pairs: pd.DataFrame, key: str) -> pd.DataFrame:
+    delta = pairs["units"] - pairs["without"]
+    sums = pairs.assign(delta=delta).groupby(key).agg(model_effect=("delta", "mean"), delta=("delta", "sum"),
+                                                      without=("without", "sum"))
+    pct = 100 * sums["delta"] / sums["without"].where(sums["without"] > 0)
+    return pd.DataFrame({key: sums.index, "model_effect": sums["model_effect"].round(3).to_numpy(),
+                         "model_effect_pct": pct.round(2).to_numpy()})

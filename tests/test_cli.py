@@ -99,8 +99,34 @@ def test_trends_report_from_the_export(fitted, monkeypatch):
     monkeypatch.chdir(folder)
     assert main(["trends", "--sales", sales, "--products", products, "--min-products", "2"]) == 0
     report = pd.read_csv(folder / "trends.csv")
-    assert {"colour", "category", "word"} <= set(report["dimension"])
+    assert {"all", "colour", "category", "word"} <= set(report["dimension"])
     assert set(report["direction"]) <= {"rising", "falling", "flat"}
+    assert (report["change_lo"] <= report["shrunk_change"]).all() and (report["shrunk_change"] <= report["change_hi"]).all()
+    assert (folder / "trends.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trends_with_the_saved_model_explain_words_and_log_to_mlflow(fitted, monkeypatch, capsys):
+    folder, sales, products = fitted
+    monkeypatch.chdir(folder)
+    model_dir = next(folder.glob("checkpoints/*/fusion"))
+    data = ["--sales", sales, "--products", products]
+    assert main(["trends", *data, "--min-products", "2", "--model-dir", str(model_dir), "--output", "why.csv",
+                 "--tracking-uri", f"sqlite:///{folder / 'trends.db'}"]) == 0
+    report = pd.read_csv(folder / "why.csv")
+    words = report[report["dimension"] == "word"]
+    assert words["model_effect"].notna().all() and report.loc[report["dimension"] != "word", "model_effect"].isna().all()
+    with sqlite3.connect(folder / "trends.db") as con:
+        (run,) = con.execute("select run_uuid from runs").fetchone()
+    artifacts = {p.name for p in folder.rglob("*") if run in str(p)}
+    assert {"why.csv", "why.png"} <= artifacts
+
+    capsys.readouterr()
+    item = pd.read_csv(products)["item_id"].iloc[0]
+    assert main(["trends", *data, "--model-dir", str(model_dir), "--item", item]) == 0
+    shown = capsys.readouterr().out
+    description = pd.read_csv(products).set_index("item_id").loc[item, "description"]
+    assert "model_effect" in shown and all(w in shown for w in description.lower().split())
+    assert main(["trends", *data, "--item", item]) == 2  # --item explains a model's forecast: it needs one
 
 
 def test_default_fit_runs_on_the_embedded_sample(workdir):
@@ -125,8 +151,11 @@ def test_help_documents_every_option(capsys):
         assert option in text
 
 
-@pytest.mark.parametrize("verb", ["predict", "trends"])
-@pytest.mark.parametrize("option", ["--folds", "--step", "--seed", "--tracking-uri", "--experiment", "--run-name"])
+@pytest.mark.parametrize("verb, option", [
+    (verb, option) for verb in ("predict", "trends")
+    for option in ("--folds", "--step", "--seed", "--tracking-uri", "--experiment", "--run-name")
+    if (verb, option) != ("trends", "--tracking-uri")  # trends logs its report and chart to a store when given
+])
 def test_verbs_refuse_options_they_would_ignore(workdir, capsys, verb, option):
     extra = ["--model-dir", "somewhere"] if verb == "predict" else []
     assert main([verb, *extra, option, "3"]) == 2

@@ -75,7 +75,9 @@ def test_trend_report_aggregates_by_attribute_and_word(panel):
     colour = report[report["dimension"] == "colour"].set_index("value")
     # reference = last 2 periods of actuals: A 4+4, B 10+10
     assert colour.loc["red", "change"] == pytest.approx(1.0)
-    assert colour.loc["red", "direction"] == "rising"
+    assert colour.loc["red", "direction"] == "flat"  # 8 -> 16 units: Poisson noise alone could do it
+    overall = report[report["dimension"] == "all"].iloc[0]
+    assert overall["products"] == 2 and overall["change"] == pytest.approx(20 / 28 - 1, abs=1e-4)
     assert colour.loc["blue", "change"] == pytest.approx(-0.8)
     wool = report[(report["dimension"] == "word") & (report["value"] == "wool")].iloc[0]
     assert wool["products"] == 2

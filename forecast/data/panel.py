@@ -115,6 +115,19 @@ class Panel:
         grid = pd.date_range(self.dates[0] + lo * offset, periods=int(index.max()) - lo + 1, freq=offset)
         return grid[index - lo]
 
+    def take(self, rows: np.ndarray, products: pd.DataFrame | None = None) -> "Panel":
+        """The panel of these rows (repeats allowed), on the same grid; ``products`` replaces their
+        product rows (e.g. edited descriptions for an occlusion study, forecast.trends)."""
+        rows = np.asarray(rows, dtype=int)
+        take = lambda a: None if a is None else a[rows]  # noqa: E731
+        return replace(
+            self, item_ids=self.item_ids[rows], units=self.units[rows], price=take(self.price),
+            covariates={k: v[rows] for k, v in self.covariates.items()}, start=self.start[rows],
+            products=(self.products.iloc[rows] if products is None else products).reset_index(drop=True),
+            first_sale=self.first_sale[rows], end=self.end[rows],
+            signals=None if self.signals is None else self.signals.subset(rows),
+        )
+
     def truncate(self, cutoff: int) -> "Panel":
         """The panel as it was known before period `cutoff` (for backtests).
 
