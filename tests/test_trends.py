@@ -78,7 +78,9 @@ def text_model(tmp_path_factory):
     panel = build_panel(load_tables(sales, products))
     cfg = RunConfig().updated({"train.max_epochs": 6, "train.progress": False, "neural.hidden_size": 32,
                                "neural.context_length": 12, "train.batch_size": 256, "train.windows_per_epoch": 3000,
-                               "train.learning_rate": 5e-3})
+                               "train.learning_rate": 5e-3,
+                               # the plain text model: no retrieval or age-curve input besides the words
+                               "neural.knn_feature": 0, "neural.age_curve": False})
     model = NeuralEstimator("text", cfg)
     model.fit(panel, H)
     return model, panel
