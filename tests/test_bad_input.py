@@ -321,3 +321,17 @@ def test_search_space_without_high_is_refused(workdir, capsys):
                                  "--trials", "1", "--horizon", "2", "--folds", "1", "--no-progress"])
     assert_refused(code, err, "search space", "'train.learning_rate'", "without 'high'")
     assert not Path("mlruns/optuna.db").exists()
+
+
+def test_knn_alone_with_nothing_to_score_still_exports_the_new_products(workdir, capsys, caplog):
+    """No product launches inside the backtest, so the kNN is never scored: no internal error, the new
+    product is forecast, and the product with history it cannot serve is named at WARNING."""
+    sales = write_csv(workdir, "sales.csv", GOOD_SALES)
+    products = write_csv(workdir, "products.csv", GOOD_PRODUCTS + "N,blue linen shirt\n")
+    code, err = run_cli(capsys, fit_args(sales, products, "--models", "knn"))
+    assert code == 0, err
+    import pandas as pd
+
+    assert set(pd.read_csv("forecast.csv")["item_id"]) == {"N"}
+    assert "1 of 2 products have no rows in the export; 1 no model chosen forecasts products with history: A" \
+        in caplog.text
