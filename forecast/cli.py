@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining")
     _data_options(predict)
     predict.add_argument("--model-dir", required=True, help="folder written by fit (printed at its end)")
+    predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's)")
     predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
 
     tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best")
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "predict":
         from forecast.pipeline import predict
 
-        predict(cfg, args.model_dir)
+        predict(cfg, args.model_dir, args.horizon)
     elif args.verb == "tune":
         from forecast.tuning import tune
 

@@ -8,6 +8,7 @@ on all the data -> export the future forecast -> log it all to one MLflow run.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
@@ -21,11 +22,11 @@ from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
 from forecast.data.contract import input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
-from forecast.errors import ConfigError
+from forecast.errors import ConfigError, DataError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
 from forecast.models import registry
-from forecast.models.base import HISTORY, NEW, Prediction, variant_name
+from forecast.models.base import HISTORY, NEW, Prediction, forecast_targets, variant_name
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,13 @@ def load_panel(cfg: RunConfig) -> Panel:
     return panel
 
 
-def choose_models(cfg: RunConfig, backtest: BacktestResult) -> dict[str, str]:
+def choose_models(cfg: RunConfig, backtest: BacktestResult, panel: Panel) -> dict[str, str]:
     """The model per item group: the one asked for where it can serve, else the backtest's best.
 
     A group the backtest could not score (e.g. no product launched after any
-    origin) gets the first fitted model that serves it, in the registry's order.
+    origin) gets the first fitted model that serves it, in the registry's order; a
+    group of products that no fitted model serves gets the registry's fallback (the
+    description-kNN for new products), so that no product silently lacks a forecast.
     """
     chosen = backtest.best_models("wape")
     for group in (HISTORY, NEW):
@@ -75,11 +78,63 @@ def choose_models(cfg: RunConfig, backtest: BacktestResult) -> dict[str, str]:
             chosen[group] = serving[0]
             log.warning("no %s items in any backtest fold: using %s for them without backtest evidence",
                         group, serving[0])
+        elif group in registry.FALLBACK and (waiting := _count_targets(panel, group)):
+            chosen[group] = registry.FALLBACK[group]
+            log.warning("none of --models %s forecasts %s products: fitting %s for the %d of them "
+                        "(add a model for them to --models to compare it in the backtest)",
+                        ",".join(cfg.models), group, chosen[group], waiting)
     wanted = cfg.output.model
     if wanted is not None:
         for group in registry.MODELS[wanted].groups:
             chosen[group] = wanted
     return chosen
+
+
+def _count_targets(panel: Panel, group: str) -> int:
+    """How many products of a group the export would forecast."""
+    return len(forecast_targets(panel, frozenset({group}))[0])
+
+
+def check_models_serve(cfg: RunConfig, panel: Panel) -> None:
+    """Refuse, before a run opens, a model set that forecasts none of the products: models of new
+    products only (``--models knn``) when no product is new (with history ones, fit falls back)."""
+    served = {g for m in cfg.models for g in registry.MODELS[m].groups}
+    if HISTORY not in served and not _count_targets(panel, NEW):
+        raise ConfigError(f"--models {','.join(cfg.models)} forecasts only new products (no sales rows) and none "
+                          f"of the {panel.n_items} products is new; add a model for products with history, "
+                          f"e.g. --models {','.join(cfg.models)},ets")
+
+
+def check_checkpoint_dir(cfg: RunConfig) -> None:
+    """The folder neural models are saved in must be a folder (or creatable): refused before the
+    backtest, not after it, when the first model is saved."""
+    if not any(m in registry.NEURAL for m in cfg.models):
+        return
+    folder = Path(cfg.output.checkpoint_dir)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(f"--checkpoint-dir {folder}: {existing} is a file, not a folder; give a folder")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise ConfigError(f"--checkpoint-dir {folder}: {existing} is not writable; give another folder")
+
+
+def warn_products_without_rows(panel: Panel, frame: pd.DataFrame) -> None:
+    """Name, at WARNING, the products of the products table that the export has no rows for, and why."""
+    missing = ~np.isin(panel.item_ids, frame["item_id"].unique())
+    if not missing.any():
+        return
+    ended = missing & ~panel.forecastable
+    reasons = [(ended, "their series ends before the forecast starts (end_date, --series-end last-sale)"),
+               (missing & ~ended & panel.has_history, "no model chosen forecasts products with history"),
+               (missing & ~ended & ~panel.has_history, "no model chosen forecasts new products")]
+    said = [f"{int(m.sum())} {why}: {_first_ids(panel.item_ids[m])}" for m, why in reasons if m.any()]
+    log.warning("%d of %d products have no rows in the export; %s", int(missing.sum()), panel.n_items,
+                "; ".join(said))
+
+
+def _first_ids(ids: np.ndarray, shown: int = 10) -> str:
+    more = f", ... ({len(ids) - shown} more)" if len(ids) > shown else ""
+    return ", ".join(map(str, ids[:shown])) + more
 
 
 @dataclass
@@ -105,7 +160,10 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
 
     registry.check_models(cfg.validate())
     export_path = check_writable(cfg.output.export, input_paths(cfg.data)) if cfg.output.export else None
+    check_checkpoint_dir(cfg)
+    tracking.check_store(cfg.tracking)
     panel = load_panel(cfg)
+    check_models_serve(cfg, panel)
     origins(panel.n_periods, cfg.evaluation)  # refuse a too-short table before a run is opened
     workdir = work_directory(cfg, *data_paths(cfg))
     if resume and not workdir.is_dir():
@@ -136,7 +194,7 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
                                                   cfg.tracking.plot_items))
         tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
 
-    chosen = choose_models(cfg, backtest)
+    chosen = choose_models(cfg, backtest, panel)
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     forecasts, model_dirs = [], {}
@@ -155,6 +213,7 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
             model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
             log.info("saved %s; reuse it with: python -m forecast predict --model-dir %s", base, model_dirs[base])
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
+    warn_products_without_rows(panel, frame)
     if export_path:
         write_csv_atomic(frame, export_path)
         tracking.log_file(export_path)
@@ -162,15 +221,25 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
     return FitResult(run_id, backtest, chosen, frame, export_path, model_dirs)
 
 
-def predict(cfg: RunConfig, model_dir: str | Path) -> pd.DataFrame:
-    """Forecast with a saved neural model, without retraining."""
+def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -> pd.DataFrame:
+    """Forecast with a saved neural model, without retraining: ``horizon`` periods (default the
+    trained horizon, never more), on data of the frequency it was trained on."""
     from forecast.models.neural.estimator import NeuralEstimator
 
     export_path = check_writable(cfg.output.export, input_paths(cfg.data)) if cfg.output.export else None
     model = NeuralEstimator.load(model_dir)
+    horizon = model.horizon if horizon is None else horizon
+    if horizon > model.horizon:
+        raise ConfigError(f"--horizon {horizon}: the model in {model_dir} was trained for {model.horizon} periods; "
+                          f"give at most {model.horizon}, or fit a model with --horizon {horizon}")
     panel = load_panel(cfg)
-    forecast = model.predict(panel, model.config.evaluation.horizon)
+    if panel.freq != model.freq:
+        raise DataError(f"{data_paths(cfg)[0]}: the data's periods are {panel.freq} but the model in {model_dir} "
+                        f"was trained on {model.freq} periods; aggregate the sales to {model.freq} (or give "
+                        f"--freq {model.freq}), or fit a model on this data")
+    forecast = model.predict(panel, horizon)
     frame = forecast_frame(panel, [forecast], cfg.neural.trend_window, cfg.output.trend_threshold)
+    warn_products_without_rows(panel, frame)
     if export_path:
         write_csv_atomic(frame, export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)

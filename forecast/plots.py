@@ -66,7 +66,9 @@ def _pick_items(panel: Panel, fold, n_items: int) -> list[tuple[str, int]]:
 def plot_metric_bars(summary, path: str | Path, metric: str = "wape") -> Path:
     """One bar per model and group: the backtest table at a glance."""
     groups = list(dict.fromkeys(summary["group"]))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(5 * max(len(groups), 1), 3.5), squeeze=False)
+    if not groups:  # e.g. only the kNN, and no product launched inside the backtest: nothing was scored
+        axes[0, 0].text(0.5, 0.5, "no model could be scored in the backtest", ha="center", va="center")
     for ax, group in zip(axes.flat, groups):
         part = summary[summary["group"] == group].sort_values(metric)
         ax.barh(part["model"], part[metric], color="tab:blue")

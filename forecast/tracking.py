@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.config import RunConfig, TrackingConfig
+from forecast.errors import ConfigError
 from forecast.metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,11 @@ def resolve_uri(cfg: TrackingConfig) -> str:
     uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    DEFAULT_DIR.mkdir(exist_ok=True)
+    try:
+        DEFAULT_DIR.mkdir(exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the MLflow store {DEFAULT_DIR.resolve()} ({err.strerror}): run from a "
+                          f"writable folder or give --tracking-uri (e.g. sqlite:////tmp/mlruns/mlflow.db)") from None
     return f"sqlite:///{(DEFAULT_DIR / 'mlflow.db').resolve()}"
 
 
@@ -231,12 +236,80 @@ def trial_tracker(metric: str):
     return MLflowCallback(metric_name=metric, create_experiment=False, mlflow_kwargs={"nested": True})
 
 
+REACH_SECONDS = 5  # how long a tracking server may take to accept a connection before the run is refused
+
+
+def check_store(cfg: TrackingConfig) -> str:
+    """Open the tracking store before any work, so that a mistyped or unreachable URI fails in
+    seconds with the URI named (MLflow itself retries an unreachable server for minutes, then
+    fails mid-run). Returns the URI."""
+    from urllib.parse import urlparse
+
+    uri = resolve_uri(cfg)
+    where = f"tracking URI {uri!r} (--tracking-uri or $MLFLOW_TRACKING_URI)"
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=REACH_SECONDS).close()
+        except OSError as err:
+            raise ConfigError(f"{where}: cannot reach the MLflow server ({err.strerror or err}); start it "
+                              f"(mlflow server) or give another URI") from None
+        return uri
+    from mlflow.tracking import MlflowClient
+
+    quiet_mlflow()
+    try:
+        with sqlite_lock(uri):
+            MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as err:  # an unknown scheme, a missing driver, a file store MLflow 3 refuses...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(" See ")[0]
+        raise ConfigError(f"{where}: MLflow cannot open it ({first[:300]}); use e.g. sqlite:///mlruns/mlflow.db "
+                          f"or http://host:5000") from None
+    return uri
+
+
 def launch_ui(uri: str | None, port: int) -> int:
-    """`mlflow ui` on this store, bound to 127.0.0.1 (one worker: enough, and sqlite-friendly)."""
+    """`mlflow ui` on this store, bound to 127.0.0.1 (one worker: enough, and sqlite-friendly).
+
+    The server runs in its own process group: Ctrl-C or SIGTERM here (which the CLI turns
+    into a KeyboardInterrupt) stops that whole group (server and workers, freeing the port)
+    with SIGTERM, quietly, instead of the terminal's Ctrl-C reaching every worker at once.
+    """
     import subprocess
 
     uri = resolve_uri(TrackingConfig(uri=uri))
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
     print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it", file=sys.stderr)
-    return subprocess.call(cmd)
+    server = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return server.wait()
+    finally:
+        _stop_group(server)
+
+
+def _stop_group(server) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left after a grace period."""
+    import signal
+    import subprocess
+
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        if not _group_alive(server.pid):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -64,7 +64,11 @@ def _examples(key: str, spec: dict[str, Any]) -> list[Any]:
         if not spec.get("choices"):
             raise ConfigError(f"search space: {key!r} is categorical with no choices")
         return list(spec["choices"])
-    return [spec.get("low"), spec.get("high")]
+    absent = [bound for bound in ("low", "high") if spec.get(bound) is None]
+    if absent:
+        raise ConfigError(f"search space: {key!r} is a {spec['type']} range without {' and '.join(map(repr, absent))}; "
+                          f"give both, e.g. {{type: {spec['type']}, low: 1, high: 10}}")
+    return [spec["low"], spec["high"]]
 
 
 def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -125,6 +129,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     space = load_search_space(search_space)
     best_path = check_writable(best_config)
     export_path = check_writable(cfg.output.export) if cfg.output.export else None
+    pipeline.check_checkpoint_dir(cfg)
+    tracking.check_store(cfg.tracking)
     panel = pipeline.load_panel(cfg)
     origins(panel.n_periods, cfg.evaluation)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -133,6 +133,16 @@ CASES = {
     "export_is_a_device": (GOOD_SALES, GOOD_PRODUCTS, ["--export", "/dev/null"], ["/dev/null", "not a regular file"]),
     "export_under_a_file": (GOOD_SALES, GOOD_PRODUCTS, ["--export", "products.csv/out.csv"],
                             ["products.csv", "is a file, not a folder"]),
+    # internal errors that are a user's mistake: clear messages before any run opens
+    "tracking_uri_unknown_scheme": (GOOD_SALES, GOOD_PRODUCTS, ["--tracking-uri", "foo://bar"],
+                                    ["tracking URI 'foo://bar'", "MLflow cannot open it"]),
+    "tracking_server_unreachable": (GOOD_SALES, GOOD_PRODUCTS, ["--tracking-uri", "http://127.0.0.1:9"],
+                                    ["tracking URI 'http://127.0.0.1:9'", "cannot reach the MLflow server"]),
+    "checkpoint_dir_is_a_file": (GOOD_SALES, GOOD_PRODUCTS, ["--models", "moving_average,fusion",
+                                 "--checkpoint-dir", "products.csv/models"],
+                                 ["--checkpoint-dir products.csv/models", "is a file, not a folder"]),
+    "knn_without_new_items": (GOOD_SALES, GOOD_PRODUCTS, ["--models", "knn"],
+                              ["--models knn", "only new products", "none of the 1 products is new"]),
 }
 
 
@@ -260,3 +270,68 @@ def test_export_through_a_link_to_an_input_is_refused(workdir, capsys):
     assert_refused(code, err, "out.csv", "input file")
     assert Path("sales.csv").read_text() == GOOD_SALES
 
+
+
+def test_config_gaps_error_spelled_otherwise_is_refused(workdir, capsys):
+    """`gaps: Error` in a config must not silently fill gaps: the choice is refused by name."""
+    sales = write_csv(workdir, "sales.csv", GOOD_SALES.replace("A,2024-01-08,4,2.0\n", ""))  # a gap
+    products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
+    config = write_csv(workdir, "cfg.yaml", "data:\n  gaps: Error\n")
+    code, err = run_cli(capsys, fit_args(sales, products, "--config", config))
+    assert_refused(code, err, "data.gaps", "'Error'", "zero, error")
+    assert no_finished_runs()
+    config = write_csv(workdir, "cfg.yaml", "data:\n  gaps: error\n")  # the right spelling refuses the gap
+    code, err = run_cli(capsys, fit_args(sales, products, "--config", config))
+    assert_refused(code, err, "sales.csv", "1 missing period(s)", "e.g. A")
+
+
+def test_unreachable_tracking_server_fails_within_seconds(workdir, capsys):
+    """MLflow would retry for minutes: the run is refused at once with the URI named."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sales = write_csv(workdir, "sales.csv", GOOD_SALES)
+    products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
+    tic = time.monotonic()
+    code, err = run_cli(capsys, fit_args(sales, products, "--tracking-uri", f"http://127.0.0.1:{port}"))
+    assert time.monotonic() - tic < 10
+    assert_refused(code, err, f"http://127.0.0.1:{port}", "cannot reach")
+
+
+def test_read_only_working_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """mlruns cannot be created in the working folder: a clear message, not an internal error. /sys refuses
+    a new folder to every user, root included."""
+    sales = write_csv(tmp_path, "sales.csv", GOOD_SALES)
+    products = write_csv(tmp_path, "products.csv", GOOD_PRODUCTS)
+    monkeypatch.chdir("/sys")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    code, err = run_cli(capsys, fit_args(sales, products, "--export", str(tmp_path / "out.csv")))
+    assert_refused(code, err, "cannot create the MLflow store /sys/mlruns", "--tracking-uri")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_search_space_without_high_is_refused(workdir, capsys):
+    sales = write_csv(workdir, "sales.csv", GOOD_SALES)
+    products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
+    space = write_csv(workdir, "space.yaml", "train.learning_rate: {type: float, low: 0.001}\n")
+    code, err = run_cli(capsys, ["tune", "--sales", sales, "--products", products, "--search-space", space,
+                                 "--trials", "1", "--horizon", "2", "--folds", "1", "--no-progress"])
+    assert_refused(code, err, "search space", "'train.learning_rate'", "without 'high'")
+    assert not Path("mlruns/optuna.db").exists()
+
+
+def test_knn_alone_with_nothing_to_score_still_exports_the_new_products(workdir, capsys, caplog):
+    """No product launches inside the backtest, so the kNN is never scored: no internal error, the new
+    product is forecast, and the product with history it cannot serve is named at WARNING."""
+    sales = write_csv(workdir, "sales.csv", GOOD_SALES)
+    products = write_csv(workdir, "products.csv", GOOD_PRODUCTS + "N,blue linen shirt\n")
+    code, err = run_cli(capsys, fit_args(sales, products, "--models", "knn"))
+    assert code == 0, err
+    import pandas as pd
+
+    assert set(pd.read_csv("forecast.csv")["item_id"]) == {"N"}
+    assert "1 of 2 products have no rows in the export; 1 no model chosen forecasts products with history: A" \
+        in caplog.text

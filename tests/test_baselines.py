@@ -128,6 +128,72 @@ def test_sarimax_non_seasonal_path_stays_near_the_level():
     np.testing.assert_allclose(result.values[0], y.mean(), atol=2.0)
 
 
+def _direct_ets_seasonal(y, h, m):
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    return ExponentialSmoothing(y, trend="add", damped_trend=True, seasonal="add", seasonal_periods=m,
+                                initialization_method="heuristic").fit(use_brute=False).forecast(h)
+
+
+def _direct_ets_damped(y, h, m):
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    return ExponentialSmoothing(y, trend="add", damped_trend=True,
+                                initialization_method="estimated").fit(use_brute=False).forecast(h)
+
+
+def _direct_ets_simple(y, h, m):
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    return ExponentialSmoothing(y, initialization_method="estimated").fit(use_brute=False).forecast(h)
+
+
+def _direct_theta(y, h, m):
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    seasonal = len(y) >= 2 * m
+    return ThetaModel(y, period=m if seasonal else 1, deseasonalize=seasonal).fit().forecast(h)
+
+
+def _direct_sarimax(y, h, m):
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    if len(y) >= 2 * m:
+        model = SARIMAX(y, order=(1, 0, 1), seasonal_order=(0, 1, 0, m))
+    else:
+        model = SARIMAX(y, order=(1, 1, 1))
+    return model.fit(disp=False, maxiter=statistical.SARIMAX_MAXITER).forecast(h)
+
+
+def _trending_seasonal(n: int, m: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 30.0 + 0.2 * t + 6.0 * np.sin(2 * np.pi * t / m) + rng.normal(0.0, 1.0, n)
+
+
+@pytest.mark.parametrize("model,direct,n,m", [
+    ("ets", _direct_ets_seasonal, 3 * 13, 13),
+    ("ets", _direct_ets_damped, 30, 52),
+    ("ets", _direct_ets_simple, statistical.MIN_TREND_HISTORY - 1, 52),
+    ("theta", _direct_theta, 3 * 13, 13),
+    ("theta", _direct_theta, 30, 52),
+    ("sarimax", _direct_sarimax, 3 * 8, 8),
+    ("sarimax", _direct_sarimax, 30, 52),
+], ids=["ets-seasonal", "ets-damped", "ets-simple", "theta-seasonal", "theta-plain", "sarimax-seasonal",
+        "sarimax-plain"])
+def test_statsmodels_baselines_equal_statsmodels_called_directly(model, direct, n, m):
+    """Each configured baseline is the documented statsmodels model on the same series (same settings,
+    tolerance 1e-6), not a fallback; a naive forecast would fail it (the reference is none of them)."""
+    y = _trending_seasonal(n, m, seed=n + m)
+    h = 8
+    reference = np.asarray(direct(y, h, m), dtype=float)
+    result = one(y, model, horizon=h, season_length=m)
+    assert result.fallbacks == []
+    np.testing.assert_allclose(result.values[0], reference, rtol=1e-6, atol=1e-6)
+    for naive in (y[-1], y.mean(), y[-4:].mean()):  # last value, mean, moving average: each fails the check above
+        assert np.abs(reference - naive).max() > 0.01
+
+
 # --------------------------------------------------------------------- fallbacks
 
 

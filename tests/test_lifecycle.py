@@ -77,6 +77,36 @@ def test_fit_forecasts_each_product_from_its_launch_and_stops_at_its_end(workdir
     assert "1 product(s) end before their forecast start: no future rows" in caplog.text
 
 
+def test_new_products_no_model_serves_get_the_knn_fallback_and_every_missing_product_is_named(
+        workdir, files, caplog):
+    """--models moving_average serves only products with history: the new ones (C, D, E) still get rows
+    (the description-kNN, said at WARNING), and the one product without rows (B, ended) is named with why."""
+    code = main(["fit", "--sales", files[0], "--products", files[1], "--horizon", "3", "--folds", "1",
+                 "--models", "moving_average", "--no-progress"])
+    assert code == 0
+    export = pd.read_csv("forecast.csv", dtype={"item_id": str})
+    assert set(export["item_id"]) == set("ACDEFGL")
+    assert set(export.loc[export["item_id"].isin(list("CDE")), "model"]) == {"knn"}
+    assert dates_of(export, "C") == ["2024-02-05", "2024-02-12", "2024-02-19"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("none of --models moving_average forecasts new products: fitting knn for the 3" in w
+               for w in warnings), warnings
+    [missing] = [w for w in warnings if "no rows in the export" in w]
+    assert "1 of 8 products" in missing and "ends before the forecast starts" in missing and ": B" in missing
+
+
+def test_products_no_chosen_model_serves_are_named_at_warning(workdir, files, caplog):
+    """--models knn serves only new products: those with history get no rows, and the run says which."""
+    code = main(["fit", "--sales", files[0], "--products", files[1], "--horizon", "3", "--folds", "1",
+                 "--models", "knn", "--no-progress"])
+    assert code == 0
+    export = pd.read_csv("forecast.csv", dtype={"item_id": str})
+    assert set(export["item_id"]) == set("CDE")
+    [missing] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "no rows" in r.getMessage()]
+    assert "5 of 8 products" in missing
+    assert "4 no model chosen forecasts products with history: A, F, G, L" in missing
+
+
 def test_series_end_last_sale_ends_series_at_their_last_row(workdir, files, caplog):
     with caplog.at_level(logging.INFO):
         export = fit(files, "--series-end", "last-sale")

@@ -1,7 +1,13 @@
-"""A fit killed mid-training resumes from its checkpoints to the uninterrupted result; its run is KILLED."""
+"""A fit killed mid-training resumes from its checkpoints to the uninterrupted result; its run is KILLED.
+
+What is compared is what was interrupted: the kill lands in the backtest fold's training,
+so the resumed run's backtest metrics (read from its MLflow store) must equal the
+uninterrupted run's, besides the final export.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -13,9 +19,12 @@ import pandas as pd
 import pytest
 
 from forecast.data import synthetic
+from forecast.metrics import METRICS
 
 ARGS = ["--horizon", "6", "--folds", "1", "--max-epochs", "6", "--models", "moving_average,fusion",
-        "--no-progress", "--seed", "3"]
+        "--model", "fusion", "--no-progress", "--seed", "3"]
+# Each process opens its own ./mlruns: never a store an earlier in-process test exported.
+ENV = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 
 def fit_cmd(data: Path, *extra: str) -> list[str]:
@@ -28,6 +37,16 @@ def run_statuses(folder: Path) -> list[str]:
         return [s for (s,) in con.execute("select status from runs order by start_time")]
 
 
+def backtest_metrics(folder: Path) -> dict[str, float]:
+    """The finished run's pooled backtest metrics, e.g. {'fusion/history/wape': 0.28, ...}."""
+    with sqlite3.connect(folder / "mlruns" / "mlflow.db", timeout=60) as con:
+        rows = con.execute("select m.key, m.value from latest_metrics m join runs r on r.run_uuid = m.run_uuid "
+                           "where r.status = 'FINISHED'").fetchall()
+    wanted = {f"{model}/{group}/{name}" for model in ("fusion", "moving_average") for group in ("history", "new")
+              for name in METRICS}
+    return {key: value for key, value in rows if key in wanted}
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("resume_data")
@@ -36,37 +55,65 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, data) -> pd.DataFrame:
+def uninterrupted(tmp_path_factory, data) -> tuple[pd.DataFrame, dict[str, float]]:
     folder = tmp_path_factory.mktemp("straight")
-    proc = subprocess.run(fit_cmd(data, "--model", "fusion"), cwd=folder, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(fit_cmd(data), cwd=folder, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return pd.read_csv(folder / "forecast.csv")
+    metrics = backtest_metrics(folder)
+    assert "fusion/history/wape" in metrics
+    return pd.read_csv(folder / "forecast.csv"), metrics
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_killed_fit_resumes_to_the_same_forecast(tmp_path, data, uninterrupted, sig):
-    proc = subprocess.Popen(fit_cmd(data, "--model", "fusion"), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "Ctrl-C", "SIGKILL"])
+def test_killed_fit_resumes_to_the_same_backtest_and_forecast(tmp_path, data, uninterrupted, sig):
+    proc = subprocess.Popen(fit_cmd(data), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if list(tmp_path.glob("checkpoints/work/*/fusion-*/checkpoints/fusion/last.ckpt")):
-            break  # at least one epoch is checkpointed: kill mid-training
+            break  # at least one epoch of the backtest fold is checkpointed: kill mid-training
         time.sleep(0.05)
     assert proc.poll() is None, "fit finished before it could be killed"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
     assert not (tmp_path / "forecast.csv").exists()  # nothing half-written where the planner looks
-    if sig == signal.SIGTERM:
-        assert run_statuses(tmp_path) == ["KILLED"]
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:  # Lightning turns an interrupt into sys.exit(1): the CLI must still say what happened
+        assert proc.returncode == 130, err[-3000:]
+        assert err.rstrip().endswith("interrupted"), err[-3000:]
         assert "Traceback" not in err
+        assert run_statuses(tmp_path) == ["KILLED"]
 
-    resumed = subprocess.run(fit_cmd(data, "--model", "fusion", "--resume"), cwd=tmp_path, capture_output=True,
-                             text=True, timeout=600)
+    resumed = subprocess.run(fit_cmd(data, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                             env=ENV)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resume:" in resumed.stderr
-    statuses = run_statuses(tmp_path)
-    assert statuses == ["KILLED", "FINISHED"]  # a SIGKILLed run is marked KILLED by the next fit
-    result = pd.read_csv(tmp_path / "forecast.csv")
-    pd.testing.assert_frame_equal(result, uninterrupted, check_exact=False, rtol=1e-5, atol=1e-4)
+    assert "resume: fusion continues from" in resumed.stderr  # the interrupted fold was resumed, not redone
+    assert run_statuses(tmp_path) == ["KILLED", "FINISHED"]  # a SIGKILLed run is marked KILLED by the next fit
+    export, metrics = uninterrupted
+    assert backtest_metrics(tmp_path) == pytest.approx(metrics, rel=1e-6, abs=1e-9)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "forecast.csv"), export, check_exact=False, rtol=1e-5,
+                                  atol=1e-4)
     assert not list(tmp_path.glob("checkpoints/work/*"))  # the work directory is cleaned after success
+
+
+def test_unreadable_checkpoint_is_trained_again(tmp_path, data, uninterrupted):
+    """A resume that finds a broken checkpoint (a kill while it was written) says so and starts that training
+    again, to the same result."""
+    proc = subprocess.Popen(fit_cmd(data), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=ENV)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (found := list(tmp_path.glob("checkpoints/work/*/fusion-*/checkpoints/fusion/last.ckpt"))):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "fit finished before it could be killed"
+    proc.kill()
+    proc.wait(timeout=60)
+    found[0].write_bytes(b"not a checkpoint")
+    resumed = subprocess.run(fit_cmd(data, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                             env=ENV)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    warning = [line for line in resumed.stderr.splitlines() if "WARNING" in line and "unreadable" in line]
+    assert warning and str(found[0].name) in warning[0] and "training it again" in warning[0], resumed.stderr[-3000:]
+    assert backtest_metrics(tmp_path) == pytest.approx(uninterrupted[1], rel=1e-6, abs=1e-9)

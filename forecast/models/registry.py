@@ -96,6 +96,9 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference 
     ModelEntry("sarimax", "baselines", frozenset({HISTORY}), _series(sarimax)),
 )}
 
+# What fit uses for products that no model of --models forecasts (see pipeline.choose_models).
+FALLBACK = {NEW: "knn"}
+
 NEURAL = tuple(name for name, entry in MODELS.items() if entry.section == "neural")
 
 

@@ -7,9 +7,10 @@ number of epochs on every window; with ``train.val_periods > 0`` early stopping 
 forecasts every item from the panel's end (or a new product from its launch).
 
 ``save(dir)`` writes ``model.safetensors`` (weights, no pickle), ``config.yaml``
-(the RunConfig) and ``meta.json`` (network shape, scaler statistics, a SHA-256 of
-the weights); ``NeuralEstimator.load(dir)`` rebuilds the same network, so the
-forecasts are identical. In ``frozen`` text mode the encoder is not saved (it is
+(the RunConfig), ``meta.json`` (network shape, scaler statistics, the data's frequency)
+and ``SHA256SUMS`` (a SHA-256 of each of those three files, ``sha256sum -c`` format);
+``NeuralEstimator.load(dir)`` refuses a folder where any file differs from its sum and
+rebuilds the same network, so the forecasts are identical. In ``frozen`` text mode the encoder is not saved (it is
 reloaded from its path); in ``last-k``/``full`` its fine-tuned weights are part
 of the state.
 
@@ -30,6 +31,7 @@ import hashlib
 import json
 import logging
 import shutil
+import signal
 import tempfile
 import time
 from contextlib import contextmanager, nullcontext
@@ -52,7 +54,7 @@ from forecast.models.registry import MODELS, NEURAL
 
 log = logging.getLogger(__name__)
 
-WEIGHTS, CONFIG, META = "model.safetensors", "config.yaml", "meta.json"
+WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", "SHA256SUMS"
 FORMAT = "forecast-neural/4"  # /4: spec.text_dropout, scaler.age_curve and .signals, meta.bias_correction
 READABLE_FORMATS = (FORMAT,)
 # Prediction variants fusion offers the backtest (see forecast.models.base.Prediction.variants):
@@ -77,6 +79,7 @@ class NeuralEstimator:
         self.network: ForecastNetwork | None = None
         self.scaler: Scaler | None = None
         self.horizon: int | None = None
+        self.freq: str | None = None  # the training panel's frequency: predict data must have the same
         self.fit_info: dict = {}
         self.correction = BiasCorrection()
 
@@ -112,13 +115,13 @@ class NeuralEstimator:
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:
             dirpath = Path(root) / self.name if persistent else Path(root)
             trainer = self._trainer(dirpath, datamodule.has_validation)
-            trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+            _fit_interruptibly(trainer, system, datamodule, ckpt_path)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if best:
                 state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
                 system.load_state_dict(state)
         self.network = network.cpu().eval()
-        self.scaler, self.horizon = datamodule.scaler, horizon
+        self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq
         self.correction = self._fit_correction(datamodule)
         self.fit_info = {
             "epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - tic, 2),
@@ -263,7 +266,7 @@ class NeuralEstimator:
 
     # --- persistence -----------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Weights (safetensors), RunConfig (YAML) and metadata (JSON) in ``directory``."""
+        """Weights (safetensors), RunConfig (YAML), metadata (JSON) and their checksums in ``directory``."""
         from safetensors.torch import save_file
 
         if self.network is None:
@@ -274,12 +277,13 @@ class NeuralEstimator:
         save_file(state, str(directory / WEIGHTS), metadata={"format": FORMAT})
         self.config.to_yaml(directory / CONFIG)
         meta = {
-            "format": FORMAT, "name": self.name, "horizon": self.horizon,
+            "format": FORMAT, "name": self.name, "horizon": self.horizon, "freq": self.freq,
             "spec": self.network.spec.to_dict(), "scaler": self.scaler.to_dict(),
-            "text_mode": self.text_mode, "weights_sha256": _sha256(directory / WEIGHTS),
-            "fit": self.fit_info, "bias_correction": self.correction.to_dict(),
+            "text_mode": self.text_mode, "fit": self.fit_info, "bias_correction": self.correction.to_dict(),
         }
         (directory / META).write_text(json.dumps(meta, indent=2))
+        (directory / SUMS).write_text("".join(f"{_sha256(directory / name)}  {name}\n"
+                                              for name in (WEIGHTS, CONFIG, META)))
         return directory
 
     @classmethod
@@ -288,18 +292,16 @@ class NeuralEstimator:
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        for name in (WEIGHTS, CONFIG, META):
+        for name in (WEIGHTS, CONFIG, META, SUMS):
             if not (directory / name).is_file():
                 raise ForecastError(f"{directory}: not a saved neural model ({name} is missing)")
+        _verify_checksums(directory)
         try:
             meta = json.loads((directory / META).read_text())
             if meta.get("format") not in READABLE_FORMATS:
                 raise ValueError(f"unknown format {meta.get('format')!r}")
         except (ValueError, json.JSONDecodeError) as err:
             raise ForecastError(f"{directory / META}: unreadable model metadata ({err})") from None
-        if _sha256(directory / WEIGHTS) != meta.get("weights_sha256"):
-            raise ForecastError(f"{directory / WEIGHTS}: the weights file is corrupt or was modified "
-                                f"(checksum mismatch); retrain with `python -m forecast fit`")
         config = RunConfig.from_yaml(directory / CONFIG)
         model = cls(meta["name"], config)
         spec = NetworkSpec(**meta["spec"])
@@ -311,7 +313,7 @@ class NeuralEstimator:
             raise ForecastError(f"{directory / WEIGHTS}: cannot load the weights ({err})") from None
         model.network = network.eval()
         model.scaler = Scaler.from_dict(meta["scaler"])
-        model.horizon = int(meta["horizon"])
+        model.horizon, model.freq = int(meta["horizon"]), meta["freq"]
         model.fit_info = meta.get("fit", {})
         model.correction = BiasCorrection(**meta["bias_correction"])
         return model
@@ -337,11 +339,15 @@ class ResumableNeural:
         folder = self.workdir / f"{self.name}-{panel.n_periods}"
         finished = folder / "model"
         if self.resume and finished.is_dir():
-            log.info("resume: %s on %d periods already trained, loading it", self.name, panel.n_periods)
-            self.model = NeuralEstimator.load(finished)
-            return
+            try:
+                self.model = NeuralEstimator.load(finished)
+                log.info("resume: %s on %d periods already trained, loaded it", self.name, panel.n_periods)
+                return
+            except ForecastError as err:
+                log.warning("resume: the saved %s on %d periods is unreadable (%s); training it again",
+                            self.name, panel.n_periods, err)
         last = folder / "checkpoints" / self.name / "last.ckpt"
-        resume_from = str(last) if self.resume and last.is_file() else None
+        resume_from = str(last) if self.resume and last.is_file() and _readable_checkpoint(last) else None
         if resume_from:
             log.info("resume: %s continues from %s", self.name, last)
         elif folder.exists():
@@ -389,6 +395,56 @@ def _threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _fit_interruptibly(trainer: pl.Trainer, system: ForecastSystem, datamodule: PanelDataModule,
+                       ckpt_path: str | None) -> None:
+    """``trainer.fit``, giving an interrupt back as the KeyboardInterrupt it was.
+
+    Lightning (2.x) catches Ctrl-C (and SIGTERM, which the CLI turns into one) inside
+    ``fit``, marks the trainer interrupted, ignores further Ctrl-C and calls
+    ``sys.exit(1)``; a SIGTERM it notices itself ends as ``SIGTERMException``. Either
+    way the CLI would exit 1 without saying why: re-raise it as an interrupt (exit 130,
+    MLflow run KILLED) and restore the Ctrl-C handler.
+    """
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training interrupted") from None
+        raise
+    finally:
+        if signal.getsignal(signal.SIGINT) != sigint and sigint is not None:
+            try:
+                signal.signal(signal.SIGINT, sigint)
+            except ValueError:  # not the main thread: nothing was changed there
+                pass
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """Whether a Lightning checkpoint loads; an unreadable one (a kill while it was written,
+    a full disk) is reported and its training started again rather than failing the resume."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return True
+    except Exception as err:  # torch raises many types for a truncated or foreign file
+        log.warning("resume: checkpoint %s is unreadable (%s: %s); training it again from the start",
+                    path, type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+        return False
+
+
+def _verify_checksums(directory: Path) -> None:
+    """Every file of a saved model must match SHA256SUMS: an edited meta.json (scaling constants),
+    config.yaml or weights file is refused, not silently used."""
+    sums = {}
+    for line in (directory / SUMS).read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        sums[name] = digest
+    for name in (WEIGHTS, CONFIG, META):
+        if sums.get(name) != _sha256(directory / name):
+            raise ForecastError(f"{directory / name}: the file is corrupt or was modified (its SHA-256 differs "
+                                f"from {SUMS}); retrain with `python -m forecast fit`")
 
 
 def _sha256(path: Path) -> str:

@@ -42,9 +42,11 @@ class ForecastSystem(pl.LightningModule):
             self.log(f"{stage}/{name}_mse", losses[name], on_step=False, on_epoch=True, batch_size=size)
         return losses["loss"]
 
-    def on_train_epoch_start(self) -> None:
-        """Dropout draws from (seed, epoch): a resumed run repeats an uninterrupted one exactly."""
-        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        """Dropout draws from (seed, step): a resumed run repeats an uninterrupted one exactly. Seeding per
+        epoch was not enough: a resumed epoch's DataLoader draws its base seed from the global generator
+        at a different point than an uninterrupted one's, shifting the first batch's dropout masks."""
+        torch.manual_seed(self.seed * 100_003 + self.global_step)
 
     def training_step(self, batch, batch_idx):
         return self.model_step(batch, "train")
