@@ -2,7 +2,8 @@
 
 ``fit``: read and validate the tables -> panel -> backtest every model on the same
 origins -> pick the best model per item group (or the one asked for) -> refit it
-on all the data -> export the future forecast -> log it all to one MLflow run.
+on all the data -> export the future forecast with its range -> log it all to one MLflow
+run, with a child run per model (a refit neural model logged there as an MLflow model).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from forecast.config import RunConfig
 from forecast.data.contract import input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
 from forecast.errors import ConfigError
+from forecast import intervals
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
 from forecast.models import registry
@@ -111,7 +113,7 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
     if resume and not workdir.is_dir():
         log.warning("--resume: no interrupted fit with this configuration and data in %s; starting afresh", workdir)
     tracking.mark_abandoned_runs(cfg.tracking)
-    with tracking.tracked_run(cfg, "fit") as run_id:
+    with tracking.tracked_run(cfg, "fit", data_paths(cfg)[0]) as run_id:
         if resume:
             tracking.set_tags({"forecast.resumed": "true"})
         result = fit_in_run(cfg, panel, run_id, export_path, workdir, resume)
@@ -129,7 +131,7 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
         _log_data_summary(panel)
         factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
         backtest = run_backtest(panel, factories, cfg.evaluation)
-        tracking.log_backtest(backtest.table)
+        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval)
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
@@ -139,22 +141,49 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
     chosen = choose_models(cfg, backtest)
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
+    _log_chosen_metrics(backtest, chosen)
     forecasts, model_dirs = [], {}
     for name in dict.fromkeys(chosen.values()):
-        logger = tracking.mlflow_logger(cfg, run_id, prefix=name) if name in registry.NEURAL else None
+        logger = tracking.mlflow_logger(cfg, model_runs[name]) if name in registry.NEURAL else None
         model = registry.build(name, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
-        forecasts.append(_for_groups(panel, model.predict(panel, cfg.evaluation.horizon),
-                                     [g for g, m in chosen.items() if m == name]))
+        prediction = model.predict(panel, cfg.evaluation.horizon)
+        widths = backtest.half_widths(name)
+        prediction = intervals.with_range(prediction, panel.has_history[prediction.item_index], widths)
+        forecasts.append(_for_groups(panel, prediction, [g for g, m in chosen.items() if m == name]))
         if hasattr(model, "save"):
             model_dirs[name] = model.save(Path(cfg.output.checkpoint_dir) / run_id / name)
-            log.info("saved %s; reuse it with: python -m forecast predict --model-dir %s", name, model_dirs[name])
+            intervals.save(model_dirs[name], cfg.evaluation.interval, widths)
+            _log_served_model(cfg, model_runs[name], model_dirs[name], panel, prediction)
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     if export_path:
         write_csv_atomic(frame, export_path)
         tracking.log_file(export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return FitResult(run_id, backtest, chosen, frame, export_path, model_dirs)
+
+
+def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction) -> None:
+    """The saved model as an MLflow pyfunc model in its child run (registered with --register)."""
+    from forecast import serving, tracking
+
+    example = serving.example_input(*data_paths(cfg))
+    output = forecast_frame(panel, [prediction], cfg.neural.trend_window, cfg.output.trend_threshold).head(5)
+    with tracking.in_run(run_id):
+        uri = tracking.log_pyfunc_model(model_dir, example, output, cfg.tracking.register)
+    log.info("logged %s as an MLflow model; reuse it with: python -m forecast predict --model %s%s",
+             prediction.model, uri, f" (registered as {cfg.tracking.register})" if cfg.tracking.register else "")
+
+
+def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> None:
+    """The parent run's headline: each group's chosen model's backtest metrics, e.g. ``history/wape``."""
+    from forecast import tracking
+
+    summary = backtest.summary().set_index(["model", "group"])
+    tracking.log_metrics({f"{group}/{metric}": float(summary.loc[(model, group), metric])
+                          for group, model in chosen.items() if (model, group) in summary.index
+                          for metric in (*METRICS, "coverage", "interval_width")
+                          if np.isfinite(summary.loc[(model, group), metric])})
 
 
 def predict(cfg: RunConfig, model_dir: str | Path) -> pd.DataFrame:
@@ -165,6 +194,10 @@ def predict(cfg: RunConfig, model_dir: str | Path) -> pd.DataFrame:
     model = NeuralEstimator.load(model_dir)
     panel = load_panel(cfg)
     forecast = model.predict(panel, model.config.evaluation.horizon)
+    widths = intervals.load(Path(model_dir))
+    if not widths:
+        log.warning("%s holds no forecast ranges (saved by an older version): units_lo/units_hi are empty", model_dir)
+    forecast = intervals.with_range(forecast, panel.has_history[forecast.item_index], widths)
     frame = forecast_frame(panel, [forecast], cfg.neural.trend_window, cfg.output.trend_threshold)
     if export_path:
         write_csv_atomic(frame, export_path)
@@ -199,7 +232,7 @@ def _log_table(table: pd.DataFrame, path: Path) -> None:
 
 def format_summary(summary: pd.DataFrame) -> str:
     """The backtest table as a person reads it: per group, best first."""
-    cols = ["group", "model", *METRICS, "fit_seconds"]
+    cols = ["group", "model", *METRICS, "coverage", "interval_width", "fit_seconds"]
     shown = summary[cols].sort_values(["group", "wape"], kind="stable")
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 

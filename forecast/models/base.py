@@ -33,6 +33,8 @@ class Prediction:
     units: np.ndarray  # [m, horizon]
     price: np.ndarray | None = None  # [m, horizon]
     trend: np.ndarray | None = None  # [m, horizon] seasonal trend of units (see forecast.trends)
+    lower: np.ndarray | None = None  # [m, horizon] forecast range, set from the backtest (forecast.intervals)
+    upper: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
@@ -42,7 +44,7 @@ class Prediction:
         """Only the rows where mask is true."""
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
         return Prediction(self.model, self.item_index[mask], self.start[mask], self.units[mask],
-                        pick(self.price), pick(self.trend))
+                          pick(self.price), pick(self.trend), pick(self.lower), pick(self.upper))
 
 
 class Model(Protocol):
