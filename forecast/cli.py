@@ -201,10 +201,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             from tempfile import TemporaryDirectory
 
+            from forecast import serving
             from forecast.tracking import download_model
 
             with TemporaryDirectory() as tmp:
-                predict(cfg, download_model(args.model_uri, Path(tmp)))
+                predict(cfg, download_model(args.model_uri, Path(tmp), serving.__name__))
     elif args.verb == "tune":
         from forecast.tuning import tune
 

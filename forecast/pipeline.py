@@ -170,7 +170,8 @@ def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel
     example = serving.example_input(*data_paths(cfg))
     output = forecast_frame(panel, [prediction], cfg.neural.trend_window, cfg.output.trend_threshold).head(5)
     with tracking.in_run(run_id):
-        uri = tracking.log_pyfunc_model(model_dir, example, output, cfg.tracking.register)
+        uri = tracking.log_pyfunc_model(model_dir, serving.__name__, example, serving.REQUIRED_INPUTS, output,
+                                        serving.requirements(), cfg.tracking.register)
     log.info("logged %s as an MLflow model; reuse it with: python -m forecast predict --model %s%s",
              prediction.model, uri, f" (registered as {cfg.tracking.register})" if cfg.tracking.register else "")
 

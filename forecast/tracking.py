@@ -11,7 +11,7 @@ after the model, with a ``model`` param and the same metric keys in every child
 (``history/wape``, ``new/mase``, ``history/coverage``, ...; per-horizon-step curves as
 ``history/wape_by_step`` with the step as MLflow's step), so the runs table, the compare view
 and the charts put models side by side. A refit neural model is logged to its child run
-as an MLflow pyfunc model (:mod:`forecast.serving`). The experiment is tagged as model
+as an MLflow pyfunc model (built by :mod:`forecast.serving`). The experiment is tagged as model
 development, so the UI opens on training runs rather than GenAI traces. A run that dies is
 marked FAILED, one that is interrupted KILLED — never left RUNNING.
 """
@@ -235,28 +235,25 @@ def in_run(run_id: str) -> Iterator[None]:
         yield
 
 
-def log_pyfunc_model(model_dir: Path, input_example: pd.DataFrame, output_example: pd.DataFrame,
-                     register: str | None = None) -> str:
-    """Log a saved neural model to the active run as an MLflow pyfunc model (``runs:/<id>/model``):
-    its folder (safetensors weights, config, metadata, ranges) as the model's data, loaded by
-    :mod:`forecast.serving` (a loader module: nothing is pickled), a signature of the long input
-    table and the export it returns, and an input example. ``register`` also registers it in
-    the model registry under that name. Returns the model's URI."""
+def log_pyfunc_model(model_dir: Path, loader_module: str, input_example: pd.DataFrame, required: tuple[str, ...],
+                     output_example: pd.DataFrame, pip_requirements: list[str], register: str | None = None) -> str:
+    """Log a saved model to the active run as an MLflow pyfunc model (``runs:/<id>/model``): its
+    folder as the model's data, loaded by ``loader_module`` (nothing is pickled), a signature of
+    text input columns (only ``required`` ones required) and of the output, and an input example.
+    ``register`` also registers it in the model registry under that name. Returns its URI."""
     import mlflow
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
-    from forecast import serving
-
-    inputs = Schema([ColSpec("string", c, required=c in serving.REQUIRED_INPUTS) for c in input_example.columns])
+    inputs = Schema([ColSpec("string", c, required=c in required) for c in input_example.columns])
     outputs = infer_signature(output_example).inputs
-    mlflow.pyfunc.log_model(name=MODEL_PATH, loader_module=serving.__name__, data_path=str(model_dir),
+    mlflow.pyfunc.log_model(name=MODEL_PATH, loader_module=loader_module, data_path=str(model_dir),
                             signature=ModelSignature(inputs, outputs), input_example=input_example,
-                            registered_model_name=register, pip_requirements=serving.requirements())
+                            registered_model_name=register, pip_requirements=pip_requirements)
     return f"runs:/{active_run_id()}/{MODEL_PATH}"
 
 
-def download_model(uri: str, destination: Path) -> Path:
+def download_model(uri: str, destination: Path, loader_module: str) -> Path:
     """The saved-model folder inside a logged pyfunc model (``runs:/<id>/model``,
     ``models:/<name>/<version>``), downloaded under ``destination``."""
     import mlflow
@@ -270,7 +267,7 @@ def download_model(uri: str, destination: Path) -> Path:
     except Exception as err:  # MlflowException, OSError: an unknown run, model or store
         raise ForecastError(f"--model {uri}: cannot load it from {resolve_uri(TrackingConfig())} "
                             f"({str(err).splitlines()[0]})") from None
-    if flavor.get("loader_module") != "forecast.serving" or "data" not in flavor:
+    if flavor.get("loader_module") != loader_module or "data" not in flavor:
         raise ForecastError(f"--model {uri}: not a model logged by forecast fit")
     return local / flavor["data"]
 
