@@ -68,6 +68,22 @@ OURS = {
 VISUELLE_NEW_SHARE = 0.15  # reported: the latest 15% of launches
 VISUELLE_VALIDATION_SHARE = 0.15  # validation: the 15% of launches before those
 MEAN_LAUNCH_CURVE = "mean launch curve"
+# What the tables call each model: a peer by its library and model, ours by package and model.
+LABELS = {
+    "autoets": "statsforecast AutoETS", "autotheta": "statsforecast AutoTheta", "croston": "statsforecast Croston",
+    "adida": "statsforecast ADIDA", "imapa": "statsforecast IMAPA", "lgbm": "LightGBM",
+    "lgbm_new_onehot": "LightGBM on attribute one-hots", "lgbm_new_text": "LightGBM on text embeddings",
+    "ridge_new_text": "scikit-learn Ridge on text embeddings", "tft": "pytorch-forecasting TFT",
+    "deepar": "pytorch-forecasting DeepAR", "seasonal_naive": "forecast seasonal naive",
+    "moving_average": "forecast moving average", "ets": "forecast ETS (statsmodels)",
+    "theta": "forecast Theta (statsmodels)", "knn": "forecast description-kNN", "fusion": "forecast fusion",
+    "sequence": "forecast sequence (no text)", "text": "forecast text only",
+}
+
+
+def label(model: str) -> str:
+    """The name a table shows for a model key (the key itself when it has no label)."""
+    return LABELS.get(model, model)
 LITERATURE = [{"dataset": "visuelle", "model": "GTM-Transformer (published)", "group": NEW, "wape": 0.55,
                "source": "literature: Skenderi et al. 2021, official split, text+image+Google Trends; not measured here"}]
 
@@ -382,7 +398,7 @@ def targets(table: pd.DataFrame, scaling: list[dict]) -> list[dict]:
         fusion, rival = model(dataset, group, "fusion"), best(dataset, group, peer)
         if fusion is not None and rival is not None:
             out.append(_target(f"{dataset} {group}: {fusion.model} WAPE <= {factor:.2f} x best peer", fusion.wape,
-                               factor * rival.wape, f"best peer {rival.model} {rival.wape:.3f}"))
+                               factor * rival.wape, f"best peer {label(rival.model)} {rival.wape:.3f}"))
     curve, fusion = model("visuelle", NEW, MEAN_LAUNCH_CURVE), model("visuelle", NEW, "fusion")
     if curve is not None and fusion is not None:
         out.append(_target(f"visuelle new: {fusion.model} below the mean launch curve", fusion.wape, curve.wape,
@@ -413,6 +429,7 @@ def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scalin
                  meta: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = pooled(summary)
+    table.insert(table.columns.get_loc("model") + 1, "label", table["model"].map(label))
     goals = targets(table, scaling) if meta["split"] == "reported" else []
     suffix = "" if meta["split"] == "reported" else "_validation"
     payload = {"meta": meta, "pooled": table.to_dict("records"), "rows": summary.to_dict("records"),
@@ -432,7 +449,7 @@ def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scalin
                   "| peak RSS MB |", "|---|---|---|" + "---|" * len(seeds) + "---|---|---|---|---|---|"]
         for r in part.sort_values("wape").to_dict("records"):
             per = " | ".join(_f(r.get(f"wape_seed{s}")) for s in seeds)
-            lines.append(f"| {r['model']} | {r['source']} | {_f(r['wape'])} | {per} | {_f(r['mae'])} | "
+            lines.append(f"| {r['label']} | {r['source']} | {_f(r['wape'])} | {per} | {_f(r['mae'])} | "
                          f"{_f(r['mase'])} | {_f(r['bias'])} | {_f(r['coverage'])} | {_f(r.get('seconds'), 0)} | "
                          f"{_f(r.get('peak_rss_mb'), 0)} |")
         lines += ["", *per_origin_lines(summary, dataset, group), ""]
@@ -468,7 +485,7 @@ def per_origin_lines(summary: pd.DataFrame, dataset: str, group: str) -> list[st
     table = table.loc[table.mean(axis=1).sort_values().index]
     lines = ["WAPE per origin (cut-off date, mean over seeds):", "",
              "| model | " + " | ".join(table.columns) + " |", "|---|" + "---|" * len(table.columns)]
-    lines += [f"| {m} | " + " | ".join(_f(v) for v in row) + " |" for m, row in zip(table.index, table.to_numpy())]
+    lines += [f"| {label(m)} | " + " | ".join(_f(v) for v in row) + " |" for m, row in zip(table.index, table.to_numpy())]
     return lines
 
 

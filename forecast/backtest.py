@@ -23,6 +23,7 @@ import pandas as pd
 from forecast.config import EvalConfig
 from forecast.data.panel import Panel
 from forecast.errors import DataError
+from forecast.intervals import half_widths, leave_one_fold_out
 from forecast.models.base import HISTORY, NEW, Model, Prediction, variant_name
 from forecast.metrics import METRICS, mase_scale, score, score_by_step
 
@@ -56,9 +57,16 @@ class FoldResult:
 
 @dataclass
 class BacktestResult:
-    table: pd.DataFrame  # model, group, step (0 = all steps), metrics, n, fit_seconds
+    table: pd.DataFrame  # model, group, step (0 = all steps), metrics, coverage, interval_width, n, fit_seconds
     folds: list[FoldResult]
     cutoffs_dates: list[pd.Timestamp]
+    interval: float = 0.8  # nominal coverage of the ranges scored in the table
+
+    def half_widths(self, model: str) -> dict[str, np.ndarray]:
+        """Per group the model was scored on, the per-step half-widths of its forecast range,
+        calibrated on every fold's errors (forecast.intervals)."""
+        return {group: half_widths(*_pairs(self.folds, model, group), self.interval)
+                for group in (HISTORY, NEW) if _pairs(self.folds, model, group)[0]}
 
     def summary(self) -> pd.DataFrame:
         """Pooled metrics over all folds and steps, one row per model and group."""
@@ -131,11 +139,17 @@ def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: E
         base, label = variant_name(name)
         if label is not None:
             timings[name] = timings[base]  # a variant costs its model's fit
-    table = _score_table(folds, timings)
-    return BacktestResult(table, folds, [panel.dates[c] for c in cutoffs])
+    table = _score_table(folds, timings, cfg.interval)
+    return BacktestResult(table, folds, [panel.dates[c] for c in cutoffs], cfg.interval)
 
 
-def _score_table(folds: list[FoldResult], timings: dict[str, float]) -> pd.DataFrame:
+def _pairs(folds: list[FoldResult], model: str, group: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(truth, forecast) per fold in which ``model`` forecast ``group``."""
+    scored = [f for f in folds if group in f.forecasts.get(model, {}) and f.truth[group].size]
+    return [f.truth[group] for f in scored], [f.forecasts[model][group] for f in scored]
+
+
+def _score_table(folds: list[FoldResult], timings: dict[str, float], interval: float) -> pd.DataFrame:
     records = []
     for name in timings:
         for group in (HISTORY, NEW):
@@ -147,8 +161,10 @@ def _score_table(folds: list[FoldResult], timings: dict[str, float]) -> pd.DataF
             if truth.size == 0:
                 continue
             base = {"model": name, "group": group, "fit_seconds": round(timings[name], 2)}
-            records.append(base | {"step": 0} | score(truth, pred, scale))
+            coverage, width = leave_one_fold_out(*_pairs(folds, name, group), interval)
+            records.append(base | {"step": 0, "coverage": coverage, "interval_width": width}
+                           | score(truth, pred, scale))
             for h, metrics in enumerate(score_by_step(truth, pred, scale), 1):
                 records.append(base | {"step": h} | metrics)
-    columns = ["model", "group", "step", *METRICS, "n", "fit_seconds"]
+    columns = ["model", "group", "step", *METRICS, "coverage", "interval_width", "n", "fit_seconds"]
     return pd.DataFrame.from_records(records, columns=columns)

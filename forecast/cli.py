@@ -65,11 +65,14 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--folds", type=int, help="rolling-origin backtest folds (default 3)")
     task.add_argument("--step", type=int, help="periods between backtest origins (default 4)")
     task.add_argument("--seed", type=int, help="random seed (default 0)")
+    task.add_argument("--interval", type=float, help="coverage of the forecast range units_lo..units_hi "
+                      "(default 0.8: an 80%% range)")
     run = parser.add_argument_group("tracking")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite under ./mlruns)")
     run.add_argument("--experiment", help="MLflow experiment name (default 'forecast')")
     run.add_argument("--run-name", help="MLflow run name")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    run.add_argument("--no-progress", action="store_true",
+                     help="one log line per step instead of progress bars (the default when stderr is not a terminal)")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -93,12 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
     fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
     fit.add_argument("--checkpoint-dir", help="where neural models are saved (default checkpoints/)")
+    fit.add_argument("--register", help="register the refit neural model in the MLflow model registry under this name")
     fit.add_argument("--resume", action="store_true",
                      help="continue a killed fit of the same config and data from its last checkpoints")
 
     predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining")
     _data_options(predict)
-    predict.add_argument("--model-dir", required=True, help="folder written by fit (printed at its end)")
+    saved = predict.add_mutually_exclusive_group(required=True)
+    saved.add_argument("--model-dir", help="folder written by fit (printed at its end)")
+    saved.add_argument("--model", dest="model_uri", help="MLflow model logged by fit: runs:/<run id>/model or "
+                       "models:/<registered name>/<version> (from $MLFLOW_TRACKING_URI or ./mlruns)")
     predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's)")
     predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
 
@@ -142,6 +149,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "date_format": "data.date_format",
         "horizon": "evaluation.horizon", "folds": "evaluation.folds",
         "step": "evaluation.step", "seed": "seed", "tracking_uri": "tracking.uri",
+        "interval": "evaluation.interval", "register": "tracking.register",
         "experiment": "tracking.experiment", "run_name": "tracking.run_name", "model": "output.model",
         "export": "output.export", "checkpoint_dir": "output.checkpoint_dir", "text_mode": "neural.text_mode",
         "text_encoder": "neural.text_encoder", "max_epochs": "train.max_epochs",
@@ -152,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             overrides[key] = value
     if getattr(args, "covariates", None):
         overrides["data.covariates"] = [c.strip() for c in args.covariates.split(",") if c.strip()]
-    if getattr(args, "no_progress", False):
+    if getattr(args, "no_progress", False) or not sys.stderr.isatty():
         overrides["train.progress"] = False
     if getattr(args, "models", None):
         names = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -185,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
 
         return launch_ui(args.tracking_uri, args.port)
     cfg = config_from_args(args)
+    if not cfg.train.progress:  # also the text encoder's "Loading weights" and MLflow's download bars
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if args.verb == "fit":
         from forecast.pipeline import fit
 
@@ -192,7 +203,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "predict":
         from forecast.pipeline import predict
 
-        predict(cfg, args.model_dir, args.horizon)
+        if args.model_dir:
+            predict(cfg, args.model_dir, args.horizon)
+        else:
+            from tempfile import TemporaryDirectory
+
+            from forecast import serving
+            from forecast.tracking import download_model
+
+            with TemporaryDirectory() as tmp:
+                predict(cfg, download_model(args.model_uri, Path(tmp), serving.__name__), args.horizon)
     elif args.verb == "tune":
         from forecast.tuning import tune
 

@@ -41,6 +41,7 @@ class EvalConfig:
     folds: int = 3  # rolling origins; the last one is the holdout of the final H periods
     step: int = 4  # periods between consecutive origins
     season_length: int | None = None  # inferred from the frequency (52 for weekly)
+    interval: float = 0.8  # forecast range (units_lo, units_hi): its nominal coverage (forecast.intervals)
 
 
 @dataclass
@@ -116,8 +117,9 @@ class TrackingConfig:
 
     uri: str | None = None
     experiment: str = "forecast"
-    run_name: str | None = None
+    run_name: str | None = None  # None: named after what the run did, e.g. "fit sales.csv h12"
     plot_items: int = 12
+    register: str | None = None  # model registry name the refit neural model is registered under
 
 
 @dataclass
@@ -153,6 +155,8 @@ class RunConfig:
         for name in ("horizon", "folds", "step"):
             if getattr(ev, name) <= 0:
                 raise ConfigError(f"evaluation.{name} must be a positive integer, got {getattr(ev, name)}")
+        if not 0 < ev.interval < 1:
+            raise ConfigError(f"evaluation.interval must lie between 0 and 1 (e.g. 0.8), got {ev.interval}")
         if self.output.model is not None and self.output.model not in self.models:
             raise ConfigError(
                 f"--model {self.output.model!r} is not among the fitted models ({', '.join(self.models)})"

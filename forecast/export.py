@@ -24,7 +24,9 @@ from forecast.errors import ForecastError
 from forecast.models.base import Prediction
 from forecast.trends import trend_columns
 
-EXPORT_COLUMNS = ["item_id", "date", "model", "units", "price", "trend", "trend_direction", "description"]
+EXPORT_COLUMNS = ["item_id", "date", "model", "units", "units_lo", "units_hi", "price", "trend", "trend_direction",
+                  "description"]
+DECIMALS = 2  # units, their range, price and trend in the export: what a planner orders or reads, not 0.0002
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a spreadsheet may evaluate
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number in a text cell is not a formula
 
@@ -73,7 +75,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            neutralise_formulas(frame).to_csv(handle, index=False, float_format="%.4f")
+            neutralise_formulas(frame).to_csv(handle, index=False)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
@@ -124,14 +126,20 @@ def _one_model(panel: Panel, forecast: Prediction, trend_window: int, threshold:
     periods = forecast.start[:, None] + np.arange(h)[None, :]
     dates = panel.date_at(periods.ravel())
     trend, direction = trend_columns(panel, forecast, trend_window, threshold)
-    price = forecast.price if forecast.price is not None else np.full((m, h), np.nan)
+    missing = np.full((m, h), np.nan)
+    price = forecast.price if forecast.price is not None else missing
+    lower = forecast.lower if forecast.lower is not None else missing
+    upper = forecast.upper if forecast.upper is not None else missing
+    rounded = lambda values: np.round(np.asarray(values, dtype=float), DECIMALS).ravel()  # noqa: E731
     return pd.DataFrame({
         "item_id": np.repeat(panel.item_ids[forecast.item_index], h),
         "date": dates.strftime("%Y-%m-%d"),
         "model": forecast.model,
-        "units": forecast.units.ravel(),
-        "price": price.ravel(),
-        "trend": trend.ravel(),
+        "units": rounded(forecast.units),
+        "units_lo": rounded(lower),
+        "units_hi": rounded(upper),
+        "price": rounded(price),
+        "trend": rounded(trend),
         "trend_direction": direction.ravel(),
         "description": np.repeat(panel.products["description"].to_numpy()[forecast.item_index], h),
     })[(periods < panel.end[forecast.item_index][:, None]).ravel()]  # nothing past a series' end

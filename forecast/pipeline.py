@@ -2,7 +2,8 @@
 
 ``fit``: read and validate the tables -> panel -> backtest every model on the same
 origins -> pick the best model per item group (or the one asked for) -> refit it
-on all the data -> export the future forecast -> log it all to one MLflow run.
+on all the data -> export the future forecast with its range -> log it all to one MLflow
+run, with a child run per model (a refit neural model logged there as an MLflow model).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
 from forecast.data.contract import input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
+from forecast import intervals
 from forecast.errors import ConfigError, DataError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
@@ -169,7 +171,7 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
     if resume and not workdir.is_dir():
         log.warning("--resume: no interrupted fit with this configuration and data in %s; starting afresh", workdir)
     tracking.mark_abandoned_runs(cfg.tracking)
-    with tracking.tracked_run(cfg, "fit") as run_id:
+    with tracking.tracked_run(cfg, "fit", data_paths(cfg)[0]) as run_id:
         if resume:
             tracking.set_tags({"forecast.resumed": "true"})
         result = fit_in_run(cfg, panel, run_id, export_path, workdir, resume)
@@ -187,7 +189,7 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
         _log_data_summary(panel)
         factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
         backtest = run_backtest(panel, factories, cfg.evaluation)
-        tracking.log_backtest(backtest.table)
+        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval)
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
@@ -197,21 +199,27 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
     chosen = choose_models(cfg, backtest, panel)
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
+    _log_chosen_metrics(backtest, chosen)
     forecasts, model_dirs = [], {}
     for base in dict.fromkeys(variant_name(m)[0] for m in chosen.values()):
-        logger = tracking.mlflow_logger(cfg, run_id, prefix=base) if base in registry.NEURAL else None
+        logger = tracking.mlflow_logger(cfg, model_runs[base]) if base in registry.NEURAL else None
         model = registry.build(base, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
         prediction = model.predict(panel, cfg.evaluation.horizon)
+        widths = {}
         for group, name in chosen.items():
             stem, label = variant_name(name)
-            if stem == base:
-                forecasts.append(_for_groups(panel, prediction.variant(label), [group]))
-                if label:
-                    model.use_variant(label)  # the saved model forecasts as the backtest chose
+            if stem != base:
+                continue
+            if label:
+                model.use_variant(label)  # the saved model forecasts as the backtest chose
+            widths.update({g: w for g, w in backtest.half_widths(name).items() if g == group})
+            ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index], widths)
+            forecasts.append(_for_groups(panel, ranged, [group]))
         if hasattr(model, "save"):
             model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
-            log.info("saved %s; reuse it with: python -m forecast predict --model-dir %s", base, model_dirs[base])
+            intervals.save(model_dirs[base], cfg.evaluation.interval, widths)
+            _log_served_model(cfg, model_runs[base], model_dirs[base], panel, forecasts[-1])
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
     if export_path:
@@ -219,6 +227,30 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
         tracking.log_file(export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return FitResult(run_id, backtest, chosen, frame, export_path, model_dirs)
+
+
+def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction) -> None:
+    """The saved model as an MLflow pyfunc model in its child run (registered with --register)."""
+    from forecast import serving, tracking
+
+    example = serving.example_input(*data_paths(cfg))
+    output = forecast_frame(panel, [prediction], cfg.neural.trend_window, cfg.output.trend_threshold).head(5)
+    with tracking.in_run(run_id):
+        uri = tracking.log_pyfunc_model(model_dir, serving.__name__, example, serving.REQUIRED_INPUTS, output,
+                                        serving.requirements(), cfg.tracking.register)
+    log.info("logged %s as an MLflow model; reuse it with: python -m forecast predict --model %s%s",
+             prediction.model, uri, f" (registered as {cfg.tracking.register})" if cfg.tracking.register else "")
+
+
+def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> None:
+    """The parent run's headline: each group's chosen model's backtest metrics, e.g. ``history/wape``."""
+    from forecast import tracking
+
+    summary = backtest.summary().set_index(["model", "group"])
+    tracking.log_metrics({f"{group}/{metric}": float(summary.loc[(model, group), metric])
+                          for group, model in chosen.items() if (model, group) in summary.index
+                          for metric in (*METRICS, "coverage", "interval_width")
+                          if np.isfinite(summary.loc[(model, group), metric])})
 
 
 def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -> pd.DataFrame:
@@ -238,6 +270,10 @@ def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -
                         f"was trained on {model.freq} periods; aggregate the sales to {model.freq} (or give "
                         f"--freq {model.freq}), or fit a model on this data")
     forecast = model.predict(panel, horizon)
+    widths = intervals.load(Path(model_dir))
+    if not widths:
+        log.warning("%s holds no forecast ranges (saved by an older version): units_lo/units_hi are empty", model_dir)
+    forecast = intervals.with_range(forecast, panel.has_history[forecast.item_index], widths)
     frame = forecast_frame(panel, [forecast], cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
     if export_path:
@@ -273,7 +309,7 @@ def _log_table(table: pd.DataFrame, path: Path) -> None:
 
 def format_summary(summary: pd.DataFrame) -> str:
     """The backtest table as a person reads it: per group, best first."""
-    cols = ["group", "model", *METRICS, "fit_seconds"]
+    cols = ["group", "model", *METRICS, "coverage", "interval_width", "fit_seconds"]
     shown = summary[cols].sort_values(["group", "wape"], kind="stable")
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
@@ -330,7 +366,7 @@ def _log_trends(cfg: RunConfig, report: Path, chart: Path) -> None:
 
     if not (cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")):
         return
-    with tracking.tracked_run(cfg, "trends") as run_id:
+    with tracking.tracked_run(cfg, "trends", data_paths(cfg)[0]) as run_id:
         tracking.log_file(report)
         tracking.log_file(chart)
     log.info("logged the trend report and chart to MLflow run %s", run_id)

@@ -4,11 +4,16 @@ through the functions here; Lightning's ``MLFlowLogger`` writes training curves 
 
 Default store: ``sqlite:///mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts``
 (MLflow 3 refuses a plain file store), overridable by ``--tracking-uri`` or
-``$MLFLOW_TRACKING_URI``. One ``fit`` is one run. Metric keys are
-``<model>/<group>/<metric>`` (e.g. ``ets/history/wape``) so the UI's compare view
-lines models up; per-horizon-step curves are logged as ``.../wape_by_step`` with
-the step as MLflow's step. A run that dies is marked FAILED, one that is
-interrupted KILLED — never left RUNNING.
+``$MLFLOW_TRACKING_URI``. One ``fit`` (or ``tune``) is one parent run named after what it
+did (``fit sales.csv h12``) holding the overview: config, backtest table, plots, export, the
+model chosen per group. Every model of the backtest gets a child run nested in it, named
+after the model, with a ``model`` param and the same metric keys in every child
+(``history/wape``, ``new/mase``, ``history/coverage``, ...; per-horizon-step curves as
+``history/wape_by_step`` with the step as MLflow's step), so the runs table, the compare view
+and the charts put models side by side. A refit neural model is logged to its child run
+as an MLflow pyfunc model (built by :mod:`forecast.serving`). The experiment is tagged as model
+development, so the UI opens on training runs rather than GenAI traces. A run that dies is
+marked FAILED, one that is interrupted KILLED — never left RUNNING.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ import numpy as np
 import pandas as pd
 
 from forecast.config import RunConfig, TrackingConfig
-from forecast.errors import ConfigError
+from forecast.errors import ConfigError, ForecastError
 from forecast.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path("mlruns")
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's "Model training" view
+MODEL_PATH = "model"  # a child run's logged model: runs:/<run id>/model
 
 
 def resolve_uri(cfg: TrackingConfig) -> str:
@@ -104,18 +111,26 @@ def flatten(data: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
+def run_name(cfg: RunConfig, verb: str, sales: str) -> str:
+    """``--run-name``, else what the run did: ``fit sales.csv h12``."""
+    return cfg.tracking.run_name or f"{verb} {Path(sales).name} h{cfg.evaluation.horizon}"
+
+
 @contextmanager
-def tracked_run(cfg: RunConfig, verb: str) -> Iterator[str]:
+def tracked_run(cfg: RunConfig, verb: str, sales: str) -> Iterator[str]:
     """An MLflow run for the duration of the block; yields its run id. Its experiment becomes the
-    active one, so runs nested in it (tuning trials) land beside it."""
+    active one, so runs nested in it (models, tuning trials) land beside it."""
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     quiet_mlflow()
     uri = resolve_uri(cfg.tracking)
     mlflow.set_tracking_uri(uri)
     experiment = _experiment_id(cfg.tracking.experiment, uri)
     mlflow.set_experiment(experiment_id=experiment)
-    run = mlflow.start_run(experiment_id=experiment, run_name=cfg.tracking.run_name,
+    for key, value in EXPERIMENT_KIND.items():
+        MlflowClient().set_experiment_tag(experiment, key, value)
+    run = mlflow.start_run(experiment_id=experiment, run_name=run_name(cfg, verb, sales),
                            tags={"forecast.verb": verb, "forecast.pid": str(os.getpid()),
                                  "forecast.host": socket.gethostname()})
     run_id = run.info.run_id
@@ -175,23 +190,90 @@ def mlflow_logger(cfg: RunConfig, run_id: str, prefix: str = ""):
                         experiment_name=cfg.tracking.experiment)
 
 
-def log_backtest(table: pd.DataFrame) -> None:
-    """Every model's pooled metrics, and per-step WAPE curves, into the active run."""
+INTERVAL_METRICS = ("coverage", "interval_width")  # the forecast range's backtest quality (forecast.intervals)
+
+
+def log_model_runs(table: pd.DataFrame, interval: float) -> dict[str, str]:
+    """One finished child run of the active run per model of the backtest table, holding that
+    model's metrics under the same keys as every other child; returns {model: run id}."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    client, parent = MlflowClient(), mlflow.active_run()
+    now, runs = int(time.time() * 1000), {}
+    for model, part in table.groupby("model", sort=False):
+        run = client.create_run(parent.info.experiment_id, run_name=model,
+                                tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, "forecast.model": model})
+        metrics = [Metric(key, value, now, step) for key, value, step in _model_metrics(part)]
+        client.log_batch(run.info.run_id, metrics=metrics,
+                         params=[Param("model", model), Param("evaluation.interval", str(interval))])
+        client.set_terminated(run.info.run_id)
+        runs[model] = run.info.run_id
+    return runs
+
+
+def _model_metrics(part: pd.DataFrame) -> Iterator[tuple[str, float, int]]:
+    """(key, value, step) of one model's rows of the backtest table: pooled metrics at step 0,
+    the per-step WAPE as the steps of ``<group>/wape_by_step``."""
+    for row in part.itertuples(index=False):
+        if row.step == 0:
+            for name in (*METRICS, *INTERVAL_METRICS):
+                value = getattr(row, name)
+                if np.isfinite(value):
+                    yield f"{row.group}/{name}", float(value), 0
+        elif np.isfinite(row.wape):
+            yield f"{row.group}/wape_by_step", float(row.wape), int(row.step)
+    yield "fit_seconds", float(part["fit_seconds"].iloc[0]), 0
+
+
+@contextmanager
+def in_run(run_id: str) -> Iterator[None]:
+    """Reopen a (child) run as the active one for the block, e.g. to log a model into it."""
     import mlflow
 
-    metrics = {}
-    for row in table.itertuples(index=False):
-        for name in METRICS:
-            value = getattr(row, name)
-            if not np.isfinite(value):
-                continue
-            if row.step == 0:
-                metrics[f"{row.model}/{row.group}/{name}"] = float(value)
-            elif name == "wape":
-                mlflow.log_metric(f"{row.model}/{row.group}/wape_by_step", float(value), step=int(row.step))
-        if row.step == 0:
-            metrics[f"{row.model}/fit_seconds"] = float(row.fit_seconds)
-    mlflow.log_metrics(metrics)
+    with mlflow.start_run(run_id=run_id, nested=True):
+        yield
+
+
+def log_pyfunc_model(model_dir: Path, loader_module: str, input_example: pd.DataFrame, required: tuple[str, ...],
+                     output_example: pd.DataFrame, pip_requirements: list[str], register: str | None = None) -> str:
+    """Log a saved model to the active run as an MLflow pyfunc model (``runs:/<id>/model``): its
+    folder as the model's data, loaded by ``loader_module`` (nothing is pickled), a signature of
+    text input columns (only ``required`` ones required) and of the output, and an input example.
+    ``register`` also registers it in the model registry under that name. Returns its URI."""
+    import mlflow
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec("string", c, required=c in required) for c in input_example.columns])
+    outputs = infer_signature(output_example).inputs
+    mlflow.pyfunc.log_model(name=MODEL_PATH, loader_module=loader_module, data_path=str(model_dir),
+                            signature=ModelSignature(inputs, outputs), input_example=input_example,
+                            registered_model_name=register, pip_requirements=pip_requirements)
+    return f"runs:/{active_run_id()}/{MODEL_PATH}"
+
+
+def download_model(uri: str, destination: Path, loader_module: str) -> Path:
+    """The saved-model folder inside a logged pyfunc model (``runs:/<id>/model``,
+    ``models:/<name>/<version>``), downloaded under ``destination``."""
+    import mlflow
+    from mlflow.models import Model
+
+    quiet_mlflow()
+    mlflow.set_tracking_uri(resolve_uri(TrackingConfig()))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
+        flavor = Model.load(str(local)).flavors.get("python_function", {})
+    except Exception as err:  # MlflowException, OSError: an unknown run, model or store
+        raise ForecastError(f"--model {uri}: cannot load it from {resolve_uri(TrackingConfig())} "
+                            f"({str(err).splitlines()[0]})") from None
+    if flavor.get("loader_module") != loader_module or "data" not in flavor:
+        raise ForecastError(f"--model {uri}: not a model logged by forecast fit")
+    return local / flavor["data"]
 
 
 def log_file(path: str | Path, folder: str | None = None) -> None:

@@ -137,7 +137,7 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     study = open_study(study_name, storage)
     tracking.mark_abandoned_runs(cfg.tracking)
 
-    with tracking.tracked_run(cfg, "tune") as parent_id:
+    with tracking.tracked_run(cfg, "tune", pipeline.data_paths(cfg)[0]) as parent_id:
         tracking.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
         todo = trials - finished_trials(study)
         if todo > 0:

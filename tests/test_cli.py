@@ -13,14 +13,6 @@ from forecast.cli import build_parser, main
 FAST = ["--horizon", "6", "--folds", "2", "--step", "6", "--max-epochs", "2", "--no-progress", "--seed", "0"]
 
 
-def run_metrics(db: Path) -> tuple[list[tuple], dict[str, float], set[str]]:
-    with sqlite3.connect(db, timeout=60) as con:
-        runs = con.execute("select run_uuid, status from runs").fetchall()
-        metrics = dict(con.execute("select key, value from latest_metrics"))
-        params = {k for (k,) in con.execute("select key from params")}
-    return runs, metrics, params
-
-
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory, synthetic_csv):
     """One fit with fusion + baselines on the synthetic data, shared by the tests below."""
@@ -33,7 +25,8 @@ def fitted(tmp_path_factory, synthetic_csv):
     try:
         sales, products = synthetic_csv
         code = main(["fit", "--sales", sales, "--products", products, "--models",
-                     "seasonal_naive,moving_average,theta,knn,fusion", *FAST])
+                     "seasonal_naive,moving_average,theta,knn,fusion", "--model", "fusion", "--register", "demand",
+                     *FAST])
     finally:
         os.chdir(old)
     assert code == 0
@@ -43,8 +36,8 @@ def fitted(tmp_path_factory, synthetic_csv):
 def test_fit_exports_every_product_with_the_promised_columns(fitted):
     folder, _, products = fitted
     export = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
-    assert list(export.columns) == ["item_id", "date", "model", "units", "price", "trend", "trend_direction",
-                                    "description"]
+    assert list(export.columns) == ["item_id", "date", "model", "units", "units_lo", "units_hi", "price", "trend",
+                                    "trend_direction", "description"]
     catalogue = pd.read_csv(products, dtype={"item_id": str})
     assert set(export["item_id"]) == set(catalogue["item_id"])
     assert (export.groupby("item_id").size() == 6).all()
@@ -57,26 +50,106 @@ def test_fit_exports_every_product_with_the_promised_columns(fitted):
     assert set(export["trend_direction"]) <= {"rising", "falling", "flat", "new"}
 
 
-def test_fit_records_one_finished_run_with_every_models_metrics(fitted):
-    folder, _, _ = fitted
-    runs, metrics, params = run_metrics(folder / "mlruns" / "mlflow.db")
-    assert [status for _, status in runs] == ["FINISHED"]
+def mlflow_runs(folder: Path) -> tuple[object, list, dict[str, object]]:
+    """(experiment, parent runs, {model: child run}) of the store under folder/mlruns."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("forecast")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = {r.data.params["model"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    return experiment, parents, children
+
+
+def test_fit_records_a_parent_run_and_one_child_run_per_model_with_the_same_keys(fitted):
+    folder, sales, _ = fitted
+    experiment, parents, children = mlflow_runs(folder)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    [parent] = parents
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name == f"fit {Path(sales).name} h6"
+    # fusion's average-description forecast of new products is a candidate of its own (a prediction variant)
+    assert set(children) == {"seasonal_naive", "moving_average", "theta", "knn", "fusion", "fusion:average_text_new"}
+    for model, child in children.items():
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id and child.info.run_name == model
+        assert child.info.status == "FINISHED"
     for model in ("seasonal_naive", "moving_average", "theta", "fusion"):
-        assert f"{model}/history/wape" in metrics
-        assert f"{model}/history/mase" in metrics
-    assert "knn/new/wape" in metrics and "fusion/new/wape" in metrics
-    assert any(k.startswith("fusion") and "train/loss" in k for k in metrics)  # Lightning curves in the same run
-    assert "evaluation.horizon" in params
+        keys = set(children[model].data.metrics)
+        assert {"history/wape", "history/mase", "history/coverage", "history/interval_width",
+                "history/wape_by_step"} <= keys
+    assert "new/wape" in set(children["knn"].data.metrics) & set(children["fusion"].data.metrics)
+    assert any("train/loss" in k for k in children["fusion"].data.metrics)  # Lightning's curves in its child
+    assert parent.data.tags["forecast.model.history"] == "fusion" and "history/wape" in parent.data.metrics
+    assert "evaluation.horizon" in parent.data.params
     artifacts = {p.name for p in (folder / "mlruns" / "artifacts").rglob("*") if p.is_file()}
     assert {"forecast.csv", "backtest.csv", "forecast_vs_actual.png", "config.yaml"} <= artifacts
+
+
+def test_the_refit_model_is_an_mlflow_model_that_loads_predicts_and_is_registered(fitted, monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from forecast.serving import tables_frame
+
+    folder, sales, products = fitted
+    monkeypatch.chdir(folder)
+    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    run_id = mlflow_runs(folder)[2]["fusion"].info.run_id
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    assert {"table", "item_id"} <= set(model.metadata.get_input_schema().input_names())
+    frame = model.predict(tables_frame(pd.read_csv(sales, dtype=str), pd.read_csv(products, dtype=str)))
+    exported = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
+    both = exported.merge(frame, on=["item_id", "date"], suffixes=("", "_m"))
+    assert len(both) == len(exported)
+    assert (both["units"] - both["units_m"]).abs().max() < 0.011
+    assert (both["units_hi"] - both["units_hi_m"]).abs().max() < 0.011
+    versions = MlflowClient(uri).search_model_versions("name='demand'")
+    assert [v.run_id for v in versions] == [run_id]
+    logged = {p.name for p in (folder / "mlruns" / "artifacts").rglob("*") if p.is_file()}
+    assert {"model.safetensors", "config.yaml", "meta.json", "intervals.json", "MLmodel"} <= logged
+    assert not any(name.endswith((".pkl", ".pickle")) for name in logged)  # nothing pickled
+
+
+def test_predict_through_the_cli_from_a_logged_model(fitted, monkeypatch):
+    folder, sales, products = fitted
+    monkeypatch.chdir(folder)
+    run_id = mlflow_runs(folder)[2]["fusion"].info.run_id
+    assert main(["predict", "--model", f"runs:/{run_id}/model", "--sales", sales, "--products", products,
+                 "--export", "from_mlflow.csv"]) == 0
+    predicted = pd.read_csv(folder / "from_mlflow.csv", dtype={"item_id": str})
+    exported = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
+    both = exported.merge(predicted, on=["item_id", "date"], suffixes=("", "_p"))
+    assert len(both) == len(exported) and (both["units"] - both["units_p"]).abs().max() < 0.011
+
+
+def test_predict_refuses_an_unknown_logged_model(fitted, monkeypatch, capsys):
+    folder, sales, products = fitted
+    monkeypatch.chdir(folder)
+    assert main(["predict", "--model", "runs:/0123456789abcdef/model", "--sales", sales, "--products", products]) == 2
+    assert capsys.readouterr().err.startswith("error: --model runs:/0123456789abcdef/model: cannot load it")
+
+
+def test_export_ranges_hold_the_forecast_and_units_are_rounded(fitted):
+    folder, _, _ = fitted
+    text = (folder / "forecast.csv").read_text().splitlines()
+    export = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
+    assert export[["units_lo", "units_hi"]].notna().all().all()
+    assert (export["units_lo"] >= 0).all()
+    assert (export["units_lo"] <= export["units"]).all() and (export["units"] <= export["units_hi"]).all()
+    for column in ("units", "units_lo", "units_hi", "trend"):
+        decimals = export[column].astype(str).str.partition(".")[2].str.len()
+        assert decimals.max() <= 2, column
+    assert not any(",0.0002," in line for line in text)
 
 
 def test_predict_reloads_the_saved_model_without_retraining(fitted, monkeypatch):
     folder, sales, products = fitted
     monkeypatch.chdir(folder)
     saved = [p.parent for p in (folder / "checkpoints").rglob("model.safetensors")]
-    if not saved:
-        pytest.skip("no neural model was chosen for export in this run")
+    assert saved
     from forecast.models.neural import estimator as neural
 
     def no_training(*args, **kwargs):
@@ -92,6 +165,7 @@ def test_predict_reloads_the_saved_model_without_retraining(fitted, monkeypatch)
     mine = exported[exported["model"] == name].merge(predicted, on=["item_id", "date"], suffixes=("", "_p"))
     assert len(mine) > 0
     assert (mine["units"] - mine["units_p"]).abs().max() < 1e-3
+    assert (mine["units_lo"] == mine["units_lo_p"]).all()  # the ranges travel with the saved model
 
 
 def test_trends_report_from_the_export(fitted, monkeypatch):

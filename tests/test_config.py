@@ -32,6 +32,8 @@ BAD_OPTIONS = [
     (["--horizon", "2.5"], ["--horizon", "'2.5'"]),
     (["--horizon", "true"], ["--horizon", "'true'"]),
     (["--models", "moving_averag"], ["unknown model", "'moving_averag'", "moving_average"]),
+    (["--interval", "1.5"], ["evaluation.interval", "between 0 and 1", "1.5"]),
+    (["--interval", "ninety"], ["--interval", "'ninety'"]),
 ]
 
 

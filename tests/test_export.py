@@ -33,7 +33,17 @@ def test_export_has_one_row_per_item_and_period_with_dates_after_history(panel):
     # A doubles from 4 to 8: rising; B halves: falling; N is new
     assert list(frame["trend_direction"]) == ["rising", "rising", "falling", "falling", "new", "new"]
     # trend = centred moving average over history tail + forecast
-    np.testing.assert_allclose(frame["trend"][:2], centred_moving_average(np.array([4, 4, 4, 8, 8.0]), 3)[3:])
+    np.testing.assert_allclose(frame["trend"][:2], centred_moving_average(np.array([4, 4, 4, 8, 8.0]), 3)[3:],
+                               atol=0.005)  # rounded to 2 decimals
+
+
+def test_units_and_their_range_are_rounded_to_two_decimals_in_the_csv(panel, tmp_path):
+    fc = Prediction("m", np.array([0]), np.array([3]), np.array([[0.0002, 3.14159]]),
+                    lower=np.array([[0.0, 1.005001]]), upper=np.array([[1.23456, 5.0]]))
+    path = write_csv_atomic(forecast_frame(panel, [fc], trend_window=3, threshold=0.1), tmp_path / "f.csv")
+    rows = pd.read_csv(path, dtype=str)
+    assert list(rows["units"]) == ["0.0", "3.14"]
+    assert list(rows["units_lo"]) == ["0.0", "1.01"] and list(rows["units_hi"]) == ["1.23", "5.0"]
 
 
 def test_price_column_dropped_when_no_price_is_known(panel):

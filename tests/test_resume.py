@@ -34,17 +34,22 @@ def fit_cmd(data: Path, *extra: str) -> list[str]:
 
 def run_statuses(folder: Path) -> list[str]:
     with sqlite3.connect(folder / "mlruns" / "mlflow.db", timeout=60) as con:
-        return [s for (s,) in con.execute("select status from runs order by start_time")]
+        return [s for (s,) in con.execute(  # the fit's own runs, not its models' child runs
+            "select status from runs where run_uuid not in (select run_uuid from tags where key = 'mlflow.parentRunId') "
+            "order by start_time")]
 
 
 def backtest_metrics(folder: Path) -> dict[str, float]:
-    """The finished run's pooled backtest metrics, e.g. {'fusion/history/wape': 0.28, ...}."""
+    """The finished fit's pooled backtest metrics from its model runs, e.g. {'fusion/history/wape': 0.28, ...}."""
     with sqlite3.connect(folder / "mlruns" / "mlflow.db", timeout=60) as con:
-        rows = con.execute("select m.key, m.value from latest_metrics m join runs r on r.run_uuid = m.run_uuid "
-                           "where r.status = 'FINISHED'").fetchall()
+        rows = con.execute(
+            "select t.value, m.key, m.value from latest_metrics m join runs r on r.run_uuid = m.run_uuid "
+            "join tags t on t.run_uuid = r.run_uuid and t.key = 'mlflow.runName' "
+            "where r.status = 'FINISHED' and r.run_uuid in (select run_uuid from tags where key = 'mlflow.parentRunId')"
+        ).fetchall()
     wanted = {f"{model}/{group}/{name}" for model in ("fusion", "moving_average") for group in ("history", "new")
               for name in METRICS}
-    return {key: value for key, value in rows if key in wanted}
+    return {f"{run}/{key}": value for run, key, value in rows if f"{run}/{key}" in wanted}
 
 
 @pytest.fixture(scope="module")

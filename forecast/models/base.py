@@ -37,6 +37,8 @@ class Prediction:
     # changed, e.g. {"average_text_new": ...}. The backtest scores each as the model "name:label", so a
     # setting that only changes predictions is chosen on the backtest like a model, at no training cost.
     variants: dict[str, np.ndarray] = field(default_factory=dict)
+    lower: np.ndarray | None = None  # [m, horizon] forecast range, set from the backtest (forecast.intervals)
+    upper: np.ndarray | None = None
 
     @property
     def horizon(self) -> int:
@@ -46,7 +48,8 @@ class Prediction:
         """Only the rows where mask is true."""
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
         return Prediction(self.model, self.item_index[mask], self.start[mask], self.units[mask],
-                          pick(self.price), pick(self.trend), {k: v[mask] for k, v in self.variants.items()})
+                          pick(self.price), pick(self.trend), {k: v[mask] for k, v in self.variants.items()},
+                          pick(self.lower), pick(self.upper))
 
     def variant(self, label: str | None) -> "Prediction":
         """The forecast of variant ``label`` (None: this one), named ``model:label``."""

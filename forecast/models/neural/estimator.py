@@ -40,7 +40,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
@@ -53,6 +53,33 @@ from forecast.models.neural.system import ForecastSystem
 from forecast.models.registry import MODELS, NEURAL
 
 log = logging.getLogger(__name__)
+
+
+def _one_handler_for_lightning() -> None:
+    """Lightning gives its ``lightning`` logger a console handler of its own and lets it propagate
+    to ours too: every line came out twice. Keep ours, and only Lightning's warnings (its INFO
+    lines are device banners, advertising tips and "max_epochs reached")."""
+    root = logging.getLogger("lightning")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_one_handler_for_lightning()
+
+
+class EpochLine(Callback):
+    """Plain progress for logs (``--no-progress``, or stderr not a terminal): one line per epoch."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        losses = ", ".join(f"{k} {float(v):.4f}" for k, v in trainer.callback_metrics.items() if k.endswith("/loss"))
+        log.info("%s: epoch %d/%d%s", self.name, trainer.current_epoch + 1, trainer.max_epochs,
+                 f" ({losses})" if losses else "")
+
 
 WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", "SHA256SUMS"
 FORMAT = "forecast-neural/4"  # /4: spec.text_dropout, scaler.age_curve and .signals, meta.bias_correction
@@ -189,7 +216,7 @@ class NeuralEstimator:
         monitor = "val/loss" if validate else None
         checkpoint = ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode="min",
                                      save_top_k=1, save_last=True)
-        callbacks = [checkpoint, *self.callbacks]
+        callbacks = [checkpoint, *self.callbacks, *([] if tc.progress else [EpochLine(self.name)])]
         if validate:
             callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=tc.patience))
         cpu = not torch.cuda.is_available()
