@@ -61,7 +61,7 @@ class NeuralConfig:
 
     models: list[str] = field(default_factory=lambda: ["fusion"])
     text_encoder: str | None = None  # local HF model path; None: packaged MiniLM
-    text_mode: Literal["frozen", "last-k", "full"] = "frozen"
+    text_mode: Literal["auto", "frozen", "last-k", "full"] = "auto"  # auto: last-k on CUDA, frozen on CPU
     finetune_layers: int = 1  # for text_mode "last-k"
     max_tokens: int = 32
     sequence_encoder: Literal["lstm", "attention"] = "lstm"
@@ -99,6 +99,11 @@ class TrainConfig:
     progress: bool = True
     num_threads: int | None = 1  # torch CPU threads while training; small LSTMs gain nothing from more, and
                                  # lose badly when cores are shared (spin-waiting); None: torch's setting
+    # Lightning's Trainer device settings, passed as they are (forecast.models.neural.devices)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"] = "auto"
+    devices: int | list[int] | Literal["auto"] = 1  # how many (or which) devices; -1 or auto: all
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true", "fsdp", "deepspeed"] = "auto"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
 
 
 @dataclass

@@ -26,6 +26,7 @@ from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Prediction, variant_name
+from forecast.models.neural.devices import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +152,11 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
                 forecasts.append(_for_groups(panel, prediction.variant(label), [group]))
                 if label:
                     model.use_variant(label)  # the saved model forecasts as the backtest chose
-        if hasattr(model, "save"):
+        if hasattr(model, "save") and is_rank_zero():
             model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
             log.info("saved %s; reuse it with: python -m forecast predict --model-dir %s", base, model_dirs[base])
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
-    if export_path:
+    if export_path and is_rank_zero():
         write_csv_atomic(frame, export_path)
         tracking.log_file(export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)

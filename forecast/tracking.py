@@ -8,7 +8,8 @@ Default store: ``sqlite:///mlruns/mlflow.db`` with artifacts in ``mlruns/artifac
 ``<model>/<group>/<metric>`` (e.g. ``ets/history/wape``) so the UI's compare view
 lines models up; per-horizon-step curves are logged as ``.../wape_by_step`` with
 the step as MLflow's step. A run that dies is marked FAILED, one that is
-interrupted KILLED — never left RUNNING.
+interrupted KILLED — never left RUNNING. In a distributed (DDP) training every rank runs
+the verb; only rank 0 opens the run and writes to it (the others' calls here do nothing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,16 @@ from forecast.metrics import METRICS
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path("mlruns")
+
+
+def _rank_zero_only(function):
+    """``function`` in rank 0 (or a single process); elsewhere a call that does nothing and returns None."""
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        from forecast.models.neural.devices import is_rank_zero
+
+        return function(*args, **kwargs) if is_rank_zero() else None
+    return wrapper
 
 
 def resolve_uri(cfg: TrackingConfig) -> str:
@@ -103,6 +115,11 @@ def flatten(data: dict, prefix: str = "") -> dict[str, object]:
 def tracked_run(cfg: RunConfig, verb: str) -> Iterator[str]:
     """An MLflow run for the duration of the block; yields its run id. Its experiment becomes the
     active one, so runs nested in it (tuning trials) land beside it."""
+    from forecast.models.neural.devices import is_rank_zero
+
+    if not is_rank_zero():
+        yield ""
+        return
     import mlflow
 
     quiet_mlflow()
@@ -128,6 +145,7 @@ def tracked_run(cfg: RunConfig, verb: str) -> Iterator[str]:
         mlflow.end_run(status="FINISHED")
 
 
+@_rank_zero_only
 def mark_abandoned_runs(cfg: TrackingConfig) -> int:
     """Mark RUNNING runs whose process on this host is gone (e.g. SIGKILL) as KILLED."""
     import mlflow
@@ -162,6 +180,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@_rank_zero_only
 def mlflow_logger(cfg: RunConfig, run_id: str, prefix: str = ""):
     """Lightning's MLFlowLogger writing into an existing run (so curves sit beside the baselines)."""
     from lightning.pytorch.loggers import MLFlowLogger
@@ -170,6 +189,7 @@ def mlflow_logger(cfg: RunConfig, run_id: str, prefix: str = ""):
                         experiment_name=cfg.tracking.experiment)
 
 
+@_rank_zero_only
 def log_backtest(table: pd.DataFrame) -> None:
     """Every model's pooled metrics, and per-step WAPE curves, into the active run."""
     import mlflow
@@ -189,12 +209,14 @@ def log_backtest(table: pd.DataFrame) -> None:
     mlflow.log_metrics(metrics)
 
 
+@_rank_zero_only
 def log_file(path: str | Path, folder: str | None = None) -> None:
     import mlflow
 
     mlflow.log_artifact(str(path), artifact_path=folder)
 
 
+@_rank_zero_only
 def log_params(params: dict[str, object]) -> None:
     """Parameters of the active run."""
     import mlflow
@@ -202,6 +224,7 @@ def log_params(params: dict[str, object]) -> None:
     mlflow.log_params(params)
 
 
+@_rank_zero_only
 def log_metrics(metrics: dict[str, float]) -> None:
     """Metrics of the active run."""
     import mlflow
@@ -209,6 +232,7 @@ def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
 
+@_rank_zero_only
 def set_tags(tags: dict[str, str]) -> None:
     """Tags of the active run."""
     import mlflow
