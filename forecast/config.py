@@ -53,6 +53,8 @@ class BaselineConfig:
     moving_average_window: int = 4
     knn_neighbours: int = 10
     n_jobs: int = -1  # processes for per-series fitting; -1: all cores
+    engine: Literal["local", "dask"] = "local"  # where per-series fits run: local processes or a Dask cluster
+    scheduler: str | None = None  # the Dask scheduler's address (engine dask), e.g. tcp://10.0.0.5:8786
 
 
 @dataclass
@@ -157,6 +159,9 @@ class RunConfig:
             raise ConfigError("neural.context_length and neural.hidden_size must be positive")
         if self.train.batch_size <= 0 or self.train.max_epochs <= 0:
             raise ConfigError("train.batch_size and train.max_epochs must be positive")
+        if (self.baselines.engine == "dask") != (self.baselines.scheduler is not None):
+            raise ConfigError("baselines.engine dask and baselines.scheduler (--engine dask --scheduler "
+                              "tcp://HOST:PORT) go together: the engine needs its scheduler's address")
         return self
 
     # --- YAML round trip -------------------------------------------------
