@@ -182,13 +182,19 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,30000")
     parser.add_argument("--budget", type=float, default=600, help="skip a size extrapolated to take longer (s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--add", action="store_true",
+                        help="keep the runs of other sizes already in scaling.json (sizes measured separately)")
     args = parser.parse_args()
     runs, skipped = [], []
+    if args.add and (RESULTS / "scaling.json").is_file():
+        wanted = {int(s) for s in args.sizes.split(",")}
+        runs = [r for r in json.loads((RESULTS / "scaling.json").read_text())["runs"] if r["products"] not in wanted]
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted(int(s) for s in args.sizes.split(",")):
-            expected = extrapolate(runs[-1], n) if runs else 0
+            smaller = [r for r in runs if r["products"] < n]
+            expected = extrapolate(smaller[-1], n) if smaller else 0
             if expected > args.budget:
-                skipped.append({"products": n, "reason": f"extrapolated from {runs[-1]['products']:,} products "
+                skipped.append({"products": n, "reason": f"extrapolated from {smaller[-1]['products']:,} products "
                                 f"to {expected:.0f} s (data and baselines linear in products, the rest "
                                 f"fixed), over the {args.budget:.0f} s budget"})
                 print(f"[scaling] skip {n}: {skipped[-1]['reason']}", flush=True)
@@ -197,6 +203,7 @@ def main() -> None:
             load = round(os.getloadavg()[0], 1)
             runs.append({**measure(n, Path(tmp) / f"n{n}", args.seed), "load": load})
             print(f"[scaling] {runs[-1]}", flush=True)
+    runs.sort(key=lambda r: r["products"])
     write(runs, skipped, "python experiments/scaling_benchmark.py " + " ".join(sys.argv[1:]))
 
 

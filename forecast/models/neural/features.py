@@ -473,8 +473,9 @@ class PanelDataModule(pl.LightningDataModule):
 def text_inputs(descriptions: list[str], config: RunConfig) -> dict[str, torch.Tensor]:
     """Per product: {"emb": [n, d]} (frozen) or {"input_ids", "attention_mask": [n, S]}."""
     from forecast.encoders.text import embed_texts, tokenize
+    from forecast.models.neural.devices import resolve_text_mode
 
-    neural = config.neural
+    neural = resolve_text_mode(config).neural  # "auto": frozen on CPU, last-k on CUDA
     if neural.text_mode == "frozen":
         return {"emb": torch.from_numpy(embed_texts(descriptions, neural.text_encoder, neural.max_tokens))}
     return tokenize(descriptions, neural.text_encoder, neural.max_tokens)
