@@ -506,9 +506,9 @@ def scaling_lines(scaling: list[dict]) -> list[str]:
 
 def write_scaling(scaling: list[dict], command: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scaling.json").write_text(json.dumps({"command": command, "runs": scaling}, indent=2) + "\n")
+    (RESULTS / "scaling_online_retail.json").write_text(json.dumps({"command": command, "runs": scaling}, indent=2) + "\n")
     lines = ["# Scaling", "", f"Command: `{command}`; machine {platform.machine()}, {os.cpu_count()} cores.", ""]
-    (RESULTS / "scaling.md").write_text("\n".join(lines + scaling_lines(scaling)))
+    (RESULTS / "scaling_online_retail.md").write_text("\n".join(lines + scaling_lines(scaling)))
     plot_scaling(scaling)
 
 
@@ -553,7 +553,7 @@ def plot_scaling(scaling: list[dict]) -> None:
         ax.set_ylabel("fit wall time (s)")
         ax2.set_ylabel("peak RSS (MB)", color="tab:red")
         fig.tight_layout()
-        fig.savefig(RESULTS / "scaling.png", dpi=90)
+        fig.savefig(RESULTS / "scaling_online_retail.png", dpi=90)
         plt.close(fig)
 
 

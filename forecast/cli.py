@@ -81,6 +81,24 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
     group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping)")
+    devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see README 'Scaling out')")
+    devices.add_argument("--accelerator", choices=choices("train.accelerator"), help="default auto (a GPU if there is one)")
+    devices.add_argument("--devices", type=_devices, help="how many devices (e.g. 2; -1 or auto: all) or which (0,1)")
+    devices.add_argument("--strategy", choices=choices("train.strategy"), help="ddp: one process per device")
+    devices.add_argument("--precision", choices=choices("train.precision"), help="default 32-true")
+    devices.add_argument("--engine", choices=choices("baselines.engine"),
+                         help="where per-series baselines run: local processes (default) or a Dask cluster")
+    devices.add_argument("--scheduler", help="the Dask scheduler's address for --engine dask, e.g. tcp://HOST:8786")
+
+
+def _devices(text: str) -> int | list[int] | str:
+    """--devices: a count (2, -1), the word auto, or a comma-separated list of device indices (0,1)."""
+    try:
+        if text == "auto":
+            return text
+        return [int(d) for d in text.split(",")] if "," in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count, auto or a list like 0,1") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +171,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "experiment": "tracking.experiment", "run_name": "tracking.run_name", "model": "output.model",
         "export": "output.export", "checkpoint_dir": "output.checkpoint_dir", "text_mode": "neural.text_mode",
         "text_encoder": "neural.text_encoder", "max_epochs": "train.max_epochs",
+        "accelerator": "train.accelerator", "devices": "train.devices", "strategy": "train.strategy",
+        "precision": "train.precision", "engine": "baselines.engine", "scheduler": "baselines.scheduler",
     }
     for attr, key in mapping.items():
         value = getattr(args, attr, None)

@@ -54,6 +54,8 @@ class BaselineConfig:
     moving_average_window: int = 4
     knn_neighbours: int = 10
     n_jobs: int = -1  # processes for per-series fitting; -1: all cores
+    engine: Literal["local", "dask"] = "local"  # where per-series fits run: local processes or a Dask cluster
+    scheduler: str | None = None  # the Dask scheduler's address (engine dask), e.g. tcp://10.0.0.5:8786
 
 
 @dataclass
@@ -62,7 +64,7 @@ class NeuralConfig:
 
     models: list[str] = field(default_factory=lambda: ["fusion"])
     text_encoder: str | None = None  # local HF model path; None: packaged MiniLM
-    text_mode: Literal["frozen", "last-k", "full"] = "frozen"
+    text_mode: Literal["auto", "frozen", "last-k", "full"] = "auto"  # auto: last-k on CUDA, frozen on CPU
     finetune_layers: int = 1  # for text_mode "last-k"
     max_tokens: int = 32
     sequence_encoder: Literal["lstm", "attention"] = "lstm"
@@ -109,6 +111,11 @@ class TrainConfig:
     progress: bool = True
     num_threads: int | None = 1  # torch CPU threads while training; small LSTMs gain nothing from more, and
                                  # lose badly when cores are shared (spin-waiting); None: torch's setting
+    # Lightning's Trainer device settings, passed as they are (forecast.models.neural.devices)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"] = "auto"
+    devices: int | list[int] | Literal["auto"] = 1  # how many (or which) devices; -1 or auto: all
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true", "fsdp", "deepspeed"] = "auto"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
 
 
 @dataclass
@@ -166,6 +173,9 @@ class RunConfig:
         if self.train.batch_size <= 0 or self.train.max_epochs <= 0:
             raise ConfigError("train.batch_size and train.max_epochs must be positive")
         self._validate_neural_options()
+        if (self.baselines.engine == "dask") != (self.baselines.scheduler is not None):
+            raise ConfigError("baselines.engine dask and baselines.scheduler (--engine dask --scheduler "
+                              "tcp://HOST:PORT) go together: the engine needs its scheduler's address")
         return self
 
     def _validate_neural_options(self) -> None:

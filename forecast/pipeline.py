@@ -29,6 +29,7 @@ from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Prediction, forecast_targets, variant_name
+from forecast.models.neural.devices import is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
         _log_data_summary(panel)
         factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
         backtest = run_backtest(panel, factories, cfg.evaluation)
-        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval)
+        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
@@ -202,7 +203,7 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
     _log_chosen_metrics(backtest, chosen)
     forecasts, model_dirs = [], {}
     for base in dict.fromkeys(variant_name(m)[0] for m in chosen.values()):
-        logger = tracking.mlflow_logger(cfg, model_runs[base]) if base in registry.NEURAL else None
+        logger = tracking.mlflow_logger(cfg, model_runs[base]) if base in model_runs and base in registry.NEURAL else None
         model = registry.build(base, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
         prediction = model.predict(panel, cfg.evaluation.horizon)
@@ -216,13 +217,13 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
             widths.update({g: w for g, w in backtest.half_widths(name).items() if g == group})
             ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index], widths)
             forecasts.append(_for_groups(panel, ranged, [group]))
-        if hasattr(model, "save"):
+        if hasattr(model, "save") and is_rank_zero():
             model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
             intervals.save(model_dirs[base], cfg.evaluation.interval, widths)
             _log_served_model(cfg, model_runs[base], model_dirs[base], panel, forecasts[-1])
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
-    if export_path:
+    if export_path and is_rank_zero():
         write_csv_atomic(frame, export_path)
         tracking.log_file(export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)

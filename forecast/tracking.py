@@ -13,7 +13,8 @@ after the model, with a ``model`` param and the same metric keys in every child
 and the charts put models side by side. A refit neural model is logged to its child run
 as an MLflow pyfunc model (built by :mod:`forecast.serving`). The experiment is tagged as model
 development, so the UI opens on training runs rather than GenAI traces. A run that dies is
-marked FAILED, one that is interrupted KILLED — never left RUNNING.
+marked FAILED, one that is interrupted KILLED — never left RUNNING. In a distributed (DDP) training
+every rank runs the verb; only rank 0 opens the run and writes to it (the others' calls here do nothing).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,16 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = Path("mlruns")
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's "Model training" view
 MODEL_PATH = "model"  # a child run's logged model: runs:/<run id>/model
+
+
+def _rank_zero_only(function):
+    """``function`` in rank 0 (or a single process); elsewhere a call that does nothing and returns None."""
+    @wraps(function)
+    def wrapper(*args, **kwargs):
+        from forecast.models.neural.devices import is_rank_zero
+
+        return function(*args, **kwargs) if is_rank_zero() else None
+    return wrapper
 
 
 def resolve_uri(cfg: TrackingConfig) -> str:
@@ -120,6 +132,11 @@ def run_name(cfg: RunConfig, verb: str, sales: str) -> str:
 def tracked_run(cfg: RunConfig, verb: str, sales: str) -> Iterator[str]:
     """An MLflow run for the duration of the block; yields its run id. Its experiment becomes the
     active one, so runs nested in it (models, tuning trials) land beside it."""
+    from forecast.models.neural.devices import is_rank_zero
+
+    if not is_rank_zero():
+        yield ""
+        return
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -148,6 +165,7 @@ def tracked_run(cfg: RunConfig, verb: str, sales: str) -> Iterator[str]:
         mlflow.end_run(status="FINISHED")
 
 
+@_rank_zero_only
 def mark_abandoned_runs(cfg: TrackingConfig) -> int:
     """Mark RUNNING runs whose process on this host is gone (e.g. SIGKILL) as KILLED."""
     import mlflow
@@ -182,6 +200,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@_rank_zero_only
 def mlflow_logger(cfg: RunConfig, run_id: str, prefix: str = ""):
     """Lightning's MLFlowLogger writing into an existing run (so curves sit beside the baselines)."""
     from lightning.pytorch.loggers import MLFlowLogger
@@ -193,9 +212,10 @@ def mlflow_logger(cfg: RunConfig, run_id: str, prefix: str = ""):
 INTERVAL_METRICS = ("coverage", "interval_width")  # the forecast range's backtest quality (forecast.intervals)
 
 
-def log_model_runs(table: pd.DataFrame, interval: float) -> dict[str, str]:
+@_rank_zero_only
+def log_model_runs(table: pd.DataFrame, interval: float) -> dict[str, str] | None:
     """One finished child run of the active run per model of the backtest table, holding that
-    model's metrics under the same keys as every other child; returns {model: run id}."""
+    model's metrics under the same keys as every other child; returns {model: run id} (None off rank 0)."""
     import time
 
     import mlflow
@@ -276,12 +296,14 @@ def download_model(uri: str, destination: Path, loader_module: str) -> Path:
     return local / flavor["data"]
 
 
+@_rank_zero_only
 def log_file(path: str | Path, folder: str | None = None) -> None:
     import mlflow
 
     mlflow.log_artifact(str(path), artifact_path=folder)
 
 
+@_rank_zero_only
 def log_params(params: dict[str, object]) -> None:
     """Parameters of the active run."""
     import mlflow
@@ -289,6 +311,7 @@ def log_params(params: dict[str, object]) -> None:
     mlflow.log_params(params)
 
 
+@_rank_zero_only
 def log_metrics(metrics: dict[str, float]) -> None:
     """Metrics of the active run."""
     import mlflow
@@ -296,6 +319,7 @@ def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics(metrics)
 
 
+@_rank_zero_only
 def set_tags(tags: dict[str, str]) -> None:
     """Tags of the active run."""
     import mlflow

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from importlib import resources
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -103,10 +104,25 @@ def open_study(study_name: str, storage: str | None):
     storage = storage or DEFAULT_STORAGE
     sqlite = storage.startswith("sqlite")
     with sqlite_lock(storage):
-        rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90,
-                                         engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
+        rdb = _rdb_storage(storage, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
         return optuna.create_study(study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True,
                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2))
+
+
+def _rdb_storage(storage: str, engine_kwargs: dict | None, attempts: int = 5):
+    """Optuna's RDBStorage; on a server database (PostgreSQL) workers started together race to create
+    its schema ("duplicate key ... pg_type"), and the loser retries once the winner's tables exist."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90,
+                                              engine_kwargs=engine_kwargs)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt)
 
 
 def finished_trials(study) -> int:

@@ -19,8 +19,10 @@ from forecast.models.registry import MODELS
 class StatisticalBaseline:
     """One configured per-series model (with its fallback chain) fitted per series, in parallel."""
 
-    def __init__(self, name: str, model: SeriesModel, n_jobs: int, progress: bool):
+    def __init__(self, name: str, model: SeriesModel, n_jobs: int, progress: bool, engine: str = "local",
+                 scheduler: str | None = None):
         self.name, self.model, self.n_jobs, self.progress = name, model, n_jobs, progress
+        self.engine, self.scheduler = engine, scheduler  # where the series run (statistical.series_executor)
         self.groups = MODELS[name].groups
 
     def fit(self, panel: Panel, horizon: int) -> None:
@@ -29,7 +31,8 @@ class StatisticalBaseline:
     def predict(self, panel: Panel, horizon: int) -> Prediction:
         rows, start = forecast_targets(panel, self.groups)
         batch = forecast_many([panel.history(i) for i in rows], horizon, panel.season_length, self.model,
-                              n_jobs=self.n_jobs, progress=self.progress)  # logs the fallbacks it counted
+                              n_jobs=self.n_jobs, progress=self.progress, engine=self.engine,
+                              scheduler=self.scheduler)  # logs the fallbacks it counted
         return Prediction(self.name, rows, start, batch.values, carried_price(panel, rows, horizon))
 
 

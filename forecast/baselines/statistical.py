@@ -37,7 +37,7 @@ import os
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
@@ -332,6 +332,45 @@ def _single_threaded_blas() -> Iterator[None]:
         yield
 
 
+# ------------------------------------------------------------------------ where chunks run
+
+
+ENGINES = ("local", "dask")
+
+
+@contextmanager
+def series_executor(engine: str, workers: int, scheduler: str | None = None) -> Iterator[tuple[Executor, int]]:
+    """The one seam where chunks of series run: (a ``concurrent.futures`` executor, its worker count).
+
+    ``local``: a process pool of ``workers`` on this machine. ``dask``: the workers of a
+    running Dask cluster (``scheduler``, e.g. ``tcp://10.0.0.5:8786``), through
+    ``distributed``'s own ``concurrent.futures`` executor; chunks and fallbacks are the
+    same tasks as locally, so the forecasts and fallback counts are identical.
+
+    Dask rather than Ray: it is pure Python and pip-installable (the ``dask`` extra), a
+    ``distributed.LocalCluster`` stands in for a cluster in tests, its executor is the
+    standard ``concurrent.futures`` interface this module already uses, and it is one of
+    the engines statsforecast itself distributes per-series models on (through Fugue).
+    """
+    if engine == "local":
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            yield pool, workers
+        return
+    from forecast.errors import ConfigError
+
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("baselines.engine dask needs the dask extra: "
+                          "pip install -c constraints.txt -e \".[dask]\"") from None
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"baselines.scheduler {scheduler!r}: cannot reach a Dask scheduler ({err})") from None
+    with client, client.get_executor() as pool:
+        yield pool, max(1, sum(client.nthreads().values()))
+
+
 # ------------------------------------------------------------------------ many series
 
 
@@ -342,23 +381,27 @@ def forecast_many(
     model: SeriesModel,
     n_jobs: int = -1,
     progress: bool = True,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> BatchForecast:
     """Forecast every series with `model` (falling back per series), in parallel.
 
-    Series are split into ~``n_jobs * 4`` contiguous chunks fitted in a process pool;
-    fewer than 64 series, or ``n_jobs == 1``, run in this process. Rows of the result
-    follow the input order whatever the execution order. ``n_jobs <= 0`` counts back
-    from the usable cores (-1: all of them, -2: all but one).
+    Series are split into ~``workers * 4`` contiguous chunks fitted by
+    :func:`series_executor`: local processes (``n_jobs`` of them; fewer than 64 series,
+    or ``n_jobs == 1``, run in this process) or a Dask cluster's workers. Rows of the
+    result follow the input order whatever the execution order. ``n_jobs <= 0`` counts
+    back from the usable cores (-1: all of them, -2: all but one).
     """
     _check_arguments(horizon, season_length)
     chain = model.chain()
     ys = [_as_series(y, i) for i, y in enumerate(series)]
     workers = _resolve_jobs(n_jobs)
     with tqdm(total=len(ys), desc=model.name, unit="series", disable=not progress) as bar:
-        if workers == 1 or len(ys) < POOL_MIN_SERIES:
+        if engine == "local" and (workers == 1 or len(ys) < POOL_MIN_SERIES):
             values, records = _run_in_process(ys, horizon, season_length, chain, bar)
         else:
-            values, records = _run_in_pool(ys, horizon, season_length, chain, workers, bar)
+            with series_executor(engine, workers, scheduler) as (pool, n_workers):
+                values, records = _run_in_pool(ys, horizon, season_length, chain, pool, n_workers, bar)
     _log_fallbacks(model.name, len(ys), records)
     return BatchForecast(values=values, fallbacks=records)
 
@@ -409,6 +452,7 @@ def _run_in_pool(
     horizon: int,
     season_length: int,
     chain: tuple[SeriesModel, ...],
+    pool: Executor,
     workers: int,
     bar: tqdm,
 ) -> tuple[np.ndarray, list[FallbackRecord]]:
@@ -416,16 +460,15 @@ def _run_in_pool(
     bounds = np.linspace(0, len(ys), n_chunks + 1).astype(int)
     values = np.empty((len(ys), horizon))
     records: list[FallbackRecord] = []
-    with ProcessPoolExecutor(max_workers=min(workers, n_chunks)) as pool:
-        futures = [
-            pool.submit(_forecast_chunk, int(lo), ys[lo:hi], horizon, season_length, chain)
-            for lo, hi in zip(bounds[:-1], bounds[1:])
-        ]
-        for future in as_completed(futures):
-            start, chunk_values, chunk_records = future.result()
-            values[start : start + len(chunk_values)] = chunk_values
-            records.extend(chunk_records)
-            bar.update(len(chunk_values))
+    futures = [
+        pool.submit(_forecast_chunk, int(lo), ys[lo:hi], horizon, season_length, chain)
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
+    for future in as_completed(futures):
+        start, chunk_values, chunk_records = future.result()
+        values[start : start + len(chunk_values)] = chunk_values
+        records.extend(chunk_records)
+        bar.update(len(chunk_values))
     records.sort(key=lambda record: record.series_index)
     return values, records
 

@@ -50,7 +50,8 @@ def _series(make: Callable[[RunConfig], Any]) -> Callable[..., Model]:
     def build(name: str, cfg: RunConfig, **_: Any) -> Model:
         from forecast.baselines.baseline import StatisticalBaseline
 
-        return StatisticalBaseline(name, make(cfg), cfg.baselines.n_jobs, cfg.train.progress)
+        bc = cfg.baselines
+        return StatisticalBaseline(name, make(cfg), bc.n_jobs, cfg.train.progress, bc.engine, bc.scheduler)
     return build
 
 

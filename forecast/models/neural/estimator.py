@@ -47,6 +47,7 @@ from forecast.data.panel import Panel
 from forecast.errors import ConfigError, ForecastError
 from forecast.models.base import Prediction, forecast_targets
 from forecast.models.calibration import BiasCorrection
+from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trainer_devices
 from forecast.models.neural.features import PanelDataModule, Scaler, build_features
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
 from forecast.models.neural.system import ForecastSystem
@@ -99,7 +100,7 @@ class NeuralEstimator:
                  checkpoint_dir: Path | None = None):
         if name not in NEURAL:
             raise ConfigError(f"unknown neural model {name!r}; choose from {', '.join(NEURAL)}")
-        self.name, self.config, self.logger = name, config, logger
+        self.name, self.config, self.logger = name, resolve_text_mode(config), logger
         self.groups = MODELS[name].groups
         self.callbacks = list(callbacks or [])  # extra Lightning callbacks (e.g. for tests or tuning)
         self.checkpoint_dir = checkpoint_dir  # Lightning checkpoints (best + last); None: a temp dir per fit
@@ -147,6 +148,7 @@ class NeuralEstimator:
             if best:
                 state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
                 system.load_state_dict(state)
+            trainer.strategy.barrier("best weights loaded")  # DDP: rank 0 keeps the folder until every rank has read
         self.network = network.cpu().eval()
         self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq
         self.correction = self._fit_correction(datamodule)
@@ -221,7 +223,8 @@ class NeuralEstimator:
             callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=tc.patience))
         cpu = not torch.cuda.is_available()
         return pl.Trainer(
-            max_epochs=tc.max_epochs, accelerator="auto", devices=1,
+            max_epochs=tc.max_epochs, **trainer_devices(tc),
+            use_distributed_sampler=False,  # EpochShuffle shards its own per-epoch draw across DDP ranks
             deterministic=True if cpu else "warn",  # cuDNN's LSTM has no deterministic kernel
             logger=self.logger if self.logger is not None else False,
             callbacks=callbacks, enable_progress_bar=tc.progress, enable_model_summary=False,
@@ -381,7 +384,8 @@ class ResumableNeural:
             shutil.rmtree(folder)
         self.model = NeuralEstimator(self.name, self.cfg, logger=self.logger, checkpoint_dir=folder / "checkpoints")
         self.model.fit(panel, horizon, ckpt_path=resume_from)
-        self.model.save(finished)
+        if is_rank_zero():
+            self.model.save(finished)
 
     def predict(self, panel: Panel, horizon: int) -> Prediction:
         return self.model.predict(panel, horizon)

@@ -484,10 +484,21 @@ class EpochShuffle(Sampler[int]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator)[:self.per_epoch].tolist())
+        drawn = torch.randperm(self.n, generator=generator)[:self.per_epoch]
+        rank, world = _rank_and_world()
+        return iter(drawn[rank:len(self) * world:world].tolist())  # DDP: each rank its equal share of one draw
 
     def __len__(self) -> int:
-        return self.per_epoch
+        return self.per_epoch // _rank_and_world()[1]
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """(rank, number of processes) of a distributed training; (0, 1) when alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _as_batch(batch):
@@ -569,8 +580,9 @@ class PanelDataModule(pl.LightningDataModule):
 def text_inputs(descriptions: list[str], config: RunConfig) -> dict[str, torch.Tensor]:
     """Per product: {"emb": [n, d]} (frozen) or {"input_ids", "attention_mask": [n, S]}."""
     from forecast.encoders.text import embed_texts, tokenize
+    from forecast.models.neural.devices import resolve_text_mode
 
-    neural = config.neural
+    neural = resolve_text_mode(config).neural  # "auto": frozen on CPU, last-k on CUDA
     if neural.text_mode == "frozen":
         return {"emb": torch.from_numpy(embed_texts(descriptions, neural.text_encoder, neural.max_tokens))}
     return tokenize(descriptions, neural.text_encoder, neural.max_tokens)

@@ -71,7 +71,9 @@ class ForecastSystem(pl.LightningModule):
         optimizer = torch.optim.AdamW(self.param_groups(), lr=self.learning_rate, weight_decay=self.weight_decay)
         if self.lr_schedule == "constant":
             return optimizer
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        # OneCycleLR divides by its warm-up length (10 % of the steps, minus one): a run of fewer than 20
+        # steps (a tiny panel, or one split across DDP ranks) would divide by zero; it then ends mid-decay
+        total = max(int(self.trainer.estimated_stepping_batches), 20)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total, pct_start=0.1,
             anneal_strategy="cos", cycle_momentum=False)

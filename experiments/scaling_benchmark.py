@@ -1,0 +1,211 @@
+"""Scale, measured: a default ``python -m forecast fit`` on generated panels of growing size.
+
+    python experiments/scaling_benchmark.py                       # 1k, 10k, 30k products x 104 weeks
+    python experiments/scaling_benchmark.py --sizes 1000 --budget 600
+
+Each size is a panel from the documented generator (``forecast.data.synthetic``; sales
+as Parquet), fitted with the default settings (5 statistical/kNN baselines + fusion,
+3 backtest origins, refit, export) in a child process, which reports its wall time and
+peak RSS (``RUSAGE_CHILDREN``: the largest single process, i.e. the fit itself, not the
+sum with its baseline pool workers). Where the time goes is read from the fit's own log
+and MLflow run: data (start to the "data:" line, imports included), baselines (their
+backtest ``fit_seconds``), neural training (the "trained ... in Xs" lines), the refit
+and export (from "chosen models" to the end, less its training), and the rest (kNN
+embeddings are in baselines; neural prediction, plots and MLflow logging in "other").
+
+Sizes run smallest first; a size whose extrapolated time (from the last one, linear
+in products) exceeds ``--budget`` seconds is skipped and recorded as such. The earlier
+online_retail-subset scaling lives in ``scaling_online_retail.md`` (experiments/benchmark.py).
+Writes experiments/results/scaling.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "experiments" / "results"
+BASELINES = ("seasonal_naive", "moving_average", "ets", "theta", "knn")
+TRAINED = re.compile(r"^(\d\d):(\d\d):(\d\d) INFO (\w+): trained \d+ epoch\(s\) on (\d+) windows in ([\d.]+)s")
+STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d) ")
+
+# the child: run the command, then print wall seconds, peak RSS (MB) of the largest descendant, exit code
+WRAPPER = ("import json,resource,subprocess,sys,time;t=time.time();r=subprocess.run(sys.argv[1:]).returncode;"
+           "print(json.dumps({'rc':r,'start':t,'wall':time.time()-t,"
+           "'rss':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))")
+
+
+def make_panel(n_products: int, folder: Path, seed: int) -> tuple[Path, Path]:
+    """n products x 104 weekly periods (5 % of them new), sales as Parquet."""
+    from forecast.data.synthetic import generate
+
+    n_new = max(1, n_products // 20)
+    sales, products = generate(n_items=n_products - n_new, n_periods=104, n_new=n_new, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    sales.to_parquet(folder / "sales.parquet", index=False)
+    products.to_csv(folder / "products.csv", index=False)
+    return folder / "sales.parquet", folder / "products.csv"
+
+
+def measure(n_products: int, folder: Path, seed: int) -> dict:
+    """Wall time, peak RSS and where the time went of one default fit."""
+    sales, products = make_panel(n_products, folder, seed)
+    db = folder / "mlflow.db"
+    cmd = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "forecast", "fit", "--sales", str(sales),
+           "--products", str(products), "--no-progress", "--tracking-uri", f"sqlite:///{db}"]
+    proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+    (folder / "fit.log").write_text(proc.stderr)
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = {"products": n_products, "sales_rows": _rows(sales), "wall_seconds": round(stats["wall"], 1),
+           "peak_rss_mb": round(stats["rss"]), "ok": stats["rc"] == 0}
+    if out["ok"]:
+        out["phases"] = phases(proc.stderr, stats["start"], stats["wall"], db)
+    return out
+
+
+def _rows(parquet: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(parquet).metadata.num_rows
+
+
+def phases(log: str, start: float, wall: float, db: Path) -> dict:
+    """Seconds in data, baselines, neural training, refit + export, and the rest."""
+    day0 = time.localtime(start)
+    origin = day0.tm_hour * 3600 + day0.tm_min * 60 + day0.tm_sec + (start % 1)
+
+    def at(pattern: str) -> float:
+        for line in log.splitlines():
+            stamp = STAMP.match(line)
+            if stamp and pattern in line:
+                h, m, s = map(int, stamp.groups())
+                return (h * 3600 + m * 60 + s - origin) % 86400
+        return float("nan")
+
+    trainings = [(float(m.group(6)), (int(m.group(1)) * 3600 + int(m.group(2)) * 60 + int(m.group(3)) - origin) % 86400)
+                 for m in map(TRAINED.match, log.splitlines()) if m]
+    chosen = at("INFO chosen models:")
+    with sqlite3.connect(db) as con:
+        seconds = dict(con.execute("select key, value from latest_metrics where key like '%/fit_seconds'"))
+    data = at("INFO data:")
+    baselines = sum(v for k, v in seconds.items() if k.split("/")[0] in BASELINES)
+    neural = sum(s for s, _ in trainings)
+    refit_training = sum(s for s, t in trainings if t >= chosen)
+    refit_export = wall - chosen - refit_training
+    out = {"data": data, "baselines": baselines, "neural_training": neural, "refit_and_export": refit_export}
+    out["other"] = wall - sum(out.values())
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def slope(runs: list[dict], key: str) -> float | None:
+    ok = [r for r in runs if r.get("ok")]
+    if len(ok) < 2:
+        return None
+    return float(np.polyfit(np.log([r["products"] for r in ok]), np.log([r[key] for r in ok]), 1)[0])
+
+
+def write(runs: list[dict], skipped: list[dict], command: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    slopes = {"wall_seconds": slope(runs, "wall_seconds"), "peak_rss_mb": slope(runs, "peak_rss_mb")}
+    meta = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared, busy)",
+            "load_average_at_start": runs[0].get("load") if runs else None}
+    (RESULTS / "scaling.json").write_text(json.dumps({**meta, "runs": runs, "skipped": skipped,
+                                                       "log_log_slopes": slopes}, indent=2) + "\n")
+    lines = ["# Scaling of a default `forecast fit` on generated panels", "",
+             f"Command: `{command}`; machine {meta['machine']}. Panels from `forecast.data.synthetic` "
+             "(104 weekly periods, 5 % new products, sales as Parquet); default settings: 5 baselines + "
+             "fusion, 3 backtest origins, refit, export.", "",
+             "| products | sales rows | wall s | peak RSS MB | data s | baselines s | neural training s "
+             "| refit + export s | other s | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        p = r.get("phases", {})
+        lines.append(f"| {r['products']:,} | {r['sales_rows']:,} | {r['wall_seconds']} | {r['peak_rss_mb']} | "
+                     + " | ".join(str(p.get(k, "")) for k in ("data", "baselines", "neural_training",
+                                                               "refit_and_export", "other"))
+                     + f" | {r.get('load', '')} |")
+    lines += [""]
+    for key, value in slopes.items():
+        if value is not None:
+            lines.append(f"- log-log slope of {key.replace('_', ' ')} vs products: **{value:.2f}**")
+    for s in skipped:
+        lines.append(f"- {s['products']:,} products not run: {s['reason']}")
+    (RESULTS / "scaling.md").write_text("\n".join(lines) + "\n")
+    plot(runs)
+
+
+def plot(runs: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in runs if r.get("ok")]
+    if not ok:
+        return
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    x = [r["products"] for r in ok]
+    ax.loglog(x, [r["wall_seconds"] for r in ok], "o-", label="wall s")
+    ax.loglog(x, [r["peak_rss_mb"] for r in ok], "s--", color="tab:red", label="peak RSS MB")
+    ax.set_xlabel("products (x 104 weeks)")
+    ax.legend()
+    ax.set_title("default forecast fit, generated panels", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "scaling.png", dpi=90)
+    plt.close(fig)
+
+
+def extrapolate(run: dict, n_products: int) -> float:
+    """Expected wall time at ``n_products``: data and baselines grow linearly, the neural part (a fixed
+    number of windows per epoch) and the rest stay; a failed run extrapolates linearly."""
+    ratio = n_products / run["products"]
+    if "phases" not in run:
+        return run["wall_seconds"] * ratio
+    linear = run["phases"]["data"] + run["phases"]["baselines"]
+    return run["wall_seconds"] + linear * (ratio - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,30000")
+    parser.add_argument("--budget", type=float, default=600, help="skip a size extrapolated to take longer (s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--add", action="store_true",
+                        help="keep the runs of other sizes already in scaling.json (sizes measured separately)")
+    args = parser.parse_args()
+    runs, skipped = [], []
+    if args.add and (RESULTS / "scaling.json").is_file():
+        wanted = {int(s) for s in args.sizes.split(",")}
+        runs = [r for r in json.loads((RESULTS / "scaling.json").read_text())["runs"] if r["products"] not in wanted]
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted(int(s) for s in args.sizes.split(",")):
+            smaller = [r for r in runs if r["products"] < n]
+            expected = extrapolate(smaller[-1], n) if smaller else 0
+            if expected > args.budget:
+                skipped.append({"products": n, "reason": f"extrapolated from {smaller[-1]['products']:,} products "
+                                f"to {expected:.0f} s (data and baselines linear in products, the rest "
+                                f"fixed), over the {args.budget:.0f} s budget"})
+                print(f"[scaling] skip {n}: {skipped[-1]['reason']}", flush=True)
+                continue
+            print(f"[scaling] fit on {n} products ...", flush=True)
+            load = round(os.getloadavg()[0], 1)
+            runs.append({**measure(n, Path(tmp) / f"n{n}", args.seed), "load": load})
+            print(f"[scaling] {runs[-1]}", flush=True)
+    runs.sort(key=lambda r: r["products"])
+    write(runs, skipped, "python experiments/scaling_benchmark.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

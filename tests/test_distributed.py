@@ -1,0 +1,65 @@
+"""Training on more devices: a 2-process DDP fit on CPU (gloo) through the CLI.
+
+Lightning starts rank 1 by rerunning the command, so the fit runs in a subprocess
+(in-process, rank 1 would rerun pytest). Every rank runs the whole fit; only rank 0
+may open the MLflow run, save models and write the export.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ddp_fit_on_two_cpu_processes_writes_one_run_one_model_one_export(tmp_path, synthetic_csv):
+    sales, products = synthetic_csv
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "forecast", "fit", "--sales", sales, "--products", products,
+         "--models", "moving_average,fusion", "--model", "fusion", "--horizon", "6", "--folds", "1",
+         "--max-epochs", "2", "--no-progress", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "distributed_backend=gloo" in done.stderr and "GLOBAL_RANK: 1, MEMBER: 2/2" in done.stderr
+
+    export = pd.read_csv(tmp_path / "forecast.csv", dtype={"item_id": str})
+    catalogue = pd.read_csv(products, dtype={"item_id": str})
+    assert set(export["item_id"]) == set(catalogue["item_id"]) and set(export["model"]) == {"fusion"}
+    assert export["units"].notna().all() and (export["units"] >= 0).all()
+
+    with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db", timeout=60) as con:
+        runs = con.execute("select status from runs").fetchall()
+        metrics = {k for (k,) in con.execute("select key from latest_metrics")}
+    assert runs == [("FINISHED",)]  # rank 1 opened no run of its own
+    assert {"fusion/history/wape", "moving_average/history/wape"} <= metrics
+    assert any(k.startswith("fusion") and "train/loss" in k for k in metrics)  # rank 0's Lightning curves
+    saved = list((tmp_path / "checkpoints").rglob("meta.json"))
+    assert len(saved) == 1 and saved[0].parent.name == "fusion"
+
+
+def test_text_mode_auto_fine_tunes_on_cuda_and_stays_frozen_on_cpu():
+    from forecast.config import RunConfig
+    from forecast.models.neural.devices import resolve_text_mode
+
+    cfg = RunConfig()
+    assert cfg.neural.text_mode == "auto"
+    assert resolve_text_mode(cfg.updated({"train.accelerator": "cpu"})).neural.text_mode == "frozen"
+    assert resolve_text_mode(cfg.updated({"train.accelerator": "gpu"})).neural.text_mode == "last-k"
+    assert resolve_text_mode(cfg.updated({"neural.text_mode": "full"})).neural.text_mode == "full"
+
+
+def test_device_options_are_checked_before_anything_runs(capsys):
+    from forecast.cli import main
+
+    assert main(["fit", "--strategy", "ddp_spawn"]) == 2
+    assert "invalid choice: 'ddp_spawn'" in capsys.readouterr().err
+    assert main(["fit", "--devices", "two"]) == 2
+    assert "'two' is not a count" in capsys.readouterr().err
