@@ -202,7 +202,8 @@ def mean_launch_curve(panel: Panel, cuts: list[int]) -> pd.DataFrame:
         train = panel.truncate(cutoff)
         launched = np.flatnonzero(train.has_history & (train.start > 0))
         curves = train.window(launched, train.start[launched], HORIZON)
-        curve = np.nan_to_num(np.nanmean(curves, axis=0)) if len(launched) else np.zeros(HORIZON)
+        known = np.isfinite(curves).sum(axis=0)  # a step no launch has reached before the cut-off: 0
+        curve = np.divide(np.nansum(curves, axis=0), known, out=np.zeros(HORIZON), where=known > 0)
         rows = _fold_targets(panel, cutoff, HORIZON).rows[NEW]
         if len(rows):
             values = np.repeat(curve[None, :], len(rows), axis=0)
