@@ -254,9 +254,13 @@ class NeuralEstimator:
         with torch.inference_mode(), _threads(self.config.train.num_threads):
             for lo in range(0, len(rows), PREDICT_BATCH):
                 batch = features.gather(rows[lo:lo + PREDICT_BATCH], start[lo:lo + PREDICT_BATCH])
-                out, plain = self._forward_both(batch)
                 part = history[lo:lo + PREDICT_BATCH]
-                mixed = _mix(out, plain, self._text_weights(part))
+                weights = self._text_weights(part)
+                out = self.network(batch)
+                # fusion's forecast from the average description, only where a weight or the variant needs it
+                wanted = self.name == "fusion" and (offers_variant or bool((weights < 1).any()))
+                plain = self.network(batch, average_text=True) if wanted else None
+                mixed = _mix(out, plain, weights)
                 if offers_variant:
                     outputs["variant"].append(_mix(out, plain, self._text_weights(part, new=0.0))["demand"]
                                               [:, :horizon].numpy().astype(float))
@@ -277,11 +281,6 @@ class NeuralEstimator:
         if self.correction.kind != "none":
             return self.correction.apply(np.clip(demand * self.scaler.units_std + self.scaler.units_mean, 0, None))
         return self.scaler.z_to_units(demand, level)
-
-    def _forward_both(self, batch: dict[str, torch.Tensor]) -> tuple[dict, dict | None]:
-        """The network's outputs with each window's own description and, for fusion, with the average one."""
-        out = self.network(batch)
-        return out, (self.network(batch, average_text=True) if self.name == "fusion" else None)
 
     def _text_weights(self, history: np.ndarray, new: float | None = None) -> torch.Tensor:
         """[B, 1] weight of the own-description forecast: neural.text_mix for items with history,
