@@ -19,11 +19,11 @@ from tempfile import TemporaryDirectory
 import numpy as np
 import pandas as pd
 
+from forecast import intervals
 from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
 from forecast.data.contract import input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
-from forecast import intervals
 from forecast.errors import ConfigError, DataError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
@@ -32,6 +32,7 @@ from forecast.models.base import HISTORY, NEW, Prediction, forecast_targets, var
 from forecast.models.neural.devices import is_rank_zero
 
 log = logging.getLogger(__name__)
+
 
 def sample_paths() -> tuple[str, str]:
     """The embedded sample: 300 products of the UCI Online Retail data (CC0)."""
@@ -203,7 +204,8 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
     _log_chosen_metrics(backtest, chosen)
     forecasts, model_dirs = [], {}
     for base in dict.fromkeys(variant_name(m)[0] for m in chosen.values()):
-        logger = tracking.mlflow_logger(cfg, model_runs[base]) if base in model_runs and base in registry.NEURAL else None
+        neural = base in registry.NEURAL and base in model_runs
+        logger = tracking.mlflow_logger(cfg, model_runs[base]) if neural else None
         model = registry.build(base, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
         prediction = model.predict(panel, cfg.evaluation.horizon)
@@ -214,7 +216,9 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
                 continue
             if label:
                 model.use_variant(label)  # the saved model forecasts as the backtest chose
-            widths.update({g: w for g, w in backtest.half_widths(name).items() if g == group})
+            calibrated = backtest.half_widths(name)  # the chosen (variant's) own errors for this group
+            if group in calibrated:
+                widths[group] = calibrated[group]
             ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index], widths)
             forecasts.append(_for_groups(panel, ranged, [group]))
         if hasattr(model, "save") and is_rank_zero():
