@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,7 @@ def with_range(prediction: Prediction, has_history: np.ndarray, widths: dict[str
         if group in widths:
             width[rows] = np.asarray(widths[group], dtype=float)[:h]
     lower, upper = bounds(prediction.units, width)
-    prediction.lower, prediction.upper = lower, upper
-    return prediction
+    return replace(prediction, lower=lower, upper=upper)  # a copy: the caller's prediction is left as it was
 
 
 def save(directory: Path, level: float, widths: dict[str, np.ndarray]) -> None:
