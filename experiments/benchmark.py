@@ -3,6 +3,8 @@
     python experiments/benchmark.py --split validation --seeds 0,1   # where settings are chosen
     python experiments/benchmark.py --split reported --seeds 0,1     # what README reports (run once)
     python experiments/benchmark.py --skip-peers --skip-scaling --skip-profile   # just our models
+    python experiments/benchmark.py --split validation --datasets visuelle --models fusion --skip-peers \
+        --skip-scaling --skip-profile --set neural.attribute_curves=false --tag no_attributes   # an ablation
 
 Protocol. Every setting of the package (defaults, search spaces, ensemble weights) is
 chosen on the *validation* split; the *reported* split is run once, for the figures in
@@ -129,21 +131,26 @@ def groups_of(dataset: str) -> tuple[str, ...]:
     return (NEW,) if dataset == "visuelle" else (HISTORY, NEW)
 
 
-def config_for(dataset: str, seed: int) -> RunConfig:
-    cfg = RunConfig(seed=seed)
+def config_for(dataset: str, seed: int, overrides: dict | None = None) -> RunConfig:
+    """The package defaults (what `fit` uses), with an ablation's ``--set`` overrides."""
+    cfg = RunConfig(seed=seed).updated(overrides or {})
     cfg.evaluation.horizon = HORIZON
     cfg.train.progress = False
     return cfg
 
 
 # --- our models, one child process each ----------------------------------------------
-def run_child(dataset: str, model: str, out: Path, seed: int, split: str) -> None:
+def run_child(dataset: str, model: str, out: Path, seed: int, split: str, overrides: dict) -> None:
     """Backtest one model and write its long forecasts + timing (called in a child process)."""
     from forecast.models.registry import build
 
     panel = load(dataset, split)
     cuts = cutoffs_of(dataset, panel, split)
-    cfg = config_for(dataset, seed)
+    cfg = config_for(dataset, seed, overrides)
+    if cfg.data.signals:  # e.g. --set data.signals=../shared/data/visuelle/gtrends.csv
+        from forecast.data.signals import attach_signals
+
+        panel = attach_signals(panel, cfg.data.signals, cfg.data.date_format)
     tic = time.perf_counter()
     result = run_backtest(panel, {model: lambda: build(model, cfg)}, cfg.evaluation, cutoffs=cuts)
     seconds = time.perf_counter() - tic
@@ -168,13 +175,15 @@ def long_frame(panel: Panel, cutoff: int, model: str, group: str, rows, start, v
                          "date": panel.date_at(cols).strftime("%Y-%m-%d"), "units": values.ravel()})
 
 
-def run_ours(dataset: str, models: list[str], seed: int, split: str, reuse: bool = False) -> tuple[pd.DataFrame, dict]:
+def run_ours(dataset: str, models: list[str], seed: int, split: str, reuse: bool = False,
+             sets: list[str] = (), tag: str = "") -> tuple[pd.DataFrame, dict]:
     """Our models' forecasts, one child process each, kept in experiments/.cache; ``reuse`` takes a model's
-    cached forecasts instead of running it (valid only for the same code: the cache is per data, split, seed)."""
+    cached forecasts instead of running it (valid only for the same code: the cache is per data, split, seed).
+    ``sets``: ``KEY=VALUE`` config overrides of an ablation named ``tag`` (its models are named ``model@tag``)."""
     frames, timings = [], {}
     CACHE.mkdir(parents=True, exist_ok=True)
     for model in models:
-        out = CACHE / f"ours_{dataset}_{split}_{seed}_{model}.csv"
+        out = CACHE / f"ours_{dataset}_{split}_{seed}_{model}{'@' + tag if tag else ''}.csv"
         if reuse and out.exists() and Path(str(out) + ".json").exists():
             print(f"[{dataset} seed {seed}] {model}: reusing {out}", flush=True)
             frames.append(pd.read_csv(out, dtype={"item_id": str}))
@@ -182,7 +191,7 @@ def run_ours(dataset: str, models: list[str], seed: int, split: str, reuse: bool
             continue
         print(f"[{dataset} seed {seed}] {model} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--child", dataset, model, str(out), "--seed", str(seed),
-                               "--split", split], capture_output=True, text=True)
+                               "--split", split, *[f"--set={kv}" for kv in sets]], capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"[{dataset}] {model} FAILED:\n{proc.stderr[-2000:]}", flush=True)
             timings[model] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
@@ -190,7 +199,11 @@ def run_ours(dataset: str, models: list[str], seed: int, split: str, reuse: bool
         frames.append(pd.read_csv(out, dtype={"item_id": str}))
         timings[model] = json.loads(Path(str(out) + ".json").read_text())
         print(f"[{dataset} seed {seed}] {model}: {timings[model]}", flush=True)
-    return pd.concat(frames) if frames else pd.DataFrame(), timings
+    ours = pd.concat(frames) if frames else pd.DataFrame()
+    if tag and not ours.empty:
+        ours["model"] = ours["model"] + "@" + tag
+        timings = {f"{model}@{tag}": t for model, t in timings.items()}
+    return ours, timings
 
 
 def mean_launch_curve(panel: Panel, cuts: list[int]) -> pd.DataFrame:
@@ -433,9 +446,12 @@ def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scalin
     table.insert(table.columns.get_loc("model") + 1, "label", table["model"].map(label))
     goals = targets(table, scaling) if meta["split"] == "reported" else []
     suffix = "" if meta["split"] == "reported" else "_validation"
+    if meta.get("tag"):  # an ablation: its own files, the benchmark's stay as they are
+        _report_dir(meta).mkdir(parents=True, exist_ok=True)
+        suffix = f"_{meta['split']}_{meta['datasets'].replace(',', '+')}"
     payload = {"meta": meta, "pooled": table.to_dict("records"), "rows": summary.to_dict("records"),
                "per_step": steps, "timings": timings, "scaling": scaling, "profile": profile, "targets": goals}
-    (RESULTS / f"benchmark{suffix}.json").write_text(json.dumps(payload, indent=2, default=_json) + "\n")
+    (_report_dir(meta) / f"benchmark{suffix}.json").write_text(json.dumps(payload, indent=2, default=_json) + "\n")
     seeds = sorted(int(s) for s in summary["seed"].dropna().unique())
     lines = ["# Benchmark results", "", f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}; "
              f"date {meta['date']}; split **{meta['split']}**; seeds {meta['seeds']}; horizon {HORIZON} weeks.", "",
@@ -473,8 +489,8 @@ def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scalin
             lines.append(f"| {p['mode']} | {p['epoch_seconds']:.1f} | {s['data_loading']:.0%} | {s['text_encoder']:.0%} "
                          f"| {s['sequence_encoder']:.0%} | {s['optimiser']:.0%} | {s['other']:.0%} |")
         lines.append("")
-    (RESULTS / f"benchmark{suffix}.md").write_text("\n".join(lines))
-    plot(table, scaling, RESULTS / f"benchmark{suffix}_wape.png")
+    (_report_dir(meta) / f"benchmark{suffix}.md").write_text("\n".join(lines))
+    plot(table, scaling, _report_dir(meta) / f"benchmark{suffix}_wape.png")
 
 
 def per_origin_lines(summary: pd.DataFrame, dataset: str, group: str) -> list[str]:
@@ -575,14 +591,21 @@ def main() -> None:
                         help="reuse the peers' forecasts cached in experiments/.cache for this split and seed")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an ablation: override a config key of our models (YAML value), repeatable; needs --tag")
+    parser.add_argument("--tag", default="", help="the ablation's name: its models are shown as MODEL@TAG and its "
+                        "tables written to results/ablations/TAG/benchmark_SPLIT_DATASETS.{md,json}")
     parser.add_argument("--scaling-sizes", default="500,1000,2000,3571")
     parser.add_argument("--only-scaling", action="store_true",
                         help="just the scaling runs, written to results/scaling.{json,md} and scaling.png")
     args = parser.parse_args()
+    overrides = parse_sets(args.set)
     if args.child:
         dataset, model, out = args.child
-        run_child(dataset, model, Path(out), args.seed, args.split)
+        run_child(dataset, model, Path(out), args.seed, args.split, overrides)
         return
+    if args.set and not args.tag:
+        parser.error("--set needs --tag (an ablation is reported under its name, never as the benchmark)")
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.only_scaling:
         with tempfile.TemporaryDirectory() as tmp_name:
@@ -601,7 +624,7 @@ def main() -> None:
             timings[dataset] = {}
             frames = [mean_launch_curve(panel, cuts).assign(source="reference", seed=seeds[0])]
             for seed in seeds:
-                ours, t_ours = run_ours(dataset, models, seed, args.split, args.reuse_ours)
+                ours, t_ours = run_ours(dataset, models, seed, args.split, args.reuse_ours, args.set, args.tag)
                 frames.append(ours.assign(source="forecast", seed=seed))
                 peers, t_peers = (pd.DataFrame(), {}) if args.skip_peers else run_peers(
                     dataset, panel, cuts, tmp, seed, args.split, args.reuse_peers)
@@ -624,9 +647,26 @@ def main() -> None:
     profile = [] if args.skip_profile else run_profile(seeds[0])
     meta = {"command": "python " + " ".join(["experiments/benchmark.py", *sys.argv[1:]]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seeds": seeds, "split": args.split,
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"), "tag": args.tag, "overrides": overrides, "datasets": args.datasets}
     write_report(summary, steps, timings, scaling, profile, meta)
-    print((RESULTS / f"benchmark{'' if args.split == 'reported' else '_validation'}.md").read_text())
+    stem = (f"benchmark_{args.split}_{args.datasets.replace(',', '+')}" if args.tag
+            else f"benchmark{'' if args.split == 'reported' else '_validation'}")
+    print((_report_dir(meta) / f"{stem}.md").read_text())
+
+
+def parse_sets(sets: list[str]) -> dict:
+    """``["neural.knn_feature=0", ...]`` -> {"neural.knn_feature": 0}: values read as YAML."""
+    import yaml
+
+    pairs = [kv.split("=", 1) for kv in sets]
+    if any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"--set wants KEY=VALUE, got {sets}")
+    return {key: yaml.safe_load(value) for key, value in pairs}
+
+
+def _report_dir(meta: dict) -> Path:
+    """Where a run's tables go: results/ for the benchmark, results/ablations/TAG/ for a tagged ablation."""
+    return RESULTS / "ablations" / meta["tag"] if meta.get("tag") else RESULTS
 
 
 def _timing(timings: dict, r, key: str) -> float | None:
@@ -634,7 +674,9 @@ def _timing(timings: dict, r, key: str) -> float | None:
     side = {"forecast": "forecast", "peer": "peers"}.get(r.source)
     if side is None:
         return None
-    t = timings.get(r.dataset, {}).get(r.seed, {}).get(side, {}).get(r.model.split(":")[0], {})  # variants: their model's
+    model, _, tag = r.model.partition("@")
+    name = model.split(":")[0] + (f"@{tag}" if tag else "")  # a variant: its model's timing
+    t = timings.get(r.dataset, {}).get(r.seed, {}).get(side, {}).get(name, {})
     if key == "seconds":
         return t.get("fit_predict_seconds", (t.get("fit_seconds") or 0) + (t.get("predict_seconds") or 0) or None)
     return t.get(key)

@@ -86,6 +86,13 @@ class NeuralConfig:
     age_curve: bool = True  # horizon feature: the training items' mean scaled units at each age since launch
     knn_feature: int = 10  # k > 0, text models: horizon feature, the mean launch curve of the k products most
                           # similar by description (never the product itself); 0: off
+    attribute_curves: bool = False  # text models: horizon feature per attribute column (category, colour, ...),
+                                   # the mean launch curve of the other products with the same value
+    recent_launches: int = 0  # horizon feature: the mean launch curve of the products launched in the last
+                               # this many periods before the origin, as far as observed then; 0: off
+    launch_weight: float = 1.0  # training: loss weight of a launch window (empty context) against other windows
+    censored_launches: int = 0  # training: a first sale in the table's first this many periods (no launch_date)
+                                # is not taken for a launch: its empty-context window is not trained on
     bias_correction: Literal["none", "variance", "binned"] = "none"  # add back what squaring the sqrt-space
                                                                      # forecast loses (forecast.models.calibration)
 
@@ -183,6 +190,10 @@ class RunConfig:
         for name in ("text_dropout", "text_mix", "text_mix_new"):
             if not 0.0 <= getattr(nt, name) <= 1.0:
                 raise ConfigError(f"neural.{name} must lie between 0 and 1, got {getattr(nt, name)}")
+        if nt.launch_weight <= 0:
+            raise ConfigError(f"neural.launch_weight must be positive, got {nt.launch_weight}")
+        if nt.recent_launches < 0:
+            raise ConfigError(f"neural.recent_launches must be 0 (off) or a number of periods, got {nt.recent_launches}")
         if nt.knn_feature < 0:
             raise ConfigError(f"neural.knn_feature must be 0 (off) or a positive number of neighbours, "
                               f"got {nt.knn_feature}")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from forecast.data.panel import Panel
+from forecast.data.panel import Panel, attribute_columns
 from forecast.data.smoothing import centred_moving_average
 from forecast.errors import DataError
 from forecast.models.base import Prediction
@@ -203,7 +203,7 @@ def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_produ
                           "reference_units": reference_units(panel, rows, horizon),
                           "down2": totals["down2"].to_numpy(), "up2": totals["up2"].to_numpy()})
     products = panel.products.iloc[rows].reset_index(drop=True)
-    attributes = attributes if attributes is not None else _attribute_columns(products)
+    attributes = attributes if attributes is not None else attribute_columns(products)
     parts = [_groups(items, column, products[column].astype(str)) for column in attributes]
     vocab = products["description"].map(words).explode().dropna()
     parts.append(_groups(items.loc[vocab.index], "word", vocab))
@@ -273,17 +273,6 @@ def direction_of(change, lo, hi, threshold: float) -> np.ndarray:
     out[(change > threshold) & (lo > 0)] = RISING
     out[(change < -threshold) & (hi < 0)] = FALLING
     return out
-
-
-def _attribute_columns(products: pd.DataFrame) -> list[str]:
-    """Categorical attribute columns: text columns other than id/description with few distinct values."""
-    skip = {"item_id", "description", "launch_date", "end_date", "price"}
-    return [
-        c for c in products.columns
-        if c not in skip
-        and (products[c].dtype == object or pd.api.types.is_string_dtype(products[c]))
-        and products[c].nunique() <= max(50, len(products) // 5)
-    ]
 
 
 # --- why the model thinks so: occlusion of description words --------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -14,9 +15,11 @@ from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
+from forecast.errors import ForecastError
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.estimator import NeuralEstimator
-from forecast.models.neural.features import PanelDataModule, neighbour_curves
+from forecast.models.neural.features import (ATTRIBUTE_PRIOR, PanelDataModule, attribute_curves, neighbour_curves,
+                                             recent_launch_curves, without_censored_launches)
 from forecast.models.neural.network import ForecastNetwork
 from tests.test_config import refused
 
@@ -24,7 +27,7 @@ H = 6
 FAST = {"train.max_epochs": 2, "train.windows_per_epoch": 2000, "train.progress": False, "neural.hidden_size": 16,
         "neural.context_length": 8, "train.batch_size": 128, "train.lr_schedule": "constant"}
 OFF = {"neural.text_dropout": 0.0, "neural.text_mix": 1.0, "neural.text_mix_new": 1.0, "neural.age_curve": False,
-       "neural.knn_feature": 0, "neural.bias_correction": "none"}
+       "neural.knn_feature": 0, "neural.attribute_curves": False, "neural.recent_launches": 0, "neural.bias_correction": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +92,83 @@ def test_neighbour_curves_never_use_the_product_itself():
     units = np.array([[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]])
     curves = neighbour_curves(emb, units, np.array([0, 0, 0]), k=1, horizon=2)
     np.testing.assert_allclose(curves, [[5, 5], [1, 1], [5, 5]])
+
+
+def test_attribute_curves_are_leave_one_out_value_means_shrunk_toward_the_overall_curve():
+    values = pd.DataFrame({"colour": ["red", "red", "red", "blue", "green"]})
+    units = np.array([[2.0, 4.0], [4.0, 8.0], [6.0, np.nan], [10.0, 10.0], [np.nan, np.nan]])
+    start = np.array([0, 0, 0, 0, 2])  # the green product is new: no curve of its own
+    curves = attribute_curves(values, units, start, horizon=2)[:, :, 0]
+    m = ATTRIBUTE_PRIOR
+
+    def expected(same: list[float], others: list[float]) -> float:
+        prior = np.mean(same + others)  # the overall curve without the product itself
+        return (sum(same) + m * prior) / (len(same) + m)
+
+    assert curves[0, 0] == pytest.approx(expected([4.0, 6.0], [10.0]))  # its own 2.0 never enters
+    assert curves[0, 1] == pytest.approx(expected([8.0], [10.0]))  # a step the third red never reached
+    assert curves[3, 0] == pytest.approx(expected([], [2.0, 4.0, 6.0]))  # alone in its value: the prior
+    assert curves[4, 0] == pytest.approx(np.mean([2.0, 4.0, 6.0, 10.0]))  # an unseen value: the overall curve
+
+
+def test_attribute_curves_are_a_future_block_of_text_models_and_survive_save_and_load(panel, tmp_path):
+    dm = PanelDataModule(panel, H, fast(attribute_curves=True), use_text=True)
+    dm.setup()
+    assert dm.scaler.attributes == ["colour", "fabric", "category"]  # the synthetic products' attributes
+    assert dm.features.widths["future"]["attributes"] == 3
+    model = NeuralEstimator("fusion", fast(attribute_curves=True))
+    model.fit(panel, H)
+    loaded = NeuralEstimator.load(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict(panel, H).units, model.predict(panel, H).units)
+    without = panel.take(np.arange(panel.n_items), panel.products.drop(columns="fabric"))
+    with pytest.raises(ForecastError, match="attribute column.*fabric"):
+        loaded.predict(without, H)
+
+
+def test_recent_launch_curves_see_only_launches_in_the_window_and_cells_before_the_origin():
+    nan = np.nan
+    z = np.array([[1.0, 2.0, 3.0, nan, nan, nan],   # launched in column 0
+                  [nan, nan, 5.0, 7.0, nan, nan],   # launched in column 2
+                  [nan, nan, nan, nan, 9.0, 9.0]])  # launched in column 4
+    mean, count = recent_launch_curves(z, np.array([0, 2, 4]), window=3, ages=2)
+    assert np.isnan(mean[0]).all()  # nothing launched before column 0
+    np.testing.assert_allclose(mean[2], [1.0, 2.0])  # at origin 2 only the first launch, both ages before 2
+    np.testing.assert_allclose(mean[3], [(1.0 + 5.0) / 2, 2.0])  # column 2's launch is seen at age 0 only
+    np.testing.assert_allclose(mean[4], [5.0, 7.0])  # column 0's launch left the 3-column window
+    np.testing.assert_allclose(count[4], [1, 1])
+    np.testing.assert_allclose(mean[5], [(5.0 + 9.0) / 2, 7.0])
+
+
+def test_recent_launches_is_a_future_block_read_at_the_origin(panel):
+    dm = PanelDataModule(panel, H, fast(recent_launches=8), use_text=False)
+    dm.setup()
+    f = dm.features
+    assert f.widths["future"]["recent_launches"] == 2
+    item = int(np.flatnonzero(panel.start == 10)[0])
+    batch = f.gather(np.array([item]), np.array([12]))  # origin 12, ages 2..7 (clipped to H - 1)
+    launched = np.where(panel.start > 0, panel.start + f.L, -1)
+    mean, count = recent_launch_curves(f.z, launched, 8, H)
+    ages = np.clip(np.arange(2, 2 + H), 0, H - 1)
+    expected = np.where(count[12 + f.L, ages] > 0, mean[12 + f.L, ages], np.asarray(dm.scaler.age_curve)[ages])
+    np.testing.assert_allclose(batch["future"]["recent_launches"][0, :, 0].numpy(), expected, rtol=1e-5)
+    assert 0 < count[12 + f.L, 0]  # products launched in periods 4..11 are seen
+
+
+def test_censored_launches_drop_only_the_launch_windows_of_undated_early_starts(panel):
+    items = np.arange(panel.n_items).repeat(2)
+    origins = np.stack([panel.start, panel.start + 1], axis=1).ravel()
+    dated = panel.products.assign(launch_date=pd.NaT)
+    dated.loc[0, "launch_date"] = panel.dates[0]  # item 0 starts at 0 but its launch is known
+    p = panel.take(np.arange(panel.n_items), dated)
+    kept_items, kept_origins = without_censored_launches((items, origins), p, periods=5)
+    dropped = set(zip(items.tolist(), origins.tolist())) - set(zip(kept_items.tolist(), kept_origins.tolist()))
+    expected = {(i, int(p.start[i])) for i in range(p.n_items) if p.start[i] < 5 and i != 0}
+    assert dropped == expected and len(expected) > 0
+    assert without_censored_launches((items, origins), p, periods=0)[0] is items
+    undated = panel.take(np.arange(panel.n_items), panel.products.drop(columns="launch_date", errors="ignore"))
+    kept_items, kept_origins = without_censored_launches((items, origins), undated, periods=5)
+    assert len(kept_items) == len(items) - int((panel.start < 5).sum())  # no launch_date column: none is dated
+    assert not ((kept_origins == panel.start[kept_items]) & (panel.start[kept_items] < 5)).any()
 
 
 def test_age_curve_and_neighbours_are_named_future_blocks_and_fusion_trains_with_them(panel):

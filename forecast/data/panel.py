@@ -176,6 +176,18 @@ def season_length_of(freq: str) -> int:
     return SEASON_LENGTHS.get(base, 1)
 
 
+def attribute_columns(products: pd.DataFrame) -> list[str]:
+    """Categorical attribute columns (category, colour, fabric, season, ...): the text columns other
+    than id, description, dates and price with few distinct values (at most 50, or one per 5 products)."""
+    skip = {"item_id", "description", "launch_date", "end_date", "price"}
+    return [
+        c for c in products.columns
+        if c not in skip
+        and (products[c].dtype == object or pd.api.types.is_string_dtype(products[c]))
+        and products[c].nunique() <= max(50, len(products) // 5)
+    ]
+
+
 def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", series_end: str = "table") -> Panel:
     """Put the validated tables on one regular grid (see the module docstring)."""
     sales, products, file = tables.sales, tables.products, tables.sales_name

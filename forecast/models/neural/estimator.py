@@ -83,7 +83,7 @@ class EpochLine(Callback):
 
 
 WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", "SHA256SUMS"
-FORMAT = "forecast-neural/4"  # /4: spec.text_dropout, scaler.age_curve and .signals, meta.bias_correction
+FORMAT = "forecast-neural/5"  # /5: scaler.attributes (neural.attribute_curves); /4: text_dropout, age_curve, signals
 READABLE_FORMATS = (FORMAT,)
 # Prediction variants fusion offers the backtest (see forecast.models.base.Prediction.variants):
 # new products forecast from the average description only, as when the words do not generalise.

@@ -126,7 +126,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from forecast.config import RunConfig
-from forecast.data.panel import Panel
+from forecast.data.panel import Panel, attribute_columns
 from forecast.data.signals import Signals, signal_windows
 from forecast.data.smoothing import centred_moving_average
 from forecast.errors import ForecastError
@@ -152,6 +152,7 @@ class Scaler:
     launch_level: float = 1.0  # "window": the level of a launch window (empty context)
     age_curve: list[float] = field(default_factory=list)  # mean z by age since start (neural.age_curve)
     signals: dict[str, list[float]] = field(default_factory=dict)  # signal name -> [mean, std] (training periods)
+    attributes: list[str] = field(default_factory=list)  # attribute columns of neural.attribute_curves
 
     @classmethod
     def fit(cls, panel: Panel, end: int, transform: str, scaling: str, launch_periods: int) -> "Scaler":
@@ -165,7 +166,7 @@ class Scaler:
         launch = fu[(age >= 0) & (age < launch_periods) & np.isfinite(fu)]
         level = 1.0 + (float(launch.mean()) if launch.size else 0.0)
         return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level, mean_age_curve((fu - m_u) / s_u, age),
-                   signal_moments(panel.signals, end))
+                   signal_moments(panel.signals, end), attribute_columns(panel.products))
 
     def f(self, units: np.ndarray) -> np.ndarray:
         return TRANSFORMS[self.transform][0](units)
@@ -223,10 +224,8 @@ def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarra
     Products that start inside ``units`` are references; a product is never its own
     neighbour (its curve is its training target). Cells no neighbour observed are NaN.
     """
-    n, T = units.shape
-    refs = np.flatnonzero((start >= 0) & (start < T))
-    cols = start[refs, None] + np.arange(horizon)[None, :]
-    curves = np.where(cols < T, units[refs[:, None], np.clip(cols, 0, T - 1)], np.nan)
+    n = units.shape[0]
+    refs, curves = launch_curves(units, start, horizon)
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-8)
     out = np.full((n, horizon), np.nan)
     if len(refs) <= 1:
@@ -240,6 +239,78 @@ def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarra
             warnings.simplefilter("ignore", RuntimeWarning)  # a step none of the neighbours reached: NaN
             out[lo:lo + 1024] = np.nanmean(curves[top], axis=1)
     return out
+
+
+ATTRIBUTE_PRIOR = 5.0  # attribute_curves: weight, in products, of the overall launch curve in a value's mean
+
+
+def launch_curves(units: np.ndarray, start: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(refs, curves [len(refs), horizon]): the first ``horizon`` units of every product that starts
+    inside ``units`` (NaN where the data ends first): what retrieval features average."""
+    T = units.shape[1]
+    refs = np.flatnonzero((start >= 0) & (start < T))
+    cols = start[refs, None] + np.arange(horizon)[None, :]
+    return refs, np.where(cols < T, units[refs[:, None], np.clip(cols, 0, T - 1)], np.nan)
+
+
+def attribute_curves(values: pd.DataFrame, units: np.ndarray, start: np.ndarray, horizon: int) -> np.ndarray:
+    """[n, horizon, columns]: per product and attribute column, the mean launch curve of the *other*
+    products with the same value (a target encoding, leave-one-out, as LightGBM on one-hots would learn).
+
+    Each step's mean is shrunk toward the overall launch curve with the weight of ``ATTRIBUTE_PRIOR``
+    products, so a rare value says little and an unseen one (next season) gives the overall curve.
+    A product's own curve never enters its feature: it is its training target.
+    """
+    n = len(values)
+    refs, curves = launch_curves(units, start, horizon)
+    seen = np.isfinite(curves)
+    filled = np.nan_to_num(curves)
+    own_sum, own_count = np.zeros((n, horizon)), np.zeros((n, horizon))
+    own_sum[refs], own_count[refs] = filled, seen
+    total_sum, total_count = own_sum.sum(0) - own_sum, own_count.sum(0) - own_count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prior = total_sum / total_count  # [n, H]: the overall curve without the product itself
+    out = np.empty((n, horizon, values.shape[1]))
+    for k, column in enumerate(values.columns):
+        codes, _ = pd.factorize(values[column].astype(str))
+        value_sum = np.zeros((codes.max() + 1, horizon))
+        value_count = np.zeros_like(value_sum)
+        np.add.at(value_sum, codes[refs], filled)
+        np.add.at(value_count, codes[refs], seen)
+        s, c = value_sum[codes] - own_sum, value_count[codes] - own_count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, :, k] = (s + ATTRIBUTE_PRIOR * prior) / (c + ATTRIBUTE_PRIOR)
+    return out
+
+
+def recent_launch_curves(z: np.ndarray, start_col: np.ndarray, window: int, ages: int) -> tuple[np.ndarray, np.ndarray]:
+    """([G, ages] mean, [G, ages] count) over grid columns ``t`` taken as forecast origins: the mean
+    of ``z`` at age ``a`` of the products that started in the ``window`` columns before ``t`` and
+    reached age ``a`` before ``t`` (only cells dated before the origin; NaN where none did).
+
+    The level of the latest launches: a launch season that sells more than the average launch
+    (online_retail's autumn, a strong fashion season) shows in it before the new products sell.
+    """
+    G = z.shape[1]
+    sums, counts = np.zeros((G + 1, ages)), np.zeros((G + 1, ages))
+    inside = np.flatnonzero((start_col >= 0) & (start_col < G))
+    for a in range(ages):
+        cols = start_col[inside] + a
+        ok = cols < G
+        rows, cols = inside[ok], cols[ok]
+        value = z[rows, cols]
+        seen = np.isfinite(value)
+        np.add.at(sums[1:, a], start_col[rows][seen], value[seen])
+        np.add.at(counts[1:, a], start_col[rows][seen], 1.0)
+    sums, counts = np.cumsum(sums, 0), np.cumsum(counts, 0)  # row s: launches in columns before s
+    t = np.arange(G)[:, None]
+    hi = np.clip(t - np.arange(ages)[None, :], 0, G)  # a launch at s is seen at age a before t when s + a < t
+    lo = np.clip(t - window, 0, G)
+    cols = np.arange(ages)[None, :]
+    total = np.where(hi > lo, sums[hi, cols] - sums[lo, cols], 0.0)
+    count = np.where(hi > lo, counts[hi, cols] - counts[lo, cols], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan), count
 
 
 TRANSFORMS = {  # name -> (forward, inverse) on units >= 0
@@ -280,11 +351,15 @@ class PanelFeatures:
 
     def __init__(self, panel: Panel, scaler: Scaler, context_length: int, horizon: int,
                  trend_window: int, text: dict[str, torch.Tensor] | None, level_weight: float,
-                 age_curve: bool = False, neighbours: np.ndarray | None = None):
+                 age_curve: bool = False, neighbours: np.ndarray | None = None,
+                 attributes: np.ndarray | None = None, recent_launches: int = 0, launch_weight: float = 1.0):
         """``age_curve``: add the scaler's mean age curve as a future block; ``neighbours`` [n, horizon]:
-        each product's neighbours' launch curve in units (NaN: unknown), a future block when given."""
+        each product's neighbours' launch curve in units (NaN: unknown), ``attributes`` [n, horizon, k]:
+        its attribute values' launch curves in units (:func:`attribute_curves`); future blocks when given.
+        ``recent_launches`` (periods, 0: off): the future block of :func:`recent_launch_curves`;
+        ``launch_weight``: the loss weight of a launch window (origin at the item's start) against 1."""
         self.L, self.H, self.T = context_length, horizon, panel.n_periods
-        self.level_weight = level_weight
+        self.level_weight, self.launch_weight = level_weight, launch_weight
         self.scaler, self.trend_window, self.text = scaler, trend_window, text
         self.start = panel.start.astype(np.int64)
         n = panel.n_items
@@ -310,6 +385,13 @@ class PanelFeatures:
         self._trend: dict[int, np.ndarray] = {}
         self.age_curve = np.asarray(scaler.age_curve, dtype=float) if age_curve else None
         self.neighbours = None if neighbours is None else np.nan_to_num(scaler.units_to_z(neighbours), nan=0.0)
+        self.attributes = None if attributes is None else np.nan_to_num(scaler.units_to_z(attributes), nan=0.0)
+        self.recent = None
+        if recent_launches and not self.window_scaling:
+            launched = np.where(self.start > 0, self.start + self.L, -1)  # a start at period 0 may be older
+            mean, count = recent_launch_curves(self.z, launched, recent_launches, horizon)
+            overall = np.asarray(scaler.age_curve[:horizon], dtype=float)[None, :]  # where no recent launch did
+            self.recent = np.stack([np.where(count > 0, mean, overall), count > 0], axis=-1)
         self.signals = standardised_signals(panel.signals, scaler.signals)
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
@@ -381,6 +463,10 @@ class PanelFeatures:
             future["age_curve"] = self.age_curve[np.clip(age_steps, 0, len(self.age_curve) - 1)][..., None]
         if self.neighbours is not None:
             future["neighbours"] = self.neighbours[rows, np.clip(age_steps, 0, self.H - 1)][..., None]
+        if self.attributes is not None:
+            future["attributes"] = self.attributes[rows, np.clip(age_steps, 0, self.H - 1)]
+        if self.recent is not None:  # as known at the origin, at each step's age since start
+            future["recent_launches"] = self.recent[origins[:, None] + self.L, np.clip(age_steps, 0, self.H - 1)]
 
         zc = np.nan_to_num(z_ctx)
         last4 = observed[:, -4:].sum(1)
@@ -401,6 +487,7 @@ class PanelFeatures:
         price_y = np.where(beyond, np.nan, self.scaler.logprice_to_z(logp_fut))
         trend_y = np.where(beyond, np.nan, self.trend_z(min(target_end, self.T))[rows, fut] / level[:, None])
         weight = (level / self.scaler.launch_level) ** self.level_weight if self.window_scaling else level
+        weight = weight * np.where(origins == self.start[items], self.launch_weight, 1.0)
 
         batch = {
             "context": _blocks(context), "future": _blocks(future), "static": _blocks(static),
@@ -529,6 +616,20 @@ def training_windows(start: np.ndarray, n_periods: int, val_periods: int,
     return train, val, cut
 
 
+def without_censored_launches(windows: tuple[np.ndarray, np.ndarray], panel: Panel, periods: int) -> tuple:
+    """The windows less the launch windows of items whose first sale lies in the table's first ``periods``
+    periods and that have no ``launch_date``: such a product may have sold before the table began (on
+    online_retail most first sales in the first weeks are slow sellers, not launches), so its empty-context
+    window would teach the model a launch that never happened."""
+    items, origins = windows
+    if periods <= 0:
+        return windows
+    dated = panel.products["launch_date"].notna().to_numpy(dtype=bool) if "launch_date" in panel.products else False
+    censored = (panel.start < periods) & np.logical_not(dated)
+    keep = ~((origins == panel.start[items]) & censored[items])
+    return items[keep], origins[keep]
+
+
 class PanelDataModule(pl.LightningDataModule):
     """Windows of one panel for training and validation (see the module docstring)."""
 
@@ -550,6 +651,7 @@ class PanelDataModule(pl.LightningDataModule):
         if val_periods > 0 and (len(train[0]) == 0 or len(val[0]) == 0):
             log.warning("too few periods (%d) to hold out %d for validation: training without it", T, val_periods)
             train, val, cut = training_windows(self.panel.start, T, 0, end)
+        train = without_censored_launches(train, self.panel, self.config.neural.censored_launches)
         self.cut = cut
         self.scaler = self.scaler or Scaler.fit(self.panel, end=cut if len(val[0]) else T,
                                                 transform=self.config.neural.transform,
@@ -611,5 +713,18 @@ def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int
 
         embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)
         neighbours = neighbour_curves(embeddings, panel.units, panel.start.astype(np.int64), nt.knn_feature, horizon)
+    attributes = None
+    if nt.attribute_curves and use_text and scaler.attributes:
+        attributes = attribute_curves(known_attributes(panel, scaler.attributes), panel.units,
+                                      panel.start.astype(np.int64), horizon)
     return PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight,
-                         nt.age_curve, neighbours)
+                         nt.age_curve, neighbours, attributes, nt.recent_launches, nt.launch_weight)
+
+
+def known_attributes(panel: Panel, columns: list[str]) -> pd.DataFrame:
+    """The products' values of the attribute columns a model was trained with (blank: a value of its own)."""
+    missing = [c for c in columns if c not in panel.products]
+    if missing:
+        raise ForecastError(f"the model was trained with the attribute column(s) {', '.join(missing)}, "
+                            f"which the products table lacks")
+    return panel.products[columns].fillna("")
