@@ -14,7 +14,10 @@ and export (from "chosen models" to the end, less its training), and the rest (k
 embeddings are in baselines; neural prediction, plots and MLflow logging in "other").
 
 Sizes run smallest first; a size whose extrapolated time (from the last one, linear
-in products) exceeds ``--budget`` seconds is skipped and recorded as such. The earlier
+in products) exceeds ``--budget`` seconds is skipped and recorded as such; a fit still
+running after ``--timeout`` seconds is stopped (with its baseline workers) and recorded
+as stopped, with the last line of its log. ``--add`` keeps the other sizes' runs and
+the earlier commands from ``scaling.json``. The earlier
 online_retail-subset scaling lives in ``scaling_online_retail.md`` (experiments/benchmark.py).
 Writes experiments/results/scaling.{json,md,png}.
 """
@@ -26,6 +29,7 @@ import json
 import os
 import platform
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -60,19 +64,29 @@ def make_panel(n_products: int, folder: Path, seed: int) -> tuple[Path, Path]:
     return folder / "sales.parquet", folder / "products.csv"
 
 
-def measure(n_products: int, folder: Path, seed: int) -> dict:
-    """Wall time, peak RSS and where the time went of one default fit."""
+def measure(n_products: int, folder: Path, seed: int, timeout: float | None = None) -> dict:
+    """Wall time, peak RSS and where the time went of one default fit; stopped after ``timeout`` s."""
     sales, products = make_panel(n_products, folder, seed)
     db = folder / "mlflow.db"
     cmd = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "forecast", "fit", "--sales", str(sales),
            "--products", str(products), "--no-progress", "--tracking-uri", f"sqlite:///{db}"]
-    proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
-    (folder / "fit.log").write_text(proc.stderr)
-    stats = json.loads(proc.stdout.strip().splitlines()[-1])
-    out = {"products": n_products, "sales_rows": _rows(sales), "wall_seconds": round(stats["wall"], 1),
-           "peak_rss_mb": round(stats["rss"]), "ok": stats["rc"] == 0}
+    out = {"products": n_products, "sales_rows": _rows(sales)}
+    # its own session, so that a stop reaches the fit and its pool workers (they hold the pipes open)
+    with subprocess.Popen(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            (folder / "fit.log").write_text(stderr)
+            last = stderr.strip().splitlines()[-1][:200] if stderr.strip() else ""
+            return {**out, "ok": False, "stopped_after_seconds": timeout, "last_log_line": last}
+    (folder / "fit.log").write_text(stderr)
+    stats = json.loads(stdout.strip().splitlines()[-1])
+    out.update({"wall_seconds": round(stats["wall"], 1), "peak_rss_mb": round(stats["rss"]), "ok": stats["rc"] == 0})
     if out["ok"]:
-        out["phases"] = phases(proc.stderr, stats["start"], stats["wall"], db)
+        out["phases"] = phases(stderr, stats["start"], stats["wall"], db)
     return out
 
 
@@ -117,31 +131,37 @@ def slope(runs: list[dict], key: str) -> float | None:
     return float(np.polyfit(np.log([r["products"] for r in ok]), np.log([r[key] for r in ok]), 1)[0])
 
 
-def write(runs: list[dict], skipped: list[dict], command: str) -> None:
+def write(runs: list[dict], skipped: list[dict], commands: list[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     slopes = {"wall_seconds": slope(runs, "wall_seconds"), "peak_rss_mb": slope(runs, "peak_rss_mb")}
-    meta = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared, busy)",
+    meta = {"command": commands, "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared, busy)",
             "load_average_at_start": runs[0].get("load") if runs else None}
     (RESULTS / "scaling.json").write_text(json.dumps({**meta, "runs": runs, "skipped": skipped,
                                                        "log_log_slopes": slopes}, indent=2) + "\n")
     lines = ["# Scaling of a default `forecast fit` on generated panels", "",
-             f"Command: `{command}`; machine {meta['machine']}. Panels from `forecast.data.synthetic` "
-             "(104 weekly periods, 5 % new products, sales as Parquet); default settings: 5 baselines + "
-             "fusion, 3 backtest origins, refit, export.", "",
+             f"Commands: {'; then '.join(f'`{c}`' for c in commands)}; machine {meta['machine']}. "
+             "Panels from `forecast.data.synthetic` (104 weekly periods, 5 % new products, sales as Parquet); "
+             "default settings: 5 baselines + fusion, 3 backtest origins, refit, export.", "",
              "| products | sales rows | wall s | peak RSS MB | data s | baselines s | neural training s "
-             "| refit + export s | other s | load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| refit + export s | other s | load avg (start / end) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         p = r.get("phases", {})
-        lines.append(f"| {r['products']:,} | {r['sales_rows']:,} | {r['wall_seconds']} | {r['peak_rss_mb']} | "
+        wall = r.get("wall_seconds", f"stopped at {r.get('stopped_after_seconds', 0):.0f}")
+        load = " / ".join(str(r[k]) for k in ("load", "load_end") if k in r)
+        lines.append(f"| {r['products']:,} | {r['sales_rows']:,} | {wall} | {r.get('peak_rss_mb', '')} | "
                      + " | ".join(str(p.get(k, "")) for k in ("data", "baselines", "neural_training",
                                                                "refit_and_export", "other"))
-                     + f" | {r.get('load', '')} |")
+                     + f" | {load} |")
     lines += [""]
     for key, value in slopes.items():
         if value is not None:
             lines.append(f"- log-log slope of {key.replace('_', ' ')} vs products: **{value:.2f}**")
     for s in skipped:
         lines.append(f"- {s['products']:,} products not run: {s['reason']}")
+    for r in runs:
+        if "stopped_after_seconds" in r:
+            lines.append(f"- {r['products']:,} products stopped unfinished after {r['stopped_after_seconds']:.0f} s; "
+                         f"its log's last line: `{r['last_log_line']}`")
     (RESULTS / "scaling.md").write_text("\n".join(lines) + "\n")
     plot(runs)
 
@@ -172,7 +192,7 @@ def extrapolate(run: dict, n_products: int) -> float:
     number of windows per epoch) and the rest stay; a failed run extrapolates linearly."""
     ratio = n_products / run["products"]
     if "phases" not in run:
-        return run["wall_seconds"] * ratio
+        return run.get("wall_seconds", run.get("stopped_after_seconds", 0)) * ratio
     linear = run["phases"]["data"] + run["phases"]["baselines"]
     return run["wall_seconds"] + linear * (ratio - 1)
 
@@ -182,13 +202,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000,30000")
     parser.add_argument("--budget", type=float, default=600, help="skip a size extrapolated to take longer (s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, help="stop a size's fit after this many seconds (recorded)")
     parser.add_argument("--add", action="store_true",
                         help="keep the runs of other sizes already in scaling.json (sizes measured separately)")
     args = parser.parse_args()
-    runs, skipped = [], []
+    runs, skipped, commands = [], [], []
     if args.add and (RESULTS / "scaling.json").is_file():
         wanted = {int(s) for s in args.sizes.split(",")}
-        runs = [r for r in json.loads((RESULTS / "scaling.json").read_text())["runs"] if r["products"] not in wanted]
+        earlier = json.loads((RESULTS / "scaling.json").read_text())
+        runs = [r for r in earlier["runs"] if r["products"] not in wanted]
+        commands = [earlier["command"]] if isinstance(earlier["command"], str) else list(earlier["command"])
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted(int(s) for s in args.sizes.split(",")):
             smaller = [r for r in runs if r["products"] < n]
@@ -201,10 +224,11 @@ def main() -> None:
                 continue
             print(f"[scaling] fit on {n} products ...", flush=True)
             load = round(os.getloadavg()[0], 1)
-            runs.append({**measure(n, Path(tmp) / f"n{n}", args.seed), "load": load})
+            runs.append({**measure(n, Path(tmp) / f"n{n}", args.seed, args.timeout), "load": load,
+                         "load_end": round(os.getloadavg()[0], 1)})
             print(f"[scaling] {runs[-1]}", flush=True)
     runs.sort(key=lambda r: r["products"])
-    write(runs, skipped, "python experiments/scaling_benchmark.py " + " ".join(sys.argv[1:]))
+    write(runs, skipped, commands + ["python experiments/scaling_benchmark.py " + " ".join(sys.argv[1:])])
 
 
 if __name__ == "__main__":
