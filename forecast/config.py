@@ -102,7 +102,7 @@ class TrainConfig:
     """The Lightning training loop."""
 
     max_epochs: int = 4  # x windows_per_epoch: ~30-45 s per fit on 2 CPU cores, whatever the panel's size
-    batch_size: int = 512
+    batch_size: int = 512  # the global batch: with DDP each of W processes takes batch_size // W
     learning_rate: float = 3e-3
     lr_schedule: Literal["constant", "onecycle"] = "onecycle"  # onecycle: warm-up, then cosine decay per step
     text_learning_rate: float = 3e-5

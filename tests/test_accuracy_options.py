@@ -171,6 +171,15 @@ def test_censored_launches_drop_only_the_launch_windows_of_undated_early_starts(
     assert not ((kept_origins == panel.start[kept_items]) & (panel.start[kept_items] < 5)).any()
 
 
+def test_launch_weight_weighs_only_the_launch_windows(panel):
+    dm = PanelDataModule(panel, H, fast(launch_weight=3.0), use_text=False)
+    dm.setup()
+    batch = dm.train_set.__getitems__(np.arange(len(dm.train_set)))
+    launch = (batch["origin"] == torch.from_numpy(panel.start)[batch["item"]]).numpy()
+    assert launch.any() and not launch.all()
+    np.testing.assert_allclose(batch["weight"].numpy(), np.where(launch, 3.0, 1.0))
+
+
 def test_age_curve_and_neighbours_are_named_future_blocks_and_fusion_trains_with_them(panel):
     def future(cfg: RunConfig, use_text: bool) -> dict[str, int]:
         dm = PanelDataModule(panel, H, cfg, use_text=use_text)

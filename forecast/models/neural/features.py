@@ -674,8 +674,12 @@ class PanelDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, None)
 
     def _loader(self, dataset: WindowDataset, sampler: Sampler | None) -> DataLoader:
+        """``train.batch_size`` is the global batch: with DDP each of the W processes takes 1/W of it, so an
+        epoch makes the same optimiser steps on the same number of windows as one process would
+        (experiments/results/ddp_accuracy.md: a full batch per process trained half the steps)."""
         workers = self.config.train.num_workers
-        return DataLoader(dataset, batch_size=self.config.train.batch_size, sampler=sampler,
+        per_process = max(1, self.config.train.batch_size // _rank_and_world()[1])
+        return DataLoader(dataset, batch_size=per_process, sampler=sampler,
                           collate_fn=_as_batch, num_workers=workers, persistent_workers=workers > 0)
 
 
