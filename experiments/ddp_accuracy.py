@@ -13,10 +13,10 @@ the digit.
 
 The yardstick is seed noise: the spread (max - min over seeds) of the single-process arm's
 metric. DDP shards each epoch's windows over the ranks (``EpochShuffle``) and averages their
-gradients, each rank at the configured batch size: with 2 ranks an epoch takes half the
-optimiser steps at twice the global batch. ``ddp-half-batch`` takes the same steps over the same
-windows as one process (rank r gets every other window of each 2 x 256 slice of the epoch's
-draw), which separates that from anything else DDP changes.
+gradients; ``train.batch_size`` is the global batch (each rank takes batch_size // W), so ``ddp``
+takes the same optimiser steps over the same windows as one process. Before that fix each rank
+took the full batch (half the steps at twice the batch) and ``ddp`` was outside seed noise;
+``ddp-half-batch`` was the workaround then (it now halves the global batch).
 Writes experiments/results/ddp_accuracy.{json,md}.
 """
 
