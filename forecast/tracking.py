@@ -128,6 +128,22 @@ def run_name(cfg: RunConfig, verb: str, sales: str) -> str:
     return cfg.tracking.run_name or f"{verb} {Path(sales).name} h{cfg.evaluation.horizon}"
 
 
+def _tag_experiment(client, experiment: str) -> None:
+    """Set the experiment's kind tag unless it already holds it: two fits starting together on a
+    database-backed server would otherwise both insert it, and the second fails on its primary key."""
+    from mlflow.exceptions import MlflowException
+
+    tags = client.get_experiment(experiment).tags
+    for key, value in EXPERIMENT_KIND.items():
+        if tags.get(key) == value:
+            continue
+        try:
+            client.set_experiment_tag(experiment, key, value)
+        except MlflowException:  # the other fit set it in between: check it did
+            if client.get_experiment(experiment).tags.get(key) != value:
+                raise
+
+
 @contextmanager
 def tracked_run(cfg: RunConfig, verb: str, sales: str) -> Iterator[str]:
     """An MLflow run for the duration of the block; yields its run id. Its experiment becomes the
@@ -145,8 +161,7 @@ def tracked_run(cfg: RunConfig, verb: str, sales: str) -> Iterator[str]:
     mlflow.set_tracking_uri(uri)
     experiment = _experiment_id(cfg.tracking.experiment, uri)
     mlflow.set_experiment(experiment_id=experiment)
-    for key, value in EXPERIMENT_KIND.items():
-        MlflowClient().set_experiment_tag(experiment, key, value)
+    _tag_experiment(MlflowClient(), experiment)
     run = mlflow.start_run(experiment_id=experiment, run_name=run_name(cfg, verb, sales),
                            tags={"forecast.verb": verb, "forecast.pid": str(os.getpid()),
                                  "forecast.host": socket.gethostname()})
