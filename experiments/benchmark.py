@@ -145,6 +145,8 @@ def run_child(dataset: str, model: str, out: Path, seed: int, split: str, overri
     from forecast.models.registry import build
 
     panel = load(dataset, split)
+    if overrides.pop("shuffled_descriptions", False):
+        panel = with_shuffled_descriptions(panel, seed)
     cuts = cutoffs_of(dataset, panel, split)
     cfg = config_for(dataset, seed, overrides)
     if cfg.data.signals:  # e.g. --set data.signals=../shared/data/visuelle/gtrends.csv
@@ -165,6 +167,15 @@ def run_child(dataset: str, model: str, out: Path, seed: int, split: str, overri
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     Path(str(out) + ".json").write_text(json.dumps({"fit_predict_seconds": round(seconds, 1),
                                                     "peak_rss_mb": round(rss / 1024)}))
+
+
+def with_shuffled_descriptions(panel: Panel, seed: int) -> Panel:
+    """The ablation that removes the words but keeps an item identity: every product gets another
+    product's description (a fixed permutation), so each still has its own consistent text, which
+    no longer says what it is. ``--set shuffled_descriptions=true``."""
+    order = np.random.default_rng(seed).permutation(panel.n_items)
+    products = panel.products.assign(description=panel.products["description"].to_numpy()[order])
+    return panel.take(np.arange(panel.n_items), products)
 
 
 def long_frame(panel: Panel, cutoff: int, model: str, group: str, rows, start, values) -> pd.DataFrame:
@@ -592,7 +603,8 @@ def main() -> None:
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="an ablation: override a config key of our models (YAML value), repeatable; needs --tag")
+                        help="an ablation: override a config key of our models (YAML value), repeatable; needs "
+                        "--tag; shuffled_descriptions=true gives every product another one's description")
     parser.add_argument("--tag", default="", help="the ablation's name: its models are shown as MODEL@TAG and its "
                         "tables written to results/ablations/TAG/benchmark_SPLIT_DATASETS.{md,json}")
     parser.add_argument("--scaling-sizes", default="500,1000,2000,3571")
