@@ -160,6 +160,21 @@ def test_minilm_loads_offline_and_embeds_meaning():
     assert not any(p.requires_grad for p in encoder.parameters())
 
 
+def test_a_text_embeds_the_same_whatever_it_is_batched_with(monkeypatch):
+    """embed_texts sorts a call's new texts by token length before batching them: each vector must
+    still be its own text's (in the caller's order), the same as when the text is embedded alone."""
+    from forecast.encoders import text
+
+    texts = ["red wool winter coat with a hood and deep pockets", "coat", "red coat", "coat",
+             "stainless steel kitchen sink"]
+    monkeypatch.setattr(text, "_EMBED_CACHE", {})
+    together = embed_texts(texts, batch_size=2)
+    monkeypatch.setattr(text, "_EMBED_CACHE", {})
+    alone = np.stack([embed_texts([t])[0] for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
+    assert np.array_equal(together[1], together[3])
+
+
 def test_last_k_trains_only_the_top_layers_at_a_lower_rate(tiny_bert, panel, cfg):
     config = cfg.updated({"neural.text_mode": "last-k", "neural.finetune_layers": 1, "neural.text_encoder": tiny_bert,
                           "train.max_epochs": 1, "train.limit_train_batches": 3})

@@ -10,7 +10,7 @@ from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.trends import Z, item_totals, remove_word, shrink, word_effects
+from forecast.trends import Z, item_totals, occlusion, remove_word, shrink, word_effects, words
 
 H = 8
 
@@ -98,3 +98,26 @@ def test_occlusion_puts_the_words_with_the_largest_true_effect_on_top(text_model
     assert effects["red"] > 20 and effects["yellow"] < -20
     for style in synthetic.STYLES:  # no effect on demand: near zero beside red's
         assert abs(effects[style]) < 0.2 * effects["red"], (style, effects[style])
+
+
+def test_the_occlusion_forecasts_do_not_depend_on_how_the_descriptions_were_embedded(text_model, monkeypatch):
+    """The occlusion's descriptions are embedded once each (memoised; the many products whose edited
+    descriptions coincide share one vector) and shortest first in padded batches: the forecasts with and
+    without each word must be those of descriptions embedded one at a time, unpadded."""
+    from forecast.encoders import text
+
+    model, panel = text_model
+    nt = model.config.neural
+    descriptions = panel.descriptions
+    rows = np.repeat(np.arange(panel.n_items), 2)
+    drop = [sorted(words(descriptions[r]))[k % 2] for k, r in enumerate(rows)]
+    edited = {remove_word(descriptions[r], w) for r, w in zip(rows, drop)}
+    assert len(edited) < len(rows)  # some edited descriptions coincide
+    monkeypatch.setattr(text, "_EMBED_CACHE", {})
+    batched = occlusion(model, panel, rows, drop, H)
+    monkeypatch.setattr(text, "_EMBED_CACHE", {})
+    for description in sorted({*descriptions, *edited}):
+        text.embed_texts([description], nt.text_encoder, nt.max_tokens)
+    alone = occlusion(model, panel, rows, drop, H)
+    pd.testing.assert_frame_equal(batched, alone, rtol=1e-5)
+    assert (batched["units"] - batched["without"]).abs().max() > 1  # the words move the forecast
