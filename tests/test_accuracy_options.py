@@ -92,6 +92,8 @@ def test_neighbour_curves_never_use_the_product_itself():
     units = np.array([[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]])
     curves = neighbour_curves(emb, units, np.array([0, 0, 0]), k=1, horizon=2)
     np.testing.assert_allclose(curves, [[5, 5], [1, 1], [5, 5]])
+    copies = neighbour_curves(emb, units, np.array([0, 0, 0]), k=1, horizon=2, ids=np.array(["a", "a", "b"]))
+    np.testing.assert_allclose(copies, [[9, 9], [9, 9], [5, 5]])  # a copy of the same product is no neighbour
 
 
 def test_attribute_curves_are_leave_one_out_value_means_shrunk_toward_the_overall_curve():

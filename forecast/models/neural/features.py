@@ -218,14 +218,17 @@ def signal_moments(signals: Signals | None, end: int) -> dict[str, list[float]]:
     return {name: list(_moments(row)) for name, row in zip(signals.names, known)}
 
 
-def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarray, k: int, horizon: int) -> np.ndarray:
+def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarray, k: int, horizon: int,
+                     ids: np.ndarray | None = None) -> np.ndarray:
     """[n, horizon] per product: mean first-``horizon`` units of its k most similar *other* products with history.
 
     Products that start inside ``units`` are references; a product is never its own
-    neighbour (its curve is its training target). Cells no neighbour observed are NaN.
+    neighbour (its curve is its training target), nor is a row with the same ``ids`` entry (a copy
+    of the product, as the trend report's occlusion makes one per word). Cells no neighbour observed are NaN.
     """
     n = units.shape[0]
     refs, curves = launch_curves(units, start, horizon)
+    codes = pd.factorize(np.asarray(ids))[0] if ids is not None else None
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-8)
     out = np.full((n, horizon), np.nan)
     if len(refs) <= 1:
@@ -234,6 +237,8 @@ def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarra
     for lo in range(0, n, 1024):
         sim = unit[lo:lo + 1024] @ unit[refs].T
         sim[refs[None, :] == np.arange(lo, min(lo + 1024, n))[:, None]] = -np.inf
+        if ids is not None:
+            sim[codes[refs][None, :] == codes[lo:lo + 1024, None]] = -np.inf
         top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a step none of the neighbours reached: NaN
@@ -716,7 +721,8 @@ def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int
         from forecast.encoders.text import embed_texts
 
         embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)
-        neighbours = neighbour_curves(embeddings, panel.units, panel.start.astype(np.int64), nt.knn_feature, horizon)
+        neighbours = neighbour_curves(embeddings, panel.units, panel.start.astype(np.int64), nt.knn_feature, horizon,
+                                      panel.item_ids)
     attributes = None
     if nt.attribute_curves and use_text and scaler.attributes:
         attributes = attribute_curves(known_attributes(panel, scaler.attributes), panel.units,
