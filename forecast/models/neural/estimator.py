@@ -84,7 +84,7 @@ class EpochLine(Callback):
 
 WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", "SHA256SUMS"
 FORMAT = "forecast-neural/5"  # /5: scaler.attributes (neural.attribute_curves); /4: text_dropout, age_curve, signals
-READABLE_FORMATS = (FORMAT,)
+READABLE_FORMATS = (FORMAT, "forecast-neural/4")  # a /4 model reads as /5 with the new options off
 # Prediction variants fusion offers the backtest (see forecast.models.base.Prediction.variants):
 # new products forecast from the average description only, as when the words do not generalise.
 AVERAGE_TEXT_NEW = "average_text_new"
