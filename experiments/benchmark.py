@@ -451,7 +451,8 @@ def _target(name, value, bound, detail, strict=False) -> dict:
 
 
 def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scaling: list[dict], profile: list[dict],
-                 meta: dict) -> None:
+                 meta: dict) -> Path:
+    """Write the run's tables (json, md, plot); returns the markdown's path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = pooled(summary)
     table.insert(table.columns.get_loc("model") + 1, "label", table["model"].map(label))
@@ -502,6 +503,7 @@ def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scalin
         lines.append("")
     (_report_dir(meta) / f"benchmark{suffix}.md").write_text("\n".join(lines))
     plot(table, scaling, _report_dir(meta) / f"benchmark{suffix}_wape.png")
+    return _report_dir(meta) / f"benchmark{suffix}.md"
 
 
 def per_origin_lines(summary: pd.DataFrame, dataset: str, group: str) -> list[str]:
@@ -660,10 +662,7 @@ def main() -> None:
     meta = {"command": "python " + " ".join(["experiments/benchmark.py", *sys.argv[1:]]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seeds": seeds, "split": args.split,
             "date": time.strftime("%Y-%m-%d"), "tag": args.tag, "overrides": overrides, "datasets": args.datasets}
-    write_report(summary, steps, timings, scaling, profile, meta)
-    stem = (f"benchmark_{args.split}_{args.datasets.replace(',', '+')}" if args.tag
-            else f"benchmark{'' if args.split == 'reported' else '_validation'}")
-    print((_report_dir(meta) / f"{stem}.md").read_text())
+    print(write_report(summary, steps, timings, scaling, profile, meta).read_text())
 
 
 def parse_sets(sets: list[str]) -> dict:

@@ -192,8 +192,9 @@ class RunConfig:
                 raise ConfigError(f"neural.{name} must lie between 0 and 1, got {getattr(nt, name)}")
         if nt.launch_weight <= 0:
             raise ConfigError(f"neural.launch_weight must be positive, got {nt.launch_weight}")
-        if nt.recent_launches < 0:
-            raise ConfigError(f"neural.recent_launches must be 0 (off) or a number of periods, got {nt.recent_launches}")
+        for name in ("recent_launches", "censored_launches"):
+            if getattr(nt, name) < 0:
+                raise ConfigError(f"neural.{name} must be 0 (off) or a number of periods, got {getattr(nt, name)}")
         if nt.knn_feature < 0:
             raise ConfigError(f"neural.knn_feature must be 0 (off) or a positive number of neighbours, "
                               f"got {nt.knn_feature}")

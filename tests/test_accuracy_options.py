@@ -69,7 +69,8 @@ def test_bias_correction_is_refused_outside_the_sqrt_global_transform(workdir, c
     refused(capsys, ["fit", "--config", "cfg.yaml", "--no-progress"], *needles)
 
 
-@pytest.mark.parametrize(("key", "value"), [("text_dropout", 1.5), ("text_mix", -0.1), ("knn_feature", -3)])
+@pytest.mark.parametrize(("key", "value"), [("text_dropout", 1.5), ("text_mix", -0.1), ("knn_feature", -3),
+                                            ("recent_launches", -1), ("censored_launches", -2), ("launch_weight", 0)])
 def test_out_of_range_options_are_refused(workdir, capsys, key, value):
     Path("cfg.yaml").write_text(yaml.safe_dump({"neural": {key: value}}))
     refused(capsys, ["fit", "--config", "cfg.yaml", "--no-progress"], f"neural.{key}", str(value))
