@@ -113,9 +113,10 @@ def phases(log: str, start: float, wall: float, db: Path) -> dict:
                  for m in map(TRAINED.match, log.splitlines()) if m]
     chosen = at("INFO chosen models:")
     with sqlite3.connect(db) as con:
-        seconds = dict(con.execute("select key, value from latest_metrics where key like '%/fit_seconds'"))
+        seconds = dict(con.execute("select r.name, m.value from latest_metrics m join runs r "
+                                   "on m.run_uuid = r.run_uuid where m.key = 'fit_seconds'"))  # per child run
     data = at("INFO data:")
-    baselines = sum(v for k, v in seconds.items() if k.split("/")[0] in BASELINES)
+    baselines = sum(v for k, v in seconds.items() if k in BASELINES)
     neural = sum(s for s, _ in trainings)
     refit_training = sum(s for s, t in trainings if t >= chosen)
     refit_export = wall - chosen - refit_training

@@ -156,3 +156,32 @@ def test_backtest_scores_each_prediction_variant_as_a_model(panel) -> None:
     assert wape["two:double"] == pytest.approx((12 + 13 + 14) / (14 + 15 + 16))
     assert result.best_models()[HISTORY] == "two:double"
     assert variant_name("two:double") == ("two", "double") and variant_name("two") == ("two", None)
+
+
+def _launch_panel(tmp_path: Path, n: int):
+    """n products, product k launched in week k and selling 1 unit a week for 3 weeks."""
+    weeks = pd.date_range("2024-01-01", periods=n + 3, freq="W-MON")
+    rows = [(f"p{k:03d}", weeks[k + t], 1) for k in range(n) for t in range(3)]
+    pd.DataFrame(rows, columns=["item_id", "date", "units"]).to_csv(tmp_path / "sales.csv", index=False)
+    pd.DataFrame({"item_id": [f"p{k:03d}" for k in range(n)], "description": ["x"] * n}).to_csv(
+        tmp_path / "products.csv", index=False)
+    return load_tables(tmp_path / "sales.csv", tmp_path / "products.csv")
+
+
+def test_visuelle_validation_cutoffs_lie_at_the_55_and_70_percent_launches_before_the_reported_one(tmp_path) -> None:
+    tables = _launch_panel(tmp_path, 100)
+    reported = build_panel(tables, series_end="last-sale")
+    assert benchmark.cutoffs_of("visuelle", reported, "reported") == [85]  # the latest 15 % are forecast
+    validation = build_panel(benchmark._launched_before(tables, benchmark.visuelle_launch_quantile(tables, 0.85)),
+                             series_end="last-sale")
+    assert validation.n_items == 85  # the reported launches do not exist in validation
+    assert benchmark.cutoffs_of("visuelle", validation, "validation") == [55, 70]
+
+
+def test_cached_forecasts_are_reused_only_for_the_same_cutoffs(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    assert benchmark.cached(path, ["2024-01-01"]) is None
+    pd.DataFrame({"cutoff": ["2024-01-01", "2024-01-08"], "item_id": ["1", "2"], "units": [1.0, 2.0]}).to_csv(
+        path, index=False)
+    assert benchmark.cached(path, ["2024-01-08", "2024-01-01"])["item_id"].tolist() == ["1", "2"]
+    assert benchmark.cached(path, ["2024-01-08"]) is None  # a split whose origins changed runs afresh
