@@ -88,6 +88,8 @@ class NeuralConfig:
                           # similar by description (never the product itself); 0: off
     attribute_curves: bool = False  # text models: horizon feature per attribute column (category, colour, ...),
                                    # the mean launch curve of the other products with the same value
+    attribute_embeddings: bool = False  # text models: static block, one-hot attribute values (those of at least
+                                        # 2 training products; others all 0), i.e. a learned embedding per value
     recent_launches: int = 0  # horizon feature: the mean launch curve of the products launched in the last
                                # this many periods before the origin, as far as observed then; 0: off
     launch_weight: float = 1.0  # training: loss weight of a launch window (empty context) against other windows

@@ -18,8 +18,9 @@ from forecast.data.panel import build_panel
 from forecast.errors import ForecastError
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.estimator import NeuralEstimator
-from forecast.models.neural.features import (ATTRIBUTE_PRIOR, PanelDataModule, attribute_curves, neighbour_curves,
-                                             recent_launch_curves, without_censored_launches)
+from forecast.models.neural.features import (ATTRIBUTE_PRIOR, PanelDataModule, attribute_curves, attribute_onehots,
+                                             attribute_vocabulary, neighbour_curves, recent_launch_curves,
+                                             without_censored_launches)
 from forecast.models.neural.network import ForecastNetwork
 from tests.test_config import refused
 
@@ -27,7 +28,8 @@ H = 6
 FAST = {"train.max_epochs": 2, "train.windows_per_epoch": 2000, "train.progress": False, "neural.hidden_size": 16,
         "neural.context_length": 8, "train.batch_size": 128, "train.lr_schedule": "constant"}
 OFF = {"neural.text_dropout": 0.0, "neural.text_mix": 1.0, "neural.text_mix_new": 1.0, "neural.age_curve": False,
-       "neural.knn_feature": 0, "neural.attribute_curves": False, "neural.recent_launches": 0, "neural.bias_correction": "none"}
+       "neural.knn_feature": 0, "neural.attribute_curves": False,
+       "neural.attribute_embeddings": False, "neural.recent_launches": 0, "neural.bias_correction": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +127,35 @@ def test_attribute_curves_are_a_future_block_of_text_models_and_survive_save_and
     np.testing.assert_allclose(loaded.predict(panel, H).units, model.predict(panel, H).units)
     without = panel.take(np.arange(panel.n_items), panel.products.drop(columns="fabric"))
     with pytest.raises(ForecastError, match="attribute column.*fabric"):
+        loaded.predict(without, H)
+
+
+def test_attribute_onehots_know_only_values_of_two_training_products():
+    train = pd.DataFrame({"item_id": list("abcd"), "description": ["x"] * 4,
+                          "colour": ["red", "red", "blue", "green"], "season": ["SS17", "SS17", "AW17", "AW17"]})
+    vocabulary = attribute_vocabulary(train)
+    assert vocabulary == {"colour": ["red"], "season": ["AW17", "SS17"]}  # blue and green: one product each
+    new = pd.DataFrame({"colour": ["red", "blue", ""], "season": ["AW17", "SS18", "SS17"]})
+    np.testing.assert_array_equal(attribute_onehots(new, vocabulary),
+                                  [[1, 1, 0], [0, 0, 0], [0, 0, 1]])  # next season's SS18: no one-hot
+
+
+def test_attribute_embeddings_are_a_static_block_learned_from_training_products_only(panel, tmp_path):
+    dm = PanelDataModule(panel, H, fast(attribute_embeddings=True), use_text=True)
+    dm.setup()
+    trained = panel.products[panel.start < dm.features.T]  # every product but the new ones (no sale yet)
+    assert dm.scaler.attribute_values == attribute_vocabulary(trained)
+    width = sum(map(len, dm.scaler.attribute_values.values()))
+    assert width > 0 and dm.features.widths["static"]["attributes"] == width
+    sequence = PanelDataModule(panel, H, fast(attribute_embeddings=True), use_text=False)
+    sequence.setup()
+    assert "attributes" not in sequence.features.widths["static"]  # the history-only ablation reads no product
+    model = NeuralEstimator("fusion", fast(attribute_embeddings=True))
+    model.fit(panel, H)
+    loaded = NeuralEstimator.load(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict(panel, H).units, model.predict(panel, H).units)
+    without = panel.take(np.arange(panel.n_items), panel.products.drop(columns="colour"))
+    with pytest.raises(ForecastError, match="attribute column.*colour"):
         loaded.predict(without, H)
 
 
