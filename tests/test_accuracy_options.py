@@ -121,12 +121,18 @@ def test_attribute_curves_are_a_future_block_of_text_models_and_survive_save_and
     dm.setup()
     assert dm.scaler.attributes == ["colour", "fabric", "category"]  # the synthetic products' attributes
     assert dm.features.widths["future"]["attributes"] == 3
-    model = NeuralEstimator("fusion", fast(attribute_curves=True))
+    _round_trips_and_refuses_data_without(panel, tmp_path, fast(attribute_curves=True), "fabric")
+
+
+def _round_trips_and_refuses_data_without(panel, tmp_path, config: RunConfig, column: str) -> None:
+    """A fusion model fitted with ``config`` forecasts the same once saved and loaded, and refuses a
+    products table without the attribute ``column`` it was trained with."""
+    model = NeuralEstimator("fusion", config)
     model.fit(panel, H)
     loaded = NeuralEstimator.load(model.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.predict(panel, H).units, model.predict(panel, H).units)
-    without = panel.take(np.arange(panel.n_items), panel.products.drop(columns="fabric"))
-    with pytest.raises(ForecastError, match="attribute column.*fabric"):
+    without = panel.take(np.arange(panel.n_items), panel.products.drop(columns=column))
+    with pytest.raises(ForecastError, match=f"attribute column.*{column}"):
         loaded.predict(without, H)
 
 
@@ -143,20 +149,14 @@ def test_attribute_onehots_know_only_values_of_two_training_products():
 def test_attribute_embeddings_are_a_static_block_learned_from_training_products_only(panel, tmp_path):
     dm = PanelDataModule(panel, H, fast(attribute_embeddings=True), use_text=True)
     dm.setup()
-    trained = panel.products[panel.start < dm.features.T]  # every product but the new ones (no sale yet)
-    assert dm.scaler.attribute_values == attribute_vocabulary(trained)
+    assert (~panel.has_history).sum() == 4
+    assert dm.scaler.attribute_values == attribute_vocabulary(panel.products[panel.has_history])  # not the new 4
     width = sum(map(len, dm.scaler.attribute_values.values()))
     assert width > 0 and dm.features.widths["static"]["attributes"] == width
     sequence = PanelDataModule(panel, H, fast(attribute_embeddings=True), use_text=False)
     sequence.setup()
     assert "attributes" not in sequence.features.widths["static"]  # the history-only ablation reads no product
-    model = NeuralEstimator("fusion", fast(attribute_embeddings=True))
-    model.fit(panel, H)
-    loaded = NeuralEstimator.load(model.save(tmp_path / "m"))
-    np.testing.assert_allclose(loaded.predict(panel, H).units, model.predict(panel, H).units)
-    without = panel.take(np.arange(panel.n_items), panel.products.drop(columns="colour"))
-    with pytest.raises(ForecastError, match="attribute column.*colour"):
-        loaded.predict(without, H)
+    _round_trips_and_refuses_data_without(panel, tmp_path, fast(attribute_embeddings=True), "colour")
 
 
 def test_recent_launch_curves_see_only_launches_in_the_window_and_cells_before_the_origin():

@@ -172,7 +172,7 @@ class Scaler:
         level = 1.0 + (float(launch.mean()) if launch.size else 0.0)
         return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level, mean_age_curve((fu - m_u) / s_u, age),
                    signal_moments(panel.signals, end), attribute_columns(panel.products),
-                   attribute_vocabulary(panel.products[panel.start < end]))
+                   attribute_vocabulary(panel.products[panel.first_sale < end]))
 
     def f(self, units: np.ndarray) -> np.ndarray:
         return TRANSFORMS[self.transform][0](units)
