@@ -72,7 +72,8 @@ def test_bias_correction_is_refused_outside_the_sqrt_global_transform(workdir, c
 
 
 @pytest.mark.parametrize(("key", "value"), [("text_dropout", 1.5), ("text_mix", -0.1), ("knn_feature", -3),
-                                            ("recent_launches", -1), ("censored_launches", -2), ("launch_weight", 0)])
+                                            ("recent_launches", -1), ("censored_launches", -2), ("launch_weight", 0),
+                                            ("recency_halflife", -1)])
 def test_out_of_range_options_are_refused(workdir, capsys, key, value):
     Path("cfg.yaml").write_text(yaml.safe_dump({"neural": {key: value}}))
     refused(capsys, ["fit", "--config", "cfg.yaml", "--no-progress"], f"neural.{key}", str(value))
@@ -212,6 +213,15 @@ def test_launch_weight_weighs_only_the_launch_windows(panel):
     launch = (batch["origin"] == torch.from_numpy(panel.start)[batch["item"]]).numpy()
     assert launch.any() and not launch.all()
     np.testing.assert_allclose(batch["weight"].numpy(), np.where(launch, 3.0, 1.0))
+
+
+def test_recency_halflife_halves_a_windows_weight_every_halflife_before_the_end(panel):
+    dm = PanelDataModule(panel, H, fast(recency_halflife=4.0), use_text=False)
+    dm.setup()
+    batch = dm.train_set.__getitems__(np.arange(len(dm.train_set)))
+    age = panel.n_periods - batch["origin"].numpy()  # periods from the window's origin to the data's end
+    assert age.min() >= 1 and age.max() > 8
+    np.testing.assert_allclose(batch["weight"].numpy(), 0.5 ** (age / 4.0), rtol=1e-6)
 
 
 def test_age_curve_and_neighbours_are_named_future_blocks_and_fusion_trains_with_them(panel):

@@ -384,15 +384,17 @@ class PanelFeatures:
                  trend_window: int, text: dict[str, torch.Tensor] | None, level_weight: float,
                  age_curve: bool = False, neighbours: np.ndarray | None = None,
                  attributes: np.ndarray | None = None, recent_launches: int = 0, launch_weight: float = 1.0,
-                 onehots: np.ndarray | None = None):
+                 onehots: np.ndarray | None = None, recency_halflife: float = 0.0):
         """``age_curve``: add the scaler's mean age curve as a future block; ``neighbours`` [n, horizon]:
         each product's neighbours' launch curve in units (NaN: unknown), ``attributes`` [n, horizon, k]:
         its attribute values' launch curves in units (:func:`attribute_curves`); future blocks when given.
         ``recent_launches`` (periods, 0: off): the future block of :func:`recent_launch_curves`;
         ``launch_weight``: the loss weight of a launch window (origin at the item's start) against 1;
-        ``onehots`` [n, V]: the static block ``attributes`` (:func:`attribute_onehots`) when given."""
+        ``onehots`` [n, V]: the static block ``attributes`` (:func:`attribute_onehots`) when given;
+        ``recency_halflife`` (periods, 0: off): a window's loss weight halves every this many periods
+        its origin lies before the panel's end."""
         self.L, self.H, self.T = context_length, horizon, panel.n_periods
-        self.level_weight, self.launch_weight = level_weight, launch_weight
+        self.level_weight, self.launch_weight, self.recency_halflife = level_weight, launch_weight, recency_halflife
         self.scaler, self.trend_window, self.text = scaler, trend_window, text
         self.start = panel.start.astype(np.int64)
         n = panel.n_items
@@ -524,6 +526,8 @@ class PanelFeatures:
         trend_y = np.where(beyond, np.nan, self.trend_z(min(target_end, self.T))[rows, fut] / level[:, None])
         weight = (level / self.scaler.launch_level) ** self.level_weight if self.window_scaling else level
         weight = weight * np.where(origins == self.start[items], self.launch_weight, 1.0)
+        if self.recency_halflife:
+            weight = weight * 0.5 ** (np.clip(self.T - origins, 0, None) / self.recency_halflife)
 
         batch = {
             "context": _blocks(context), "future": _blocks(future), "static": _blocks(static),
@@ -762,7 +766,8 @@ def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int
     if nt.attribute_embeddings and use_text and scaler.attribute_values:
         onehots = attribute_onehots(known_attributes(panel, list(scaler.attribute_values)), scaler.attribute_values)
     return PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight,
-                         nt.age_curve, neighbours, attributes, nt.recent_launches, nt.launch_weight, onehots)
+                         nt.age_curve, neighbours, attributes, nt.recent_launches, nt.launch_weight, onehots,
+                         nt.recency_halflife)
 
 
 def known_attributes(panel: Panel, columns: list[str]) -> pd.DataFrame:
