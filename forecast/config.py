@@ -88,13 +88,9 @@ class NeuralConfig:
                           # similar by description (never the product itself); 0: off
     attribute_curves: bool = False  # text models: horizon feature per attribute column (category, colour, ...),
                                    # the mean launch curve of the other products with the same value
-    attribute_embeddings: bool = False  # text models: static block, one-hot attribute values (those of at least
-                                        # 2 training products; others all 0), i.e. a learned embedding per value
     recent_launches: int = 0  # horizon feature: the mean launch curve of the products launched in the last
                                # this many periods before the origin, as far as observed then; 0: off
     launch_weight: float = 1.0  # training: loss weight of a launch window (empty context) against other windows
-    recency_halflife: float = 0.0  # training: a window's loss weight halves every this many periods its origin
-                                   # lies before the training data's end (demand drifts); 0: off
     censored_launches: int = 0  # training: a first sale in the table's first this many periods (no launch_date)
                                 # is not taken for a launch: its empty-context window is not trained on
     bias_correction: Literal["none", "variance", "binned"] = "none"  # add back what squaring the sqrt-space
@@ -194,9 +190,6 @@ class RunConfig:
         for name in ("text_dropout", "text_mix", "text_mix_new"):
             if not 0.0 <= getattr(nt, name) <= 1.0:
                 raise ConfigError(f"neural.{name} must lie between 0 and 1, got {getattr(nt, name)}")
-        if nt.recency_halflife < 0:
-            raise ConfigError(f"neural.recency_halflife must be 0 (off) or a positive number of periods, "
-                              f"got {nt.recency_halflife}")
         if nt.launch_weight <= 0:
             raise ConfigError(f"neural.launch_weight must be positive, got {nt.launch_weight}")
         for name in ("recent_launches", "censored_launches"):

@@ -18,9 +18,8 @@ from forecast.data.panel import build_panel
 from forecast.errors import ForecastError
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.estimator import NeuralEstimator
-from forecast.models.neural.features import (ATTRIBUTE_PRIOR, PanelDataModule, attribute_curves, attribute_onehots,
-                                             attribute_vocabulary, neighbour_curves, recent_launch_curves,
-                                             without_censored_launches)
+from forecast.models.neural.features import (ATTRIBUTE_PRIOR, PanelDataModule, attribute_curves, neighbour_curves,
+                                             recent_launch_curves, without_censored_launches)
 from forecast.models.neural.network import ForecastNetwork
 from tests.test_config import refused
 
@@ -28,8 +27,7 @@ H = 6
 FAST = {"train.max_epochs": 2, "train.windows_per_epoch": 2000, "train.progress": False, "neural.hidden_size": 16,
         "neural.context_length": 8, "train.batch_size": 128, "train.lr_schedule": "constant"}
 OFF = {"neural.text_dropout": 0.0, "neural.text_mix": 1.0, "neural.text_mix_new": 1.0, "neural.age_curve": False,
-       "neural.knn_feature": 0, "neural.attribute_curves": False,
-       "neural.attribute_embeddings": False, "neural.recent_launches": 0, "neural.bias_correction": "none"}
+       "neural.knn_feature": 0, "neural.attribute_curves": False, "neural.recent_launches": 0, "neural.bias_correction": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +70,7 @@ def test_bias_correction_is_refused_outside_the_sqrt_global_transform(workdir, c
 
 
 @pytest.mark.parametrize(("key", "value"), [("text_dropout", 1.5), ("text_mix", -0.1), ("knn_feature", -3),
-                                            ("recent_launches", -1), ("censored_launches", -2), ("launch_weight", 0),
-                                            ("recency_halflife", -1)])
+                                            ("recent_launches", -1), ("censored_launches", -2), ("launch_weight", 0)])
 def test_out_of_range_options_are_refused(workdir, capsys, key, value):
     Path("cfg.yaml").write_text(yaml.safe_dump({"neural": {key: value}}))
     refused(capsys, ["fit", "--config", "cfg.yaml", "--no-progress"], f"neural.{key}", str(value))
@@ -122,42 +119,13 @@ def test_attribute_curves_are_a_future_block_of_text_models_and_survive_save_and
     dm.setup()
     assert dm.scaler.attributes == ["colour", "fabric", "category"]  # the synthetic products' attributes
     assert dm.features.widths["future"]["attributes"] == 3
-    _round_trips_and_refuses_data_without(panel, tmp_path, fast(attribute_curves=True), "fabric")
-
-
-def _round_trips_and_refuses_data_without(panel, tmp_path, config: RunConfig, column: str) -> None:
-    """A fusion model fitted with ``config`` forecasts the same once saved and loaded, and refuses a
-    products table without the attribute ``column`` it was trained with."""
-    model = NeuralEstimator("fusion", config)
+    model = NeuralEstimator("fusion", fast(attribute_curves=True))
     model.fit(panel, H)
     loaded = NeuralEstimator.load(model.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.predict(panel, H).units, model.predict(panel, H).units)
-    without = panel.take(np.arange(panel.n_items), panel.products.drop(columns=column))
-    with pytest.raises(ForecastError, match=f"attribute column.*{column}"):
+    without = panel.take(np.arange(panel.n_items), panel.products.drop(columns="fabric"))
+    with pytest.raises(ForecastError, match="attribute column.*fabric"):
         loaded.predict(without, H)
-
-
-def test_attribute_onehots_know_only_values_of_two_training_products():
-    train = pd.DataFrame({"item_id": list("abcd"), "description": ["x"] * 4,
-                          "colour": ["red", "red", "blue", "green"], "season": ["SS17", "SS17", "AW17", "AW17"]})
-    vocabulary = attribute_vocabulary(train)
-    assert vocabulary == {"colour": ["red"], "season": ["AW17", "SS17"]}  # blue and green: one product each
-    new = pd.DataFrame({"colour": ["red", "blue", ""], "season": ["AW17", "SS18", "SS17"]})
-    np.testing.assert_array_equal(attribute_onehots(new, vocabulary),
-                                  [[1, 1, 0], [0, 0, 0], [0, 0, 1]])  # next season's SS18: no one-hot
-
-
-def test_attribute_embeddings_are_a_static_block_learned_from_training_products_only(panel, tmp_path):
-    dm = PanelDataModule(panel, H, fast(attribute_embeddings=True), use_text=True)
-    dm.setup()
-    assert (~panel.has_history).sum() == 4
-    assert dm.scaler.attribute_values == attribute_vocabulary(panel.products[panel.has_history])  # not the new 4
-    width = sum(map(len, dm.scaler.attribute_values.values()))
-    assert width > 0 and dm.features.widths["static"]["attributes"] == width
-    sequence = PanelDataModule(panel, H, fast(attribute_embeddings=True), use_text=False)
-    sequence.setup()
-    assert "attributes" not in sequence.features.widths["static"]  # the history-only ablation reads no product
-    _round_trips_and_refuses_data_without(panel, tmp_path, fast(attribute_embeddings=True), "colour")
 
 
 def test_recent_launch_curves_see_only_launches_in_the_window_and_cells_before_the_origin():
@@ -213,15 +181,6 @@ def test_launch_weight_weighs_only_the_launch_windows(panel):
     launch = (batch["origin"] == torch.from_numpy(panel.start)[batch["item"]]).numpy()
     assert launch.any() and not launch.all()
     np.testing.assert_allclose(batch["weight"].numpy(), np.where(launch, 3.0, 1.0))
-
-
-def test_recency_halflife_halves_a_windows_weight_every_halflife_before_the_end(panel):
-    dm = PanelDataModule(panel, H, fast(recency_halflife=4.0), use_text=False)
-    dm.setup()
-    batch = dm.train_set.__getitems__(np.arange(len(dm.train_set)))
-    age = panel.n_periods - batch["origin"].numpy()  # periods from the window's origin to the data's end
-    assert age.min() >= 1 and age.max() > 8
-    np.testing.assert_allclose(batch["weight"].numpy(), 0.5 ** (age / 4.0), rtol=1e-6)
 
 
 def test_age_curve_and_neighbours_are_named_future_blocks_and_fusion_trains_with_them(panel):

@@ -80,10 +80,6 @@ Optional blocks (figures: experiments/results/ablations.md of the accuracy study
     (text models): future block ``neighbours``, the mean launch curve (first H
     periods, scaled) of the k products most similar by description embedding, the
     product itself excluded (retrieval, as a kNN baseline would use it).
-    ``neural.attribute_embeddings`` (text models): static block ``attributes``, the
-    one-hot attribute values (category, colour, ...) of at least two training products,
-    a learned embedding per value once through the summary layer; the vocabulary is
-    stored in the Scaler, and a value it lacks (next season's) is all zeros.
 
 Windows without targets
     No training window lacks an observed target: :func:`training_windows` starts
@@ -157,7 +153,6 @@ class Scaler:
     age_curve: list[float] = field(default_factory=list)  # mean z by age since start (neural.age_curve)
     signals: dict[str, list[float]] = field(default_factory=dict)  # signal name -> [mean, std] (training periods)
     attributes: list[str] = field(default_factory=list)  # attribute columns of neural.attribute_curves
-    attribute_values: dict[str, list[str]] = field(default_factory=dict)  # neural.attribute_embeddings' one-hots
 
     @classmethod
     def fit(cls, panel: Panel, end: int, transform: str, scaling: str, launch_periods: int) -> "Scaler":
@@ -171,8 +166,7 @@ class Scaler:
         launch = fu[(age >= 0) & (age < launch_periods) & np.isfinite(fu)]
         level = 1.0 + (float(launch.mean()) if launch.size else 0.0)
         return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level, mean_age_curve((fu - m_u) / s_u, age),
-                   signal_moments(panel.signals, end), attribute_columns(panel.products),
-                   attribute_vocabulary(panel.products[panel.first_sale < end]))
+                   signal_moments(panel.signals, end), attribute_columns(panel.products))
 
     def f(self, units: np.ndarray) -> np.ndarray:
         return TRANSFORMS[self.transform][0](units)
@@ -294,26 +288,6 @@ def attribute_curves(values: pd.DataFrame, units: np.ndarray, start: np.ndarray,
     return out
 
 
-ATTRIBUTE_MIN_PRODUCTS = 2  # attribute_embeddings: a value needs this many training products to get a one-hot
-
-
-def attribute_vocabulary(products: pd.DataFrame) -> dict[str, list[str]]:
-    """Per attribute column, the values at least ``ATTRIBUTE_MIN_PRODUCTS`` of these (training) products have."""
-    vocabulary = {}
-    for column in attribute_columns(products):
-        counts = products[column].dropna().astype(str).value_counts()
-        vocabulary[column] = sorted(counts.index[counts >= ATTRIBUTE_MIN_PRODUCTS])
-    return vocabulary
-
-
-def attribute_onehots(products: pd.DataFrame, vocabulary: dict[str, list[str]]) -> np.ndarray:
-    """[n, sum of vocabulary sizes]: each product's attribute values as one-hots; a value outside the
-    vocabulary (rare, or first seen after training: next season's) is all zeros in its column's part."""
-    parts = [products[column].astype(str).to_numpy()[:, None] == np.asarray(values, dtype=object)[None, :]
-             for column, values in vocabulary.items()]
-    return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(products), 0), np.float32)
-
-
 def recent_launch_curves(z: np.ndarray, start_col: np.ndarray, window: int, ages: int) -> tuple[np.ndarray, np.ndarray]:
     """([G, ages] mean, [G, ages] count) over grid columns ``t`` taken as forecast origins: the mean
     of ``z`` at age ``a`` of the products that started in the ``window`` columns before ``t`` and
@@ -383,18 +357,14 @@ class PanelFeatures:
     def __init__(self, panel: Panel, scaler: Scaler, context_length: int, horizon: int,
                  trend_window: int, text: dict[str, torch.Tensor] | None, level_weight: float,
                  age_curve: bool = False, neighbours: np.ndarray | None = None,
-                 attributes: np.ndarray | None = None, recent_launches: int = 0, launch_weight: float = 1.0,
-                 onehots: np.ndarray | None = None, recency_halflife: float = 0.0):
+                 attributes: np.ndarray | None = None, recent_launches: int = 0, launch_weight: float = 1.0):
         """``age_curve``: add the scaler's mean age curve as a future block; ``neighbours`` [n, horizon]:
         each product's neighbours' launch curve in units (NaN: unknown), ``attributes`` [n, horizon, k]:
         its attribute values' launch curves in units (:func:`attribute_curves`); future blocks when given.
         ``recent_launches`` (periods, 0: off): the future block of :func:`recent_launch_curves`;
-        ``launch_weight``: the loss weight of a launch window (origin at the item's start) against 1;
-        ``onehots`` [n, V]: the static block ``attributes`` (:func:`attribute_onehots`) when given;
-        ``recency_halflife`` (periods, 0: off): a window's loss weight halves every this many periods
-        its origin lies before the panel's end."""
+        ``launch_weight``: the loss weight of a launch window (origin at the item's start) against 1."""
         self.L, self.H, self.T = context_length, horizon, panel.n_periods
-        self.level_weight, self.launch_weight, self.recency_halflife = level_weight, launch_weight, recency_halflife
+        self.level_weight, self.launch_weight = level_weight, launch_weight
         self.scaler, self.trend_window, self.text = scaler, trend_window, text
         self.start = panel.start.astype(np.int64)
         n = panel.n_items
@@ -421,7 +391,6 @@ class PanelFeatures:
         self.age_curve = np.asarray(scaler.age_curve, dtype=float) if age_curve else None
         self.neighbours = None if neighbours is None else np.nan_to_num(scaler.units_to_z(neighbours), nan=0.0)
         self.attributes = None if attributes is None else np.nan_to_num(scaler.units_to_z(attributes), nan=0.0)
-        self.onehots = onehots
         self.recent = None
         if recent_launches and not self.window_scaling:
             launched = np.where(self.start > 0, self.start + self.L, -1)  # a start at period 0 may be older
@@ -516,8 +485,6 @@ class PanelFeatures:
             "price_plan": np.stack([plan_z, plan_known], axis=1),
             **signals_static,
         }
-        if self.onehots is not None:
-            static["attributes"] = self.onehots[items]
 
         beyond = (fut - self.L) >= target_end
         y = np.where(beyond, np.nan, self.z[rows, fut] / level[:, None])
@@ -526,8 +493,6 @@ class PanelFeatures:
         trend_y = np.where(beyond, np.nan, self.trend_z(min(target_end, self.T))[rows, fut] / level[:, None])
         weight = (level / self.scaler.launch_level) ** self.level_weight if self.window_scaling else level
         weight = weight * np.where(origins == self.start[items], self.launch_weight, 1.0)
-        if self.recency_halflife:
-            weight = weight * 0.5 ** (np.clip(self.T - origins, 0, None) / self.recency_halflife)
 
         batch = {
             "context": _blocks(context), "future": _blocks(future), "static": _blocks(static),
@@ -762,12 +727,8 @@ def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int
     if nt.attribute_curves and use_text and scaler.attributes:
         attributes = attribute_curves(known_attributes(panel, scaler.attributes), panel.units,
                                       panel.start.astype(np.int64), horizon)
-    onehots = None
-    if nt.attribute_embeddings and use_text and scaler.attribute_values:
-        onehots = attribute_onehots(known_attributes(panel, list(scaler.attribute_values)), scaler.attribute_values)
     return PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight,
-                         nt.age_curve, neighbours, attributes, nt.recent_launches, nt.launch_weight, onehots,
-                         nt.recency_halflife)
+                         nt.age_curve, neighbours, attributes, nt.recent_launches, nt.launch_weight)
 
 
 def known_attributes(panel: Panel, columns: list[str]) -> pd.DataFrame:
