@@ -101,7 +101,8 @@ class NeuralConfig:
 class TrainConfig:
     """The Lightning training loop."""
 
-    max_epochs: int = 4  # x windows_per_epoch: ~30-45 s per fit on 2 CPU cores, whatever the panel's size
+    max_epochs: int = 8  # x windows_per_epoch: ~60-90 s per fit on 2 CPU cores, whatever the panel's size;
+                         # where validation WAPE flattened (experiments/results/ablations.md, round 4)
     batch_size: int = 512  # the global batch: with DDP each of W processes takes batch_size // W
     learning_rate: float = 3e-3
     lr_schedule: Literal["constant", "onecycle"] = "onecycle"  # onecycle: warm-up, then cosine decay per step
