@@ -191,6 +191,11 @@ def long_frame(panel: Panel, cutoff: int, model: str, group: str, rows, start, v
                          "date": panel.date_at(cols).strftime("%Y-%m-%d"), "units": values.ravel()})
 
 
+def cutoff_dates(panel: Panel, cuts: list[int]) -> list[str]:
+    """The cut-offs as the forecast tables name them (YYYY-MM-DD)."""
+    return [panel.dates[c].strftime("%Y-%m-%d") for c in cuts]
+
+
 def cached(path: Path, cutoffs: list[str]) -> pd.DataFrame | None:
     """The forecasts cached in ``path`` when they are for exactly these cut-off dates (None otherwise:
     a cache written before a split's origins changed is not reused)."""
@@ -256,7 +261,7 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int,
     """The peer libraries' forecasts, from their own venv; kept in experiments/.cache (the peers do not
     depend on this package's code, so ``reuse`` skips re-running them for the same data, split and seed)."""
     cache = CACHE / f"peers_{dataset}_{split}_{seed}"
-    dates = [panel.dates[c].strftime("%Y-%m-%d") for c in cuts]
+    dates = cutoff_dates(panel, cuts)
     if reuse and (frame := cached(cache / "forecasts.csv", dates)) is not None:
         print(f"[{dataset} seed {seed}] peers: reusing {cache}", flush=True)
         return frame, json.loads((cache / "timings.json").read_text())
@@ -274,7 +279,7 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int,
     models = "lgbm_new_onehot,lgbm_new_text,ridge_new_text" if dataset == "visuelle" else None
     cmd = [str(python), str(PEERS / "run_peers.py"), "--sales", str(sales), "--products", str(products),
            "--horizon", str(HORIZON), "--out", str(out), "--embeddings", str(emb), "--seed", str(seed),
-           "--cutoffs", ",".join(panel.dates[c].strftime("%Y-%m-%d") for c in cuts)]
+           "--cutoffs", ",".join(dates)]
     if models:
         cmd += ["--models", models]
     print(f"[{dataset} seed {seed}] peers ...", flush=True)
@@ -653,9 +658,8 @@ def main() -> None:
             timings[dataset] = {}
             frames = [mean_launch_curve(panel, cuts).assign(source="reference", seed=seeds[0])]
             for seed in seeds:
-                ours, t_ours = run_ours(dataset, models, seed, args.split,
-                                        [panel.dates[c].strftime("%Y-%m-%d") for c in cuts], args.reuse_ours,
-                                        args.set, args.tag)
+                ours, t_ours = run_ours(dataset, models, seed, args.split, cutoff_dates(panel, cuts),
+                                        args.reuse_ours, args.set, args.tag)
                 frames.append(ours.assign(source="forecast", seed=seed))
                 peers, t_peers = (pd.DataFrame(), {}) if args.skip_peers else run_peers(
                     dataset, panel, cuts, tmp, seed, args.split, args.reuse_peers)

@@ -136,7 +136,8 @@ def write(runs: list[dict], skipped: list[dict], commands: list[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     slopes = {"wall_seconds": slope(runs, "wall_seconds"), "peak_rss_mb": slope(runs, "peak_rss_mb")}
     meta = {"command": commands,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared; each run's 1-minute load average in the table)",
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores "
+                       "(shared; each run's 1-minute load average in the table)",
             "load_average_at_start": runs[0].get("load") if runs else None}
     (RESULTS / "scaling.json").write_text(json.dumps({**meta, "runs": runs, "skipped": skipped,
                                                        "log_log_slopes": slopes}, indent=2) + "\n")

@@ -101,8 +101,8 @@ class NeuralConfig:
 class TrainConfig:
     """The Lightning training loop."""
 
-    max_epochs: int = 8  # x windows_per_epoch: ~60-90 s per fit on 2 CPU cores, whatever the panel's size;
-                         # where validation WAPE flattened (experiments/results/ablations.md, round 4)
+    max_epochs: int = 8  # x windows_per_epoch: ~35 s per fit on 2 quiet CPU cores (online_retail), whatever the
+                         # panel's size; where validation WAPE flattened (experiments/results/ablations.md, round 4)
     batch_size: int = 512  # the global batch: with DDP each of W processes takes batch_size // W
     learning_rate: float = 3e-3
     lr_schedule: Literal["constant", "onecycle"] = "onecycle"  # onecycle: warm-up, then cosine decay per step
