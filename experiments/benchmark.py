@@ -256,11 +256,20 @@ def mean_launch_curve(panel: Panel, cuts: list[int]) -> pd.DataFrame:
 
 
 # --- peers ----------------------------------------------------------------------------
+def peer_budget() -> dict[str, int]:
+    """TFT's and DeepAR's training budget: the default fusion model's epochs, windows per epoch and hidden
+    size, read from the package defaults so that a change of default reaches the peers too."""
+    cfg = RunConfig()
+    return {"epochs": cfg.train.max_epochs, "windows": cfg.train.windows_per_epoch,
+            "hidden": cfg.neural.hidden_size}
+
+
 def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int, split: str,
               reuse: bool = False) -> tuple[pd.DataFrame, dict]:
     """The peer libraries' forecasts, from their own venv; kept in experiments/.cache (the peers do not
     depend on this package's code, so ``reuse`` skips re-running them for the same data, split and seed)."""
-    cache = CACHE / f"peers_{dataset}_{split}_{seed}"
+    budget = peer_budget()
+    cache = CACHE / f"peers_{dataset}_{split}_{seed}_e{budget['epochs']}w{budget['windows']}h{budget['hidden']}"
     dates = cutoff_dates(panel, cuts)
     if reuse and (frame := cached(cache / "forecasts.csv", dates)) is not None:
         print(f"[{dataset} seed {seed}] peers: reusing {cache}", flush=True)
@@ -279,7 +288,7 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int,
     models = "lgbm_new_onehot,lgbm_new_text,ridge_new_text" if dataset == "visuelle" else None
     cmd = [str(python), str(PEERS / "run_peers.py"), "--sales", str(sales), "--products", str(products),
            "--horizon", str(HORIZON), "--out", str(out), "--embeddings", str(emb), "--seed", str(seed),
-           "--cutoffs", ",".join(dates)]
+           "--cutoffs", ",".join(dates)] + [f"--peer-{key}={value}" for key, value in budget.items()]
     if models:
         cmd += ["--models", models]
     print(f"[{dataset} seed {seed}] peers ...", flush=True)
@@ -425,8 +434,9 @@ def validation_choice(dataset: str, group: str, stem: str = "fusion") -> str:
     return rows.sort_values("wape").model.iloc[0] if len(rows) else stem
 
 
-def targets(table: pd.DataFrame, scaling: list[dict]) -> list[dict]:
-    """Issue #11's targets, on seed-averaged pooled WAPE; fusion is the variant chosen on validation."""
+def targets(table: pd.DataFrame, scaling: list[dict], tag: str = "") -> list[dict]:
+    """Issue #11's targets, on seed-averaged pooled WAPE; fusion is the variant chosen on validation. In an
+    ablation named ``tag`` our models are ``MODEL@TAG``: its targets are those models' (peers keep their names)."""
     def best(dataset, group, keep) -> pd.Series | None:
         part = table[(table.dataset == dataset) & (table.group == group) & keep]
         return part.sort_values("wape").iloc[0] if len(part) else None
@@ -434,6 +444,8 @@ def targets(table: pd.DataFrame, scaling: list[dict]) -> list[dict]:
     def model(dataset, group, name) -> pd.Series | None:
         if name == "fusion":
             name = validation_choice(dataset, group)
+        if tag and name != MEAN_LAUNCH_CURVE:
+            name = f"{name}@{tag}"
         return best(dataset, group, table.model == name)
 
     out = []
@@ -476,7 +488,7 @@ def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scalin
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = pooled(summary)
     table.insert(table.columns.get_loc("model") + 1, "label", table["model"].map(label))
-    goals = targets(table, scaling) if meta["split"] == "reported" else []
+    goals = targets(table, scaling, meta.get("tag", "")) if meta["split"] == "reported" else []
     suffix = "" if meta["split"] == "reported" else "_validation"
     if meta.get("tag"):  # an ablation: its own files, the benchmark's stay as they are
         _report_dir(meta).mkdir(parents=True, exist_ok=True)

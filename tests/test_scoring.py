@@ -185,3 +185,18 @@ def test_cached_forecasts_are_reused_only_for_the_same_cutoffs(tmp_path: Path) -
         path, index=False)
     assert benchmark.cached(path, ["2024-01-08", "2024-01-01"])["item_id"].tolist() == ["1", "2"]
     assert benchmark.cached(path, ["2024-01-08"]) is None  # a split whose origins changed runs afresh
+
+
+def test_targets_of_an_ablation_read_its_tagged_models(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)  # no validation choice: plain "fusion"
+    rows = [("fusion@t", "forecast", 0.60, -0.05), ("sequence@t", "forecast", 0.70, 0.0),
+            ("fusion", "forecast", 0.99, 0.0), ("lgbm_new_onehot", "peer", 0.80, 0.0)]
+    table = pd.DataFrame([{"dataset": "online_retail", "group": NEW, "model": m, "source": s, "wape": w, "bias": b}
+                          for m, s, w, b in rows])
+    goals = {g["target"]: g for g in benchmark.targets(table, [], tag="t")}
+    peer = goals["online_retail new: fusion@t WAPE <= 0.90 x best peer"]
+    assert peer["value"] == 0.60 and peer["bound"] == pytest.approx(0.72) and peer["met"]
+    text = goals["text earns its place, online_retail new: fusion@t <= 0.90 x sequence"]
+    assert text["bound"] == pytest.approx(0.63) and text["met"]
+    untagged = {g["target"]: g for g in benchmark.targets(table, [])}
+    assert untagged["online_retail new: fusion WAPE <= 0.90 x best peer"]["value"] == 0.99
