@@ -280,17 +280,17 @@ def occlusion(model: "NeuralEstimator", panel: Panel, rows: np.ndarray, drop: li
               horizon: int) -> pd.DataFrame:
     """Forecast units over ``horizon`` of each (row, word) pair with and without the word.
 
-    The saved model forecasts two panels: the products as they are, and one copy of a
-    product per word to drop, its description without that word (everything else equal).
+    The saved model forecasts one panel: every product as it is, followed by one copy of a
+    product per word to drop, its description without that word (everything else equal). Both
+    halves see the same products around them, so retrieval features (a description's nearest
+    neighbours among all products, never a copy) are those of the real forecast.
     """
     rows = np.asarray(rows, dtype=int)
-    unique = np.unique(rows)
-    base = _horizon_totals(model, panel.take(unique), horizon)
-    products = panel.products.iloc[rows].copy()
-    products["description"] = [remove_word(d, w) for d, w in zip(products["description"], drop)]
-    edited = _horizon_totals(model, panel.take(rows, products), horizon)
-    return pd.DataFrame({"row": rows, "word": drop, "units": base[np.searchsorted(unique, rows)],
-                         "without": edited})
+    edited = panel.products.iloc[rows].copy()
+    edited["description"] = [remove_word(d, w) for d, w in zip(edited["description"], drop)]
+    both = panel.take(np.concatenate([np.arange(panel.n_items), rows]), pd.concat([panel.products, edited]))
+    totals = _horizon_totals(model, both, horizon)
+    return pd.DataFrame({"row": rows, "word": drop, "units": totals[rows], "without": totals[panel.n_items:]})
 
 
 def _horizon_totals(model: "NeuralEstimator", panel: Panel, horizon: int) -> np.ndarray:

@@ -94,7 +94,14 @@ def test_neighbour_curves_never_use_the_product_itself():
     curves = neighbour_curves(emb, units, np.array([0, 0, 0]), k=1, horizon=2)
     np.testing.assert_allclose(curves, [[5, 5], [1, 1], [5, 5]])
     copies = neighbour_curves(emb, units, np.array([0, 0, 0]), k=1, horizon=2, ids=np.array(["a", "a", "b"]))
-    np.testing.assert_allclose(copies, [[9, 9], [9, 9], [5, 5]])  # a copy of the same product is no neighbour
+    # a copy of the same product is no neighbour, and a product is one reference (its first row)
+    np.testing.assert_allclose(copies, [[9, 9], [9, 9], [1, 1]])
+    # a product with copies is one reference: copies appended (the occlusion's) leave the others' neighbours alone
+    alone = neighbour_curves(emb, units, np.zeros(3, int), k=2, horizon=2, ids=np.array(["a", "b", "c"]))
+    appended = neighbour_curves(np.vstack([emb, emb[1]]), np.vstack([units, units[1]]), np.zeros(4, int), k=2,
+                                horizon=2, ids=np.array(["a", "b", "c", "b"]))
+    np.testing.assert_allclose(alone, [[7, 7], [5, 5], [3, 3]])
+    np.testing.assert_allclose(appended[:3], alone)
 
 
 def test_attribute_curves_are_leave_one_out_value_means_shrunk_toward_the_overall_curve():

@@ -121,3 +121,25 @@ def test_the_occlusion_forecasts_do_not_depend_on_how_the_descriptions_were_embe
     alone = occlusion(model, panel, rows, drop, H)
     pd.testing.assert_frame_equal(batched, alone, rtol=1e-5)
     assert (batched["units"] - batched["without"]).abs().max() > 1  # the words move the forecast
+
+
+def test_occlusion_forecasts_with_the_words_are_the_real_forecasts(tmp_path):
+    """With retrieval on, a product's neighbours depend on the panel forecast: the occlusion's forecast
+    with all words must be the model's forecast of the whole panel, and a copy without a word must not
+    change it."""
+    from forecast.models.neural.estimator import NeuralEstimator
+
+    sales, products = synthetic.write(tmp_path, n_items=30, n_periods=40, n_new=0, seed=3)
+    panel = build_panel(load_tables(sales, products))
+    cfg = RunConfig().updated({"train.max_epochs": 1, "train.progress": False, "neural.hidden_size": 16,
+                               "neural.context_length": 8, "train.windows_per_epoch": 500, "neural.knn_feature": 3})
+    model = NeuralEstimator("text", cfg)
+    model.fit(panel, H)
+    forecast = model.predict(panel, H)
+    real = np.full(panel.n_items, np.nan)
+    real[forecast.item_index] = forecast.units.sum(axis=1)
+    rows = np.array([0, 0, 7, 12])
+    drop = [sorted(words(panel.descriptions[r]))[k % 2] for k, r in enumerate(rows)]
+    pairs = occlusion(model, panel, rows, drop, H)
+    np.testing.assert_allclose(pairs["units"], real[rows], rtol=1e-5)
+    assert not np.allclose(pairs["units"], pairs["without"])

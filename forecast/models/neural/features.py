@@ -224,11 +224,16 @@ def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarra
 
     Products that start inside ``units`` are references; a product is never its own
     neighbour (its curve is its training target), nor is a row with the same ``ids`` entry (a copy
-    of the product, as the trend report's occlusion makes one per word). Cells no neighbour observed are NaN.
+    of the product, as the trend report's occlusion makes one per word), and a product with copies
+    is one reference, its first row: so copies appended to a panel leave every other row's
+    neighbours as they were. Cells no neighbour observed are NaN.
     """
     n = units.shape[0]
     refs, curves = launch_curves(units, start, horizon)
     codes = pd.factorize(np.asarray(ids))[0] if ids is not None else None
+    if codes is not None:
+        first = np.unique(codes[refs], return_index=True)[1]
+        refs, curves = refs[first], curves[first]
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-8)
     out = np.full((n, horizon), np.nan)
     if len(refs) <= 1:
