@@ -10,7 +10,7 @@ from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.trends import Z, item_totals, occlusion, remove_word, shrink, word_effects, words
+from forecast.trends import Z, _horizon_totals, item_totals, occlusion, remove_word, shrink, word_effects, words
 
 H = 8
 
@@ -135,9 +135,7 @@ def test_occlusion_forecasts_with_the_words_are_the_real_forecasts(tmp_path):
                                "neural.context_length": 8, "train.windows_per_epoch": 500, "neural.knn_feature": 3})
     model = NeuralEstimator("text", cfg)
     model.fit(panel, H)
-    forecast = model.predict(panel, H)
-    real = np.full(panel.n_items, np.nan)
-    real[forecast.item_index] = forecast.units.sum(axis=1)
+    real = _horizon_totals(model, panel, H)  # the model's forecast of the whole panel, per product
     rows = np.array([0, 0, 7, 12])
     drop = [sorted(words(panel.descriptions[r]))[k % 2] for k, r in enumerate(rows)]
     pairs = occlusion(model, panel, rows, drop, H)

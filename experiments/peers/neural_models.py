@@ -2,7 +2,8 @@
 
 They get the same training budget as forecast's default fusion model: the same
 number of training windows per epoch (48,000, as batches of 128), epochs and hidden
-size, which `benchmark.py` passes as `run_peers.py --peer-windows/--peer-epochs/--peer-hidden`. They stand for "an off-the-shelf deep global model", untuned.
+size, which `benchmark.py` passes as `run_peers.py --peer-windows/--peer-epochs/--peer-hidden`.
+They stand for "an off-the-shelf deep global model", untuned.
 """
 
 from __future__ import annotations

@@ -54,10 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="threads/processes per model (LightGBM, torch, statsforecast)")
     parser.add_argument("--peer-windows", type=int, default=48_000,
-                        help="TFT/DeepAR training windows per epoch (benchmark.py passes fusion's train.windows_per_epoch)")
+                        help="TFT/DeepAR training windows per epoch "
+                        "(benchmark.py passes fusion's train.windows_per_epoch)")
     parser.add_argument("--peer-epochs", type=int, default=8,
                         help="TFT/DeepAR epochs (benchmark.py passes fusion's train.max_epochs)")
-    parser.add_argument("--peer-hidden", type=int, default=64, help="TFT/DeepAR hidden size (benchmark.py passes fusion's)")
+    parser.add_argument("--peer-hidden", type=int, default=64,
+                        help="TFT/DeepAR hidden size (benchmark.py passes fusion's)")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(ALL_MODELS))
