@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from forecast.api import package_version
 from forecast.config import RunConfig, choices
 from forecast.errors import ConfigError, ForecastError
 from forecast.models.registry import MODELS, NEURAL, check_models
@@ -104,6 +105,7 @@ def _devices(text: str) -> int | list[int] | str:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m forecast", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"forecast {package_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     fit = verbs.add_parser("fit", help="backtest all models, refit the best, export the forecast, log to MLflow",

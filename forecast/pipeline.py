@@ -22,13 +22,13 @@ import pandas as pd
 from forecast import intervals
 from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
-from forecast.data.contract import input_paths, load_tables
+from forecast.data.contract import Tables, input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
 from forecast.errors import ConfigError, DataError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
 from forecast.models import registry
-from forecast.models.base import HISTORY, NEW, Prediction, forecast_targets, variant_name
+from forecast.models.base import HISTORY, NEW, Model, Prediction, forecast_targets, variant_name
 from forecast.models.neural.devices import is_rank_zero
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,15 @@ def data_paths(cfg: RunConfig) -> tuple[str, str]:
 
 
 def load_panel(cfg: RunConfig) -> Panel:
-    data = cfg.data
+    """The configured tables (or the embedded sample) read, validated and put on one grid."""
     sales, products = data_paths(cfg)
-    panel = build_panel(load_tables(sales, products, data), freq=data.freq, gaps=data.gaps,
-                        series_end=data.series_end)
+    return panel_from_tables(load_tables(sales, products, cfg.data), cfg)
+
+
+def panel_from_tables(tables: Tables, cfg: RunConfig) -> Panel:
+    """Validated tables on one regular grid, with the configured signals and season length."""
+    data = cfg.data
+    panel = build_panel(tables, freq=data.freq, gaps=data.gaps, series_end=data.series_end)
     if data.signals:
         from forecast.data.signals import attach_signals
 
@@ -183,33 +188,50 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
 
 def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | None,
                workdir: Path | None = None, resume: bool = False) -> FitResult:
-    """fit's work inside an open MLflow run (``tune`` calls it for the winner)."""
-    from forecast import tracking
-    from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
+    """fit's work inside an open MLflow run (``tune`` calls it for the winner): plan, log the plan,
+    refit, publish. Only the logging and publishing steps touch MLflow or the disk."""
+    backtest, chosen = plan(cfg, panel, workdir, resume)
+    model_runs = _log_plan(cfg, panel, backtest, chosen)
+    loggers = {base: tracking_logger(cfg, model_runs[base]) for base in _refit_bases(chosen)
+               if base in registry.NEURAL and base in model_runs}
+    fitted = refit(cfg, panel, backtest, chosen, workdir, resume, loggers)
+    return publish(cfg, panel, fitted, run_id, export_path, model_runs)
 
-    with TemporaryDirectory() as tmp:
-        _log_data_summary(panel)
-        factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
-        backtest = run_backtest(panel, factories, cfg.evaluation)
-        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval) or {}  # {} off rank 0
-        _log_table(backtest.table, Path(tmp) / "backtest.csv")
-        log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
-        tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
-                                                  cfg.tracking.plot_items))
-        tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
 
+def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None,
+         resume: bool = False) -> tuple[BacktestResult, dict[str, str]]:
+    """Backtest every configured model on the same origins, then choose one per item group."""
+    factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
+    backtest = run_backtest(panel, factories, cfg.evaluation)
+    log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
     chosen = choose_models(cfg, backtest, panel)
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
-    tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
-    _log_chosen_metrics(backtest, chosen)
-    forecasts, model_dirs = [], {}
-    for base in dict.fromkeys(variant_name(m)[0] for m in chosen.values()):
-        neural = base in registry.NEURAL and base in model_runs
-        logger = tracking.mlflow_logger(cfg, model_runs[base]) if neural else None
-        model = registry.build(base, cfg, logger=logger, workdir=workdir, resume=resume)
+    return backtest, chosen
+
+
+@dataclass
+class Refitted:
+    """What refitting the chosen models produces, before anything is saved, exported or logged."""
+
+    backtest: BacktestResult
+    chosen: dict[str, str]  # item group -> model (or variant) name
+    models: dict[str, Model]  # base model name -> the model refitted on all data (variant applied)
+    widths: dict[str, dict[str, np.ndarray]]  # base model name -> item group -> half-widths
+    forecasts: list[Prediction]  # one ranged forecast per item group, of the products that group serves
+    frame: pd.DataFrame  # the export's rows
+
+
+def refit(cfg: RunConfig, panel: Panel, backtest: BacktestResult, chosen: dict[str, str],
+          workdir: Path | None = None, resume: bool = False, loggers: dict | None = None) -> Refitted:
+    """Refit each chosen model on all the data and forecast the future with its backtest's ranges.
+    No side effects: saving, exporting and logging are ``publish``'s."""
+    loggers = loggers or {}
+    models, widths, forecasts = {}, {}, []
+    for base in _refit_bases(chosen):
+        model = registry.build(base, cfg, logger=loggers.get(base), workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
         prediction = model.predict(panel, cfg.evaluation.horizon)
-        widths = {}
+        widths[base] = {}
         for group, name in chosen.items():
             stem, label = variant_name(name)
             if stem != base:
@@ -218,20 +240,75 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
                 model.use_variant(label)  # the saved model forecasts as the backtest chose
             calibrated = backtest.half_widths(name)  # the chosen (variant's) own errors for this group
             if group in calibrated:
-                widths[group] = calibrated[group]
-            ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index], widths)
-            forecasts.append(_for_groups(panel, ranged, [group]))
-        if hasattr(model, "save") and is_rank_zero():
-            model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
-            intervals.save(model_dirs[base], cfg.evaluation.interval, widths)
-            _log_served_model(cfg, model_runs[base], model_dirs[base], panel, forecasts[-1])
+                widths[base][group] = calibrated[group]
+            ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index],
+                                          widths[base])
+            forecasts.append(ranged.for_groups(panel.has_history, [group]))
+        models[base] = model
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
-    if export_path and is_rank_zero():
-        write_csv_atomic(frame, export_path)
-        tracking.log_file(export_path)
-        log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
-    return FitResult(run_id, backtest, chosen, frame, export_path, model_dirs)
+    return Refitted(backtest, chosen, models, widths, forecasts, frame)
+
+
+def _refit_bases(chosen: dict[str, str]) -> list[str]:
+    """The models to refit: each chosen model once, variants of one model sharing its training."""
+    return list(dict.fromkeys(variant_name(m)[0] for m in chosen.values()))
+
+
+def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_path: Path | None,
+            model_runs: dict[str, str]) -> FitResult:
+    """The one step with side effects, on rank 0 only: save the refitted models, write the export,
+    log the served models to MLflow."""
+    from forecast import tracking
+
+    model_dirs: dict[str, Path] = {}
+    if is_rank_zero():
+        for base, model in fitted.models.items():
+            if not hasattr(model, "save"):
+                continue
+            model_dirs[base] = save_model(model, Path(cfg.output.checkpoint_dir) / run_id / base,
+                                          cfg.evaluation.interval, fitted.widths[base])
+            if base in model_runs:
+                served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
+                _log_served_model(cfg, model_runs[base], model_dirs[base], panel, served)
+        if export_path:
+            write_csv_atomic(fitted.frame, export_path)
+            tracking.log_file(export_path)
+            log.info("wrote %d rows for %d products to %s", len(fitted.frame), fitted.frame["item_id"].nunique(),
+                     export_path)
+    return FitResult(run_id, fitted.backtest, fitted.chosen, fitted.frame, export_path, model_dirs)
+
+
+def save_model(model: Model, directory: Path, level: float, widths: dict[str, np.ndarray]) -> Path:
+    """A refitted model's folder: its weights (the model's own format) and the ranges it exports with."""
+    saved = model.save(directory)
+    intervals.save(saved, level, widths)
+    return saved
+
+
+def tracking_logger(cfg: RunConfig, run_id: str):
+    """Lightning's MLflow logger writing a neural model's training curves into its child run."""
+    from forecast import tracking
+
+    return tracking.mlflow_logger(cfg, run_id)
+
+
+def _log_plan(cfg: RunConfig, panel: Panel, backtest: BacktestResult, chosen: dict[str, str]) -> dict[str, str]:
+    """The backtest and the choice into the open run: data summary, one child run per model
+    (returned: model -> child run id; {} off rank 0), the table, the plots, the chosen metrics."""
+    from forecast import tracking
+    from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
+
+    with TemporaryDirectory() as tmp:
+        _log_data_summary(panel)
+        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval) or {}  # {} off rank 0
+        _log_table(backtest.table, Path(tmp) / "backtest.csv")
+        tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
+                                                  cfg.tracking.plot_items))
+        tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
+    tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
+    _log_chosen_metrics(backtest, chosen)
+    return model_runs
 
 
 def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction) -> None:
@@ -285,16 +362,6 @@ def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -
         write_csv_atomic(frame, export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return frame
-
-
-def _for_groups(panel: Panel, forecast: Prediction, groups: list[str]) -> Prediction:
-    history = panel.has_history[forecast.item_index]
-    keep = np.zeros(len(history), dtype=bool)
-    if HISTORY in groups:
-        keep |= history
-    if NEW in groups:
-        keep |= ~history
-    return forecast.select(keep)
 
 
 def _log_data_summary(panel: Panel) -> None:

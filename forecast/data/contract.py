@@ -62,14 +62,19 @@ class Tables:
 
 def load_tables(sales_path: str | Path, products_path: str | Path, config: DataConfig | None = None) -> Tables:
     """Read and validate both tables; raise DataError on the first broken rule."""
+    return validate_tables(read_table(sales_path), read_table(products_path),
+                           Path(sales_path).name, Path(products_path).name, config)
+
+
+def validate_tables(sales: pd.DataFrame, products: pd.DataFrame, sales_name: str, products_name: str,
+                    config: DataConfig | None = None) -> Tables:
+    """Validate two tables already in memory (read from files, or DataFrames given to the Python
+    API) by the same rules; errors name the tables by ``sales_name`` and ``products_name``."""
     config = config or DataConfig()
-    sales = read_table(sales_path)
-    products = read_table(products_path)
-    name_s, name_p = Path(sales_path).name, Path(products_path).name
-    sales = validate_sales(sales, name_s, config.negative_units, config.covariates, config.date_format)
-    products = validate_products(products, name_p, config.max_description_chars, config.date_format)
-    check_items_known(sales, products, name_s, name_p)
-    return Tables(sales=sales, products=products, sales_name=name_s, products_name=name_p)
+    sales = validate_sales(sales, sales_name, config.negative_units, config.covariates, config.date_format)
+    products = validate_products(products, products_name, config.max_description_chars, config.date_format)
+    check_items_known(sales, products, sales_name, products_name)
+    return Tables(sales=sales, products=products, sales_name=sales_name, products_name=products_name)
 
 
 # --- reading ---------------------------------------------------------------

@@ -51,11 +51,20 @@ class Prediction:
                           pick(self.price), pick(self.trend), {k: v[mask] for k, v in self.variants.items()},
                           pick(self.lower), pick(self.upper))
 
+    def for_groups(self, has_history: np.ndarray, groups: list[str]) -> "Prediction":
+        """Only the rows of products in ``groups`` (``has_history``: the panel's, per item)."""
+        return self.select(np.isin(group_of(has_history[self.item_index]), groups))
+
     def variant(self, label: str | None) -> "Prediction":
         """The forecast of variant ``label`` (None: this one), named ``model:label``."""
         if label is None:
             return self
         return replace(self, model=f"{self.model}:{label}", units=self.variants[label], variants={})
+
+
+def group_of(has_history: np.ndarray) -> np.ndarray:
+    """Each item's group: HISTORY where it has history, else NEW (the one definition of the split)."""
+    return np.where(has_history, HISTORY, NEW)
 
 
 def variant_name(name: str) -> tuple[str, str | None]:
