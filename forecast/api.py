@@ -25,10 +25,11 @@ from typing import Any, get_type_hints
 import numpy as np
 import pandas as pd
 
-from forecast import intervals
+from forecast import artifact, intervals
 from forecast.backtest import origins
 from forecast.config import RunConfig
 from forecast.data.contract import validate_tables
+from forecast.data.loading import load_panel, panel_from_tables
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError, ForecastError
 from forecast.export import forecast_frame
@@ -169,7 +170,6 @@ class Forecaster:
         return out
 
     def _panel(self, sales: Table, products: Table) -> Panel:
-        from forecast.pipeline import load_panel, panel_from_tables
 
         if isinstance(sales, pd.DataFrame) != isinstance(products, pd.DataFrame):
             raise ConfigError("give sales and products both as DataFrames or both as file paths")
@@ -183,8 +183,6 @@ class Forecaster:
     def save(self, directory: str | Path) -> Path:
         """The chosen models in ``directory``: a folder per model (a neural model's weights with their
         checksums; every model's ranges), the config and what was chosen. Refuses a non-empty folder."""
-        from forecast.pipeline import save_model
-
         if not self.models_:
             raise ForecastError("Forecaster: nothing to save before fit")
         directory = Path(directory)
@@ -194,7 +192,7 @@ class Forecaster:
         level = self.config.evaluation.interval
         for base, model in self.models_.items():
             if hasattr(model, "save"):
-                save_model(model, directory / base, level, self.widths_[base])
+                artifact.save(model, directory / base, level, self.widths_[base])
             else:
                 (directory / base).mkdir()
                 intervals.save(directory / base, level, self.widths_[base])

@@ -12,19 +12,20 @@ import logging
 import os
 from dataclasses import dataclass, field
 from functools import partial
-from importlib import resources
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import numpy as np
 import pandas as pd
 
-from forecast import intervals
+from forecast import artifact, intervals
+from forecast.artifact import SavedModel
 from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
-from forecast.data.contract import Tables, input_paths, load_tables
-from forecast.data.panel import Panel, build_panel
-from forecast.errors import ConfigError, DataError
+from forecast.data.contract import input_paths
+from forecast.data.loading import data_paths, load_panel
+from forecast.data.panel import Panel
+from forecast.errors import ConfigError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
 from forecast.models import registry
@@ -32,42 +33,6 @@ from forecast.models.base import HISTORY, NEW, Model, Prediction, forecast_targe
 from forecast.models.neural.devices import is_rank_zero
 
 log = logging.getLogger(__name__)
-
-
-def sample_paths() -> tuple[str, str]:
-    """The embedded sample: 300 products of the UCI Online Retail data (CC0)."""
-    root = resources.files("forecast") / "sample"
-    return str(root / "sales.csv"), str(root / "products.csv")
-
-
-def data_paths(cfg: RunConfig) -> tuple[str, str]:
-    """(sales, products): the configured tables, or the embedded sample when neither is given."""
-    data = cfg.data
-    if (data.sales is None) != (data.products is None):
-        raise ConfigError("give both --sales and --products, or neither (to run on the embedded sample)")
-    return (data.sales, data.products) if data.sales else sample_paths()
-
-
-def load_panel(cfg: RunConfig) -> Panel:
-    """The configured tables (or the embedded sample) read, validated and put on one grid."""
-    sales, products = data_paths(cfg)
-    return panel_from_tables(load_tables(sales, products, cfg.data), cfg)
-
-
-def panel_from_tables(tables: Tables, cfg: RunConfig) -> Panel:
-    """Validated tables on one regular grid, with the configured signals and season length."""
-    data = cfg.data
-    panel = build_panel(tables, freq=data.freq, gaps=data.gaps, series_end=data.series_end)
-    if data.signals:
-        from forecast.data.signals import attach_signals
-
-        panel = attach_signals(panel, data.signals, data.date_format)
-    if cfg.evaluation.season_length:
-        panel.season_length = cfg.evaluation.season_length
-    log.info("data: %d products (%d new), %d periods of %s from %s to %s",
-             panel.n_items, int((~panel.has_history).sum()), panel.n_periods, panel.freq,
-             panel.dates[0].date(), panel.dates[-1].date())
-    return panel
 
 
 def choose_models(cfg: RunConfig, backtest: BacktestResult, panel: Panel) -> dict[str, str]:
@@ -266,7 +231,7 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
         for base, model in fitted.models.items():
             if not hasattr(model, "save"):
                 continue
-            model_dirs[base] = save_model(model, Path(cfg.output.checkpoint_dir) / run_id / base,
+            model_dirs[base] = artifact.save(model, Path(cfg.output.checkpoint_dir) / run_id / base,
                                           cfg.evaluation.interval, fitted.widths[base])
             if base in model_runs:
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
@@ -277,13 +242,6 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             log.info("wrote %d rows for %d products to %s", len(fitted.frame), fitted.frame["item_id"].nunique(),
                      export_path)
     return FitResult(run_id, fitted.backtest, fitted.chosen, fitted.frame, export_path, model_dirs)
-
-
-def save_model(model: Model, directory: Path, level: float, widths: dict[str, np.ndarray]) -> Path:
-    """A refitted model's folder: its weights (the model's own format) and the ranges it exports with."""
-    saved = model.save(directory)
-    intervals.save(saved, level, widths)
-    return saved
 
 
 def tracking_logger(cfg: RunConfig, run_id: str):
@@ -338,25 +296,10 @@ def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> Non
 def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -> pd.DataFrame:
     """Forecast with a saved neural model, without retraining: ``horizon`` periods (default the
     trained horizon, never more), on data of the frequency it was trained on."""
-    from forecast.models.neural.estimator import NeuralEstimator
-
     export_path = check_writable(cfg.output.export, input_paths(cfg.data)) if cfg.output.export else None
-    model = NeuralEstimator.load(model_dir)
-    horizon = model.horizon if horizon is None else horizon
-    if horizon > model.horizon:
-        raise ConfigError(f"--horizon {horizon}: the model in {model_dir} was trained for {model.horizon} periods; "
-                          f"give at most {model.horizon}, or fit a model with --horizon {horizon}")
+    saved = SavedModel.load(model_dir)
     panel = load_panel(cfg)
-    if panel.freq != model.freq:
-        raise DataError(f"{data_paths(cfg)[0]}: the data's periods are {panel.freq} but the model in {model_dir} "
-                        f"was trained on {model.freq} periods; aggregate the sales to {model.freq} (or give "
-                        f"--freq {model.freq}), or fit a model on this data")
-    forecast = model.predict(panel, horizon)
-    widths = intervals.load(Path(model_dir))
-    if not widths:
-        log.warning("%s holds no forecast ranges (saved by an older version): units_lo/units_hi are empty", model_dir)
-    forecast = intervals.with_range(forecast, panel.has_history[forecast.item_index], widths)
-    frame = forecast_frame(panel, [forecast], cfg.neural.trend_window, cfg.output.trend_threshold)
+    frame = saved.forecast(panel, cfg, horizon, source=data_paths(cfg)[0])
     warn_products_without_rows(panel, frame)
     if export_path:
         write_csv_atomic(frame, export_path)

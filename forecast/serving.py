@@ -75,9 +75,10 @@ class ForecastModel:
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """The forecast export for the stacked tables (see the module docstring)."""
+        from forecast.artifact import SavedModel
         from forecast.config import RunConfig
+        from forecast.data.loading import load_panel
         from forecast.models.neural.estimator import CONFIG
-        from forecast.pipeline import predict
 
         sales, products = split_tables(model_input)
         with TemporaryDirectory() as tmp:
@@ -87,7 +88,7 @@ class ForecastModel:
             cfg = RunConfig.from_yaml(self.directory / CONFIG).updated({
                 "data.sales": paths["sales"], "data.products": paths["products"], "data.signals": None,
                 "output.export": None})
-            return predict(cfg, self.directory)
+            return SavedModel.load(self.directory).forecast(load_panel(cfg), cfg, source="model input")
 
 
 def _load_pyfunc(path: str) -> ForecastModel:

@@ -23,7 +23,6 @@ Definitions (README, "Trends"):
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -33,6 +32,7 @@ import pandas as pd
 
 from forecast.data.panel import Panel, attribute_columns
 from forecast.data.smoothing import centred_moving_average
+from forecast.data.words import remove_word, words
 from forecast.errors import DataError
 from forecast.models.base import Prediction
 
@@ -44,7 +44,6 @@ OVERALL = "all"  # the report's first row: every product in it, the change the g
 COVERAGE = 0.8  # of the forecast range units_lo..units_hi (the export's default) and of every interval here
 Z = NormalDist().inv_cdf(0.5 + COVERAGE / 2)  # 1.2816: half-width of a COVERAGE interval in standard errors
 PSEUDO = 0.5  # units added to both sides of a log change, so that 0 -> 9 units is finite and uncertain
-TOKEN = re.compile(r"[a-z][a-z'-]+", re.IGNORECASE)
 REPORT_COLUMNS = ["dimension", "value", "products", "reference_units", "forecast_units", "forecast_lo",
                   "forecast_hi", "change", "shrunk_change", "change_lo", "change_hi", "direction"]
 
@@ -170,26 +169,6 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
         raise DataError(f"{path.name}: column 'item_id': {len(unknown)} item(s) are not in the products table "
                         f"({shown}); give the --sales and --products the forecast was made from")
     return export
-
-
-def tokens(description: str) -> list[re.Match]:
-    """The description's words (letters, inner ' and -, at least 3 characters), as matches."""
-    return [m for m in TOKEN.finditer(description) if len(m.group()) > 2]
-
-
-def words(description: str) -> set[str]:
-    return {m.group().lower() for m in tokens(description)}
-
-
-def remove_word(description: str, word: str) -> str:
-    """The description without every occurrence of ``word`` (case-insensitive, whole words only)."""
-    kept, last = [], 0
-    for m in tokens(description):
-        if m.group().lower() == word:
-            kept.append(description[last:m.start()])
-            last = m.end()
-    kept.append(description[last:])
-    return " ".join("".join(kept).split())
 
 
 def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_products: int,

@@ -13,17 +13,16 @@ from forecast.baselines.knn import knn_launch_forecast
 from forecast.baselines.statistical import SeriesModel, forecast_many
 from forecast.data.panel import Panel
 from forecast.models.base import Prediction, carried_price, forecast_targets
-from forecast.models.registry import MODELS
 
 
 class StatisticalBaseline:
     """One configured per-series model (with its fallback chain) fitted per series, in parallel."""
 
-    def __init__(self, name: str, model: SeriesModel, n_jobs: int, progress: bool, engine: str = "local",
-                 scheduler: str | None = None):
+    def __init__(self, name: str, groups: frozenset[str], model: SeriesModel, n_jobs: int, progress: bool,
+                 engine: str = "local", scheduler: str | None = None):
         self.name, self.model, self.n_jobs, self.progress = name, model, n_jobs, progress
         self.engine, self.scheduler = engine, scheduler  # where the series run (statistical.series_executor)
-        self.groups = MODELS[name].groups
+        self.groups = groups  # the item groups its registry entry serves
 
     def fit(self, panel: Panel, horizon: int) -> None:
         """Nothing to learn globally: each series is fitted when forecast."""
@@ -39,9 +38,9 @@ class StatisticalBaseline:
 class KnnBaseline:
     """New products: the average launch curve of the k most similar products by description."""
 
-    def __init__(self, name: str, neighbours: int, text_encoder: str | None, max_tokens: int):
+    def __init__(self, name: str, groups: frozenset[str], neighbours: int, text_encoder: str | None, max_tokens: int):
         self.name, self.neighbours, self.text_encoder, self.max_tokens = name, neighbours, text_encoder, max_tokens
-        self.groups = MODELS[name].groups
+        self.groups = groups  # the item groups its registry entry serves
 
     def fit(self, panel: Panel, horizon: int) -> None:
         """Nothing to fit: the references are read from the panel at predict time."""

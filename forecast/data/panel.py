@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -34,14 +34,36 @@ import pandas as pd
 from forecast.data.contract import Tables
 from forecast.errors import DataError
 
-if TYPE_CHECKING:
-    from forecast.data.signals import Signals
-
 log = logging.getLogger(__name__)
 
 OPEN_END = np.iinfo(np.int64).max // 4  # ``end`` of a series that runs on past any horizon
 SERIES_ENDS = ("table", "last-sale")
 SEASON_LENGTHS = {"W": 52, "D": 7, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4, "h": 24, "H": 24}
+
+
+@dataclass
+class Signals:
+    names: list[str]
+    values: np.ndarray  # [n_signals, P] on the panel's grid; column c is grid position first + c
+    first: int  # grid position of column 0 (negative: before the sales table starts)
+    items: list[np.ndarray]  # per product (aligned with the panel): indices of the signals it uses
+
+    @cached_property
+    def used(self) -> np.ndarray:
+        """[n_items, n_signals] bool: which signals each product uses (built once: every batch reads it)."""
+        out = np.zeros((len(self.items), len(self.names)), dtype=bool)
+        for row, picks in enumerate(self.items):
+            out[row, picks] = True
+        return out
+
+    def known_before(self, cutoff: int) -> "Signals":
+        """The signals as known before grid position ``cutoff`` (later values NaN)."""
+        values = self.values.copy()
+        values[:, max(cutoff - self.first, 0):] = np.nan
+        return replace(self, values=values)
+
+    def subset(self, idx: np.ndarray) -> "Signals":
+        return replace(self, items=[self.items[i] for i in idx])
 
 
 @dataclass

@@ -17,45 +17,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from forecast.data.contract import LIFE_CYCLE_DATES, load_signals
-from forecast.data.panel import Panel, grid_positions
-from forecast.trends import words
+from forecast.data.panel import Panel, Signals, grid_positions
+from forecast.data.words import words
 
 log = logging.getLogger(__name__)
 
 NOT_ATTRIBUTES = ("item_id", "description", "price", *LIFE_CYCLE_DATES)
-
-
-@dataclass
-class Signals:
-    names: list[str]
-    values: np.ndarray  # [n_signals, P] on the panel's grid; column c is grid position first + c
-    first: int  # grid position of column 0 (negative: before the sales table starts)
-    items: list[np.ndarray]  # per product (aligned with the panel): indices of the signals it uses
-
-    @cached_property
-    def used(self) -> np.ndarray:
-        """[n_items, n_signals] bool: which signals each product uses (built once: every batch reads it)."""
-        out = np.zeros((len(self.items), len(self.names)), dtype=bool)
-        for row, picks in enumerate(self.items):
-            out[row, picks] = True
-        return out
-
-    def known_before(self, cutoff: int) -> "Signals":
-        """The signals as known before grid position ``cutoff`` (later values NaN)."""
-        values = self.values.copy()
-        values[:, max(cutoff - self.first, 0):] = np.nan
-        return replace(self, values=values)
-
-    def subset(self, idx: np.ndarray) -> "Signals":
-        return replace(self, items=[self.items[i] for i in idx])
 
 
 def signal_windows(signals: Signals, items: np.ndarray, origins: np.ndarray, length: int) -> np.ndarray:

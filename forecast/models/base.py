@@ -21,6 +21,7 @@ import pandas as pd
 from forecast.data.panel import Panel
 
 HISTORY, NEW = "history", "new"
+BOTH_GROUPS = frozenset({HISTORY, NEW})
 
 
 @dataclass

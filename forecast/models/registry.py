@@ -16,9 +16,8 @@ from typing import Any
 
 from forecast.config import RunConfig
 from forecast.errors import ConfigError
-from forecast.models.base import HISTORY, NEW, Model
-
-BOTH = frozenset({HISTORY, NEW})
+from forecast.models.base import BOTH_GROUPS, HISTORY, NEW, Model
+from forecast.models.neural.variants import READS
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,8 @@ class ModelEntry:
     reads: frozenset[str] = frozenset()  # neural models: which inputs of "text", "history" the network reads
 
 
-def _neural(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None, resume: bool = False) -> Model:
+def _neural(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None, resume: bool = False,
+            **_: Any) -> Model:
     """A neural estimator; with ``workdir`` its trainings checkpoint there and ``resume`` continues them."""
     from forecast.models.neural.estimator import NeuralEstimator, ResumableNeural
 
@@ -39,19 +39,19 @@ def _neural(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None,
     return NeuralEstimator(name, cfg, logger=logger)
 
 
-def _knn(name: str, cfg: RunConfig, **_: Any) -> Model:
+def _knn(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -> Model:
     from forecast.baselines.baseline import KnnBaseline
 
-    return KnnBaseline(name, cfg.baselines.knn_neighbours, cfg.neural.text_encoder, cfg.neural.max_tokens)
+    return KnnBaseline(name, groups, cfg.baselines.knn_neighbours, cfg.neural.text_encoder, cfg.neural.max_tokens)
 
 
 def _series(make: Callable[[RunConfig], Any]) -> Callable[..., Model]:
     """A builder for a per-series statistical model configured by ``make(cfg)``."""
-    def build(name: str, cfg: RunConfig, **_: Any) -> Model:
+    def build(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -> Model:
         from forecast.baselines.baseline import StatisticalBaseline
 
         bc = cfg.baselines
-        return StatisticalBaseline(name, make(cfg), bc.n_jobs, cfg.train.progress, bc.engine, bc.scheduler)
+        return StatisticalBaseline(name, groups, make(cfg), bc.n_jobs, cfg.train.progress, bc.engine, bc.scheduler)
     return build
 
 
@@ -86,9 +86,9 @@ def sarimax(cfg: RunConfig):
 
 
 MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference order
-    ModelEntry("fusion", "neural", BOTH, _neural, frozenset({"text", "history"})),
-    ModelEntry("text", "neural", BOTH, _neural, frozenset({"text"})),
-    ModelEntry("sequence", "neural", BOTH, _neural, frozenset({"history"})),
+    ModelEntry("fusion", "neural", BOTH_GROUPS, _neural, READS["fusion"]),
+    ModelEntry("text", "neural", BOTH_GROUPS, _neural, READS["text"]),
+    ModelEntry("sequence", "neural", BOTH_GROUPS, _neural, READS["sequence"]),
     ModelEntry("knn", "baselines", frozenset({NEW}), _knn),
     ModelEntry("ets", "baselines", frozenset({HISTORY}), _series(ets)),
     ModelEntry("theta", "baselines", frozenset({HISTORY}), _series(theta)),
@@ -111,7 +111,8 @@ def entry(name: str) -> ModelEntry:
 
 def build(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None, resume: bool = False) -> Model:
     """The model called ``name``, configured by ``cfg`` (neural ones checkpoint into ``workdir`` when given)."""
-    return entry(name).build(name, cfg, logger=logger, workdir=workdir, resume=resume)
+    found = entry(name)
+    return found.build(name, cfg, groups=found.groups, logger=logger, workdir=workdir, resume=resume)
 
 
 def check_models(cfg: RunConfig) -> RunConfig:

@@ -45,13 +45,13 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError, ForecastError
-from forecast.models.base import Prediction, forecast_targets
+from forecast.models.base import BOTH_GROUPS, Prediction, forecast_targets
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trainer_devices
 from forecast.models.neural.features import PanelDataModule, Scaler, build_features
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
 from forecast.models.neural.system import ForecastSystem
-from forecast.models.registry import MODELS, NEURAL
+from forecast.models.neural.variants import READS
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +98,10 @@ class NeuralEstimator:
 
     def __init__(self, name: str, config: RunConfig, logger=None, callbacks: list | None = None,
                  checkpoint_dir: Path | None = None):
-        if name not in NEURAL:
-            raise ConfigError(f"unknown neural model {name!r}; choose from {', '.join(NEURAL)}")
+        if name not in READS:
+            raise ConfigError(f"unknown neural model {name!r}; choose from {', '.join(READS)}")
         self.name, self.config, self.logger = name, resolve_text_mode(config), logger
-        self.groups = MODELS[name].groups
+        self.groups = BOTH_GROUPS  # a network forecasts products with history and new ones alike
         self.callbacks = list(callbacks or [])  # extra Lightning callbacks (e.g. for tests or tuning)
         self.checkpoint_dir = checkpoint_dir  # Lightning checkpoints (best + last); None: a temp dir per fit
         self.network: ForecastNetwork | None = None
@@ -113,7 +113,7 @@ class NeuralEstimator:
 
     @property
     def uses_text(self) -> bool:
-        return "text" in MODELS[self.name].reads
+        return "text" in READS[self.name]
 
     @property
     def text_mode(self) -> str:
@@ -361,7 +361,7 @@ class ResumableNeural:
 
     def __init__(self, name: str, cfg: RunConfig, workdir: Path, resume: bool, logger=None):
         self.name, self.cfg, self.workdir, self.resume, self.logger = name, cfg, workdir, resume, logger
-        self.groups = MODELS[name].groups
+        self.groups = BOTH_GROUPS  # a network forecasts products with history and new ones alike
         self.model = None
 
     def fit(self, panel: Panel, horizon: int) -> None:

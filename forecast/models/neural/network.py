@@ -38,7 +38,7 @@ from torch import nn
 
 from forecast.encoders.sequence import make_sequence_encoder
 from forecast.encoders.text import TextEncoder
-from forecast.models.registry import MODELS
+from forecast.models.neural.variants import READS
 
 HEADS = ("demand", "price", "trend")
 HISTORY_STATIC = ("sales",)  # static blocks computed from the sales history
@@ -73,11 +73,11 @@ class NetworkSpec:
 
     @property
     def uses_text(self) -> bool:
-        return "text" in MODELS[self.variant].reads
+        return "text" in READS[self.variant]
 
     @property
     def uses_history(self) -> bool:
-        return "history" in MODELS[self.variant].reads
+        return "history" in READS[self.variant]
 
 
 class ForecastNetwork(nn.Module):
@@ -85,7 +85,7 @@ class ForecastNetwork(nn.Module):
 
     def __init__(self, spec: NetworkSpec, text_encoder: TextEncoder | None = None):
         super().__init__()
-        if not MODELS[spec.variant].reads:
+        if spec.variant not in READS:
             raise ValueError(f"{spec.variant!r} is not a neural model")
         self.spec = spec
         h = spec.hidden_size
