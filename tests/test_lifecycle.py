@@ -13,7 +13,7 @@ import pytest
 
 from forecast.backtest import _fold_targets
 from forecast.cli import main
-from forecast.config import DataConfig
+from forecast.config import DataConfig, RunConfig
 from forecast.data.contract import load_tables
 from forecast.models.neural.features import training_windows
 from forecast.data.panel import OPEN_END, build_panel
@@ -120,8 +120,8 @@ def test_series_end_last_sale_ends_series_at_their_last_row(workdir, files, capl
 def test_bad_series_end_is_refused(workdir, files, capsys):
     assert main(["fit", "--sales", files[0], "--products", files[1], "--series-end", "never"]) == 2
     assert "--series-end" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="--series-end .never.: choose from table, last-sale"):
-        build_panel(load_tables(*files, DataConfig()), series_end="never")
+    with pytest.raises(ConfigError, match="data.series_end: 'never' is not one of table, last-sale"):
+        RunConfig().updated({"data.series_end": "never"})
 
 
 def test_mostly_zero_filled_cells_warn_naming_the_options(workdir, tmp_path, caplog):

@@ -335,9 +335,6 @@ def _single_threaded_blas() -> Iterator[None]:
 # ------------------------------------------------------------------------ where chunks run
 
 
-ENGINES = ("local", "dask")
-
-
 @contextmanager
 def series_executor(engine: str, workers: int, scheduler: str | None = None) -> Iterator[tuple[Executor, int]]:
     """The one seam where chunks of series run: (a ``concurrent.futures`` executor, its worker count).

@@ -37,7 +37,6 @@ from forecast.errors import DataError
 log = logging.getLogger(__name__)
 
 OPEN_END = np.iinfo(np.int64).max // 4  # ``end`` of a series that runs on past any horizon
-SERIES_ENDS = ("table", "last-sale")
 SEASON_LENGTHS = {"W": 52, "D": 7, "M": 12, "MS": 12, "ME": 12, "Q": 4, "QS": 4, "QE": 4, "h": 24, "H": 24}
 
 
@@ -213,10 +212,6 @@ def attribute_columns(products: pd.DataFrame) -> list[str]:
 def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", series_end: str = "table") -> Panel:
     """Put the validated tables on one regular grid (see the module docstring)."""
     sales, products, file = tables.sales, tables.products, tables.sales_name
-    if series_end not in SERIES_ENDS:
-        from forecast.errors import ConfigError
-
-        raise ConfigError(f"--series-end {series_end!r}: choose from {', '.join(SERIES_ENDS)}")
     given_freq = freq is not None
     freq = freq or infer_freq(sales["date"], file)
     try:

@@ -60,9 +60,5 @@ SEQUENCE_ENCODERS = {"lstm": LSTMEncoder, "attention": AttentionEncoder}
 
 
 def make_sequence_encoder(kind: str, n_features: int, hidden_size: int, dropout: float = 0.0) -> LSTMEncoder:
-    try:
-        return SEQUENCE_ENCODERS[kind](n_features, hidden_size, dropout)
-    except KeyError:
-        from forecast.errors import ConfigError
-
-        raise ConfigError(f"neural.sequence_encoder {kind!r}: choose from {', '.join(SEQUENCE_ENCODERS)}") from None
+    """``kind``: a value of the config's ``neural.sequence_encoder`` Literal (checked when the config is built)."""
+    return SEQUENCE_ENCODERS[kind](n_features, hidden_size, dropout)

@@ -93,9 +93,6 @@ def _by_token_length(todo: list[tuple[str, str]], tokenizer, max_tokens: int) ->
 
 
 # --- trainable encoder ---------------------------------------------------------
-TEXT_MODES = ("frozen", "last-k", "full")
-
-
 def _transformer_layers(model: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks of a HF encoder (BERT/MiniLM, DistilBERT, RoBERTa...)."""
     for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
@@ -125,8 +122,6 @@ class TextEncoder(nn.Module):
 
     def __init__(self, path: str | None = None, mode: str = "frozen", k: int = 1, model: nn.Module | None = None):
         super().__init__()
-        if mode not in TEXT_MODES:
-            raise ConfigError(f"neural.text_mode {mode!r}: choose from {', '.join(TEXT_MODES)}")
         self.path = resolve_encoder_path(path)
         self.mode = mode
         self.k = k
