@@ -191,15 +191,32 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return check_models(cfg.updated(overrides).validate())
 
 
-def _setup_logging(debug: bool) -> None:
+TRAINING_VERBS = ("fit", "tune", "predict")  # the verbs that import Lightning
+
+
+def _setup_logging(debug: bool, verb: str) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("alembic", "mlflow", "urllib3", "lightning", "lightning.pytorch", "httpx", "filelock", "matplotlib",
-                  "transformers", "optuna"):
+    for noisy in ("alembic", "mlflow", "urllib3", "httpx", "filelock", "matplotlib", "transformers", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if verb in TRAINING_VERBS:
+        _one_handler_for_lightning()
     if not debug:
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _one_handler_for_lightning() -> None:
+    """Lightning gives its ``lightning`` logger a console handler of its own when it is imported and
+    lets it propagate to ours too: every line came out twice. Import it now, drop its handler and
+    keep only its warnings (its INFO lines are device banners, tips and "max_epochs reached")."""
+    import lightning.pytorch  # noqa: F401  -- adds the handler removed here
+
+    root = logging.getLogger("lightning")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _sigterm_as_interrupt() -> None:
@@ -258,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = getattr(args, "debug", False)
-    _setup_logging(debug)
+    _setup_logging(debug, args.verb)
     _sigterm_as_interrupt()
     try:
         return run(args)

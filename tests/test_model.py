@@ -345,3 +345,12 @@ def test_network_layers_are_sized_from_the_named_feature_blocks(panel, cfg):
         net = ForecastNetwork(NetworkSpec(variant, widths, H, 384, h, 0.0, "lstm", "gated"))
         assert net.summary[0].in_features == h + sum(widths["static"][k] for k in static)
         assert net.decoder[0].in_features == h + sum(widths["future"].values()) + h // 4
+
+
+def test_fusion_offers_its_variant_on_a_panel_without_new_products(trained, panel):
+    """A fit whose backtest chose fusion's average-description variant for new products refits on a
+    panel where every product has sales: the refit model must still offer that variant (it did not,
+    and the fit ended in an internal KeyError)."""
+    history_only = panel.take(np.flatnonzero(panel.has_history))
+    forecast = trained["fusion"].predict(history_only, H)
+    np.testing.assert_array_equal(forecast.variant("average_text_new").units, forecast.units)

@@ -56,20 +56,6 @@ from forecast.models.neural.variants import READS
 log = logging.getLogger(__name__)
 
 
-def _one_handler_for_lightning() -> None:
-    """Lightning gives its ``lightning`` logger a console handler of its own and lets it propagate
-    to ours too: every line came out twice. Keep ours, and only Lightning's warnings (its INFO
-    lines are device banners, advertising tips and "max_epochs reached")."""
-    root = logging.getLogger("lightning")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-_one_handler_for_lightning()
-
-
 class EpochLine(Callback):
     """Plain progress for logs (``--no-progress``, or stderr not a terminal): one line per epoch."""
 
@@ -247,7 +233,9 @@ class NeuralEstimator:
                                 f"was trained with {self.network.spec.blocks} (covariates: "
                                 f"{features.covariate_names})")
         history = panel.has_history[rows]
-        offers_variant = self.name == "fusion" and self.config.neural.text_mix_new != 0 and not history.all()
+        # offered whether or not new products are among these rows (a history row's variant is its forecast),
+        # so a model chosen as the variant on the backtest can forecast a panel without new products
+        offers_variant = self.name == "fusion" and self.config.neural.text_mix_new != 0
         outputs = {"demand": [], "price": [], "trend": [], "variant": []}
         levels = []
         self.network.eval()
