@@ -279,46 +279,6 @@ def pooled(summary: pd.DataFrame) -> pd.DataFrame:
     return mean.join(per_seed).join(spread).join(wape.count().rename("seeds")).reset_index()
 
 
-def default_of(model: str, default: str, tag: str, default_tag: str) -> str | None:
-    """The arm a candidate is compared with as "the current default": a tagged candidate's own model, variant
-    and seed averaging in the default run (untagged, or ``default_tag``); an untagged one, ``default`` (seed-
-    averaged when it is); None for the default itself."""
-    if tag and f"@{tag}" in model:
-        return model.replace(f"@{tag}", f"@{default_tag}" if default_tag else "")
-    name = default + (protocol.SEED_AVERAGE_SUFFIX if model.endswith(protocol.SEED_AVERAGE_SUFFIX) else "")
-    return None if name == model else name
-
-
-def compare_all(table: pd.DataFrame, errors: pd.DataFrame, meta: dict) -> list[dict]:
-    """Every candidate (our models that are not references, their variants and seed averages) against the
-    current default and against the best reference present (peers, the package's simple models, the mean
-    launch curve: the lowest seed-mean WAPE of the group), paired on the same products and origins."""
-    out = []
-    for (dataset, group), part in table.groupby(["dataset", "group"], sort=True):
-        arms = errors[(errors["dataset"] == dataset) & (errors["group"] == group)]
-
-        def arm(model: str, source: str) -> pd.DataFrame:
-            return protocol.mean_over_seeds(arms[(arms["model"] == model) & (arms["source"] == source)])
-
-        reference = np.array([protocol.is_reference(m, s) for m, s in zip(part["model"], part["source"])])
-        refs = part[reference & part["model"].isin(arms["model"])].sort_values("wape")
-        best = refs.iloc[0] if len(refs) else None
-        for c in part[~reference & (part["source"] == "forecast")].sort_values("wape").itertuples():
-            candidate = arm(c.model, "forecast")
-            base = default_of(c.model, meta["default"], meta["tag"], meta.get("default_tag", ""))
-            row = {"dataset": dataset, "group": group, "model": c.model, "wape": c.wape, "bias": c.bias,
-                   "seed_spread": c.seed_spread, "default": base, "reference": None if best is None else best.model,
-                   "reference_source": None if best is None else best.source}
-            vs_default = (protocol.paired_bootstrap(candidate, arm(base, "forecast"))
-                          if base is not None and (arms["model"] == base).any() else None)
-            vs_reference = None if best is None else protocol.paired_bootstrap(candidate, arm(best.model, best.source))
-            for name, comparison in (("vs_default", vs_default), ("vs_reference", vs_reference)):
-                row[name] = None if comparison is None else vars(comparison)
-            row["verdict"] = protocol.verdict(vs_default, c.bias, meta["split"])
-            out.append(row)
-    return out
-
-
 def comparison_lines(comparisons: list[dict], dataset: str, group: str) -> list[str]:
     """The paired comparisons of one group as a markdown table, with the adoption rule."""
     rows = [r for r in comparisons if r["dataset"] == dataset and r["group"] == group]
@@ -350,7 +310,8 @@ def write_report(summary: pd.DataFrame, errors: pd.DataFrame, steps: list[dict],
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = pooled(summary)
     table.insert(table.columns.get_loc("model") + 1, "label", [label(m, s) for m, s in zip(table.model, table.source)])
-    comparisons = compare_all(table, errors, meta) if not errors.empty else []
+    comparisons = (protocol.compare_all(table, errors, meta["split"], meta["default"], meta["tag"],
+                                        meta["default_tag"]) if not errors.empty else [])
     by_origin = (summary[summary["cutoff"] != "all"].groupby(["dataset", "group", "model", "source", "cutoff"])
                  ["wape"].mean().reset_index())
     goals = targets(table, scaling, meta.get("tag", ""), by_origin) if meta["split"] == "reported" else []
@@ -564,7 +525,10 @@ def main() -> None:
                     dataset, panel, cuts, tmp, seed, args.split, args.reuse_peers)
                 frames.append(peers.assign(source="peer", seed=seed))
                 timings[dataset][seed] = {"forecast": t_ours, "peers": t_peers}
-            forecasts = pd.concat([f for f in frames if not f.empty], ignore_index=True)
+            frames = [f for f in frames if not f.empty]
+            if not frames:
+                continue
+            forecasts = pd.concat(frames, ignore_index=True)
             forecasts = pd.concat([forecasts, protocol.seed_average(forecasts)], ignore_index=True)
             for source, frame in forecasts.groupby("source", sort=False):  # a peer's croston is not ours
                 scored, per_step = score_all(dataset, panel, truth, frame)

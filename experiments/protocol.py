@@ -12,7 +12,7 @@ Imported by experiments/benchmark.py and tests/test_protocol.py; it needs numpy 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -126,6 +126,53 @@ def _cells(errors: pd.DataFrame, name: str) -> pd.DataFrame:
     cells = errors.set_index(KEYS)[["abs_error", "error", "actual"]].astype(float).sort_index()
     cells.index = cells.index.remove_unused_levels()
     return cells
+
+
+def default_of(model: str, default: str, tag: str, default_tag: str) -> str | None:
+    """The arm a candidate is compared with as "the current default": a tagged candidate's own model, variant
+    and seed averaging in the default run (untagged, or ``default_tag``); an untagged one, ``default`` (seed-
+    averaged when it is); None for the default itself."""
+    if tag and f"@{tag}" in model:
+        return model.replace(f"@{tag}", f"@{default_tag}" if default_tag else "")
+    name = default + (SEED_AVERAGE_SUFFIX if model.endswith(SEED_AVERAGE_SUFFIX) else "")
+    return None if name == model else name
+
+
+def compare_all(table: pd.DataFrame, errors: pd.DataFrame, split: str, default: str = "fusion", tag: str = "",
+                default_tag: str = "") -> list[dict]:
+    """Every candidate of ``table`` (seed-mean rows: dataset, group, model, source, wape, bias, seed_spread)
+    against the current default (``default_of``) and against the best reference present (the lowest WAPE of
+    the group's peers, simple models and mean launch curve), each comparison paired on ``errors`` (per model,
+    source, seed, origin and item, as ``common.item_errors``). Candidates: our models that are not
+    references, their variants and seed averages; in an ablation ``tag``, only its tagged ones."""
+    out = []
+    for (dataset, group), part in table.groupby(["dataset", "group"], sort=True):
+        arms = errors[(errors["dataset"] == dataset) & (errors["group"] == group)]
+
+        def arm(model: str, source: str) -> pd.DataFrame:
+            return mean_over_seeds(arms[(arms["model"] == model) & (arms["source"] == source)])
+
+        reference = pd.Series([is_reference(m, s) for m, s in zip(part["model"], part["source"])],
+                              index=part.index, dtype=bool)
+        refs = part[reference & part["model"].isin(arms["model"])].sort_values("wape")
+        best = refs.iloc[0] if len(refs) else None
+        candidates = ~reference & (part["source"] == "forecast")
+        if tag:  # an ablation's candidates are its own models; the untagged ones are the default arm
+            candidates &= part["model"].str.contains(f"@{tag}", regex=False)
+        for c in part[candidates].sort_values("wape").itertuples():
+            base = default_of(c.model, default, tag, default_tag)
+            base_arm = arm(base, "forecast") if base is not None else pd.DataFrame()
+            vs_default = None if base_arm.empty else paired_bootstrap(arm(c.model, "forecast"), base_arm)
+            vs_reference = None if best is None else paired_bootstrap(arm(c.model, "forecast"),
+                                                                      arm(best.model, best.source))
+            out.append({"dataset": dataset, "group": group, "model": c.model, "wape": c.wape, "bias": c.bias,
+                        "seed_spread": getattr(c, "seed_spread", np.nan), "default": base,
+                        "reference": None if best is None else best.model,
+                        "reference_source": None if best is None else best.source,
+                        "vs_default": None if vs_default is None else asdict(vs_default),
+                        "vs_reference": None if vs_reference is None else asdict(vs_reference),
+                        "verdict": verdict(vs_default, c.bias, split)})
+    return out
 
 
 def verdict(against_default: Comparison | None, bias: float, split: str) -> str:

@@ -122,3 +122,31 @@ def test_the_verdict_adopts_only_a_significant_unbiased_improvement_on_validatio
     assert protocol.verdict(_comparison(-0.03, 0.01), bias=0.0, split="validation") == "no: interval includes 0"
     assert protocol.verdict(_comparison(0.01, 0.03), bias=0.0, split="validation") == "no: worse than the default"
     assert protocol.verdict(better, bias=0.0, split="reported") != "adopt"
+
+
+def test_a_tagged_candidate_is_compared_with_its_own_model_untagged() -> None:
+    assert protocol.default_of("fusion:average_text_new@t [seed avg]", "fusion", "t", "") == \
+        "fusion:average_text_new [seed avg]"
+    assert protocol.default_of("fusion@t", "fusion", "t", "base") == "fusion@base"
+    assert protocol.default_of("sequence [seed avg]", "fusion", "", "") == "fusion [seed avg]"
+    assert protocol.default_of("fusion", "fusion", "", "") is None
+
+
+def test_compare_all_pairs_each_tagged_candidate_with_the_default_and_the_best_reference() -> None:
+    """An ablation ``t`` that clearly improves on the default; two references, the better one a peer."""
+    rng = np.random.default_rng(2)
+    actual = rng.gamma(2.0, 50.0, 300)
+    arms = {("fusion@t", "forecast"): 0.3, ("fusion", "forecast"): 0.5, ("knn", "forecast"): 0.7,
+            ("tft", "peer"): 0.6}
+    errors = pd.concat([_arm(actual * share * rng.lognormal(0, 0.1, 300), actual).assign(
+        model=model, source=source, seed=0, dataset="d", group="new") for (model, source), share in arms.items()])
+    table = (errors.groupby(["dataset", "group", "model", "source"], as_index=False)[["abs_error", "error", "actual"]]
+             .sum().assign(wape=lambda f: f.abs_error / f.actual, bias=lambda f: f.error / f.actual, seed_spread=0.0))
+    rows = protocol.compare_all(table, errors, "validation", tag="t")
+    assert [r["model"] for r in rows] == ["fusion@t"]  # the untagged fusion is the default arm, not a candidate
+    row = rows[0]
+    assert row["default"] == "fusion" and (row["reference"], row["reference_source"]) == ("tft", "peer")
+    assert row["vs_default"]["high"] < 0 and row["vs_reference"]["high"] < 0
+    assert row["vs_default"]["difference"] == pytest.approx(row["wape"] - table.set_index("model").wape["fusion"])
+    assert row["bias"] == pytest.approx(-row["wape"])  # every error an under-forecast (``_arm``)
+    assert row["verdict"] == "no: |bias| 30% > 10%"  # better, but bought by under-forecasting: not adopted
