@@ -38,6 +38,11 @@ def stem(model: str) -> str:
     return model.removesuffix(SEED_AVERAGE_SUFFIX).partition("@")[0].partition(":")[0]
 
 
+def tag_of(model: str) -> str:
+    """The ablation tag of a model key (``fusion:v@t [seed avg]`` -> ``t``; untagged: "")."""
+    return model.removesuffix(SEED_AVERAGE_SUFFIX).partition("@")[2]
+
+
 def is_reference(model: str, source: str) -> bool:
     """Whether a row is a reference (a peer, the mean launch curve, one of the package's simple models)."""
     return source in REFERENCE_SOURCES or stem(model) in REFERENCE_MODELS
@@ -132,8 +137,8 @@ def default_of(model: str, default: str, tag: str, default_tag: str) -> str | No
     """The arm a candidate is compared with as "the current default": a tagged candidate's own model, variant
     and seed averaging in the default run (untagged, or ``default_tag``); an untagged one, ``default`` (seed-
     averaged when it is); None for the default itself."""
-    if tag and f"@{tag}" in model:
-        return model.replace(f"@{tag}", f"@{default_tag}" if default_tag else "")
+    if tag and tag_of(model) == tag:
+        return model.replace(f"@{tag}", f"@{default_tag}" if default_tag else "", 1)
     name = default + (SEED_AVERAGE_SUFFIX if model.endswith(SEED_AVERAGE_SUFFIX) else "")
     return None if name == model else name
 
@@ -158,7 +163,7 @@ def compare_all(table: pd.DataFrame, errors: pd.DataFrame, split: str, default: 
         best = refs.iloc[0] if len(refs) else None
         candidates = ~reference & (part["source"] == "forecast")
         if tag:  # an ablation's candidates are its own models; the untagged ones are the default arm
-            candidates &= part["model"].str.contains(f"@{tag}", regex=False)
+            candidates &= part["model"].map(tag_of) == tag
         for c in part[candidates].sort_values("wape").itertuples():
             base = default_of(c.model, default, tag, default_tag)
             base_arm = arm(base, "forecast") if base is not None else pd.DataFrame()

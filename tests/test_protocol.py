@@ -128,6 +128,7 @@ def test_a_tagged_candidate_is_compared_with_its_own_model_untagged() -> None:
     assert protocol.default_of("fusion:average_text_new@t [seed avg]", "fusion", "t", "") == \
         "fusion:average_text_new [seed avg]"
     assert protocol.default_of("fusion@t", "fusion", "t", "base") == "fusion@base"
+    assert protocol.default_of("fusion@tt", "fusion", "t", "") == "fusion"  # another ablation's: not this one's
     assert protocol.default_of("sequence [seed avg]", "fusion", "", "") == "fusion [seed avg]"
     assert protocol.default_of("fusion", "fusion", "", "") is None
 
