@@ -191,5 +191,5 @@ def verdict(against_default: Comparison | None, bias: float, split: str) -> str:
     if against_default.high >= 0:
         return "no: interval includes 0"
     if abs(bias) > MAX_ABS_BIAS:
-        return f"no: |bias| {abs(bias):.0%} > {MAX_ABS_BIAS:.0%}"
+        return f"no: bias {bias:+.0%} beyond ±{MAX_ABS_BIAS:.0%}"  # no "|": the verdict sits in a markdown table
     return "adopt"
