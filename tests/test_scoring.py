@@ -19,7 +19,7 @@ from forecast.data.panel import build_panel
 from forecast.errors import DataError
 from forecast.models.base import HISTORY, NEW
 
-from experiments import common  # the splits and the scorer common.py imports
+from experiments import common  # the splits and the scorer that experiments/benchmark.py uses
 
 MONDAYS = pd.date_range("2024-01-01", periods=10, freq="W-MON")
 
