@@ -67,7 +67,7 @@ OURS = {
 }
 # Models run by default when the registry has them (added by other work: references and combinations).
 OPTIONAL = ["launch_curve", "croston", "tsb", "imapa", "ensemble"]
-SEEDS = "0,1,2,3,4"  # every neural configuration runs with each; deterministic references with the first only
+SEEDS = ",".join(map(str, range(protocol.MIN_SEEDS)))  # every neural configuration runs with each
 LITERATURE = [{"dataset": "visuelle", "model": "GTM-Transformer (published)", "group": NEW, "wape": 0.55,
                "source": "literature: Skenderi et al. 2021, official split, text+image+Google Trends; not measured here"}]
 
@@ -331,6 +331,9 @@ def write_report(summary: pd.DataFrame, errors: pd.DataFrame, steps: list[dict],
              "the seeds' forecasts, scored as a model. All models scored by the same code on the same cells; "
              "`coverage` is the share of target items a model forecast itself (a peer's runner fallback does not "
              "count), missing items score as 0.", ""]
+    if len(meta["seeds"]) < protocol.MIN_SEEDS:
+        lines += [f"**{len(meta['seeds'])} seed(s): below the protocol's {protocol.MIN_SEEDS}; no setting is chosen "
+                  "on this run.**", ""]
     seed_cols = " | ".join(f"WAPE seed {s}" for s in seeds)
     for (dataset, group), part in table.groupby(["dataset", "group"], sort=True):
         lines += [f"## {dataset} — {'items with history' if group == HISTORY else 'new products'}", "",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 LEVEL = 0.90  # the bootstrap interval's coverage
+MIN_SEEDS = 5  # per neural configuration: with two, a 2 % effect could not be told from seed noise
 BOOTSTRAPS = 2000
 MAX_ABS_BIAS = 0.10  # a WAPE bought by under-forecasting does not count: a planner orders from the forecast
 ADOPTION_RULE = (f"a setting is adopted only when the {LEVEL:.0%} interval of its WAPE difference to the default "
