@@ -487,7 +487,7 @@ def main() -> None:
                         help="with --tag: do not run (or reuse) the default arm; no comparison with it")
     parser.add_argument("--scaling-sizes", default="500,1000,2000,3571")
     parser.add_argument("--only-scaling", action="store_true",
-                        help="just the scaling runs, written to results/scaling.{json,md} and scaling.png")
+                        help="just the scaling runs, written to results/scaling_online_retail.{json,md,png}")
     args = parser.parse_args()
     overrides = parse_sets(args.set)
     if args.child:
