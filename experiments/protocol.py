@@ -55,8 +55,9 @@ def seed_average(forecasts: pd.DataFrame) -> pd.DataFrame:
     did not forecast is averaged over the seeds that did; a peer's fallback cell stays marked."""
     if forecasts.empty:
         return forecasts.iloc[0:0]
-    seeds = forecasts.groupby("model")["seed"].nunique()
-    several = forecasts[forecasts["model"].isin(seeds.index[seeds >= 2])]
+    arm = [c for c in ("model", "source") if c in forecasts]  # a peer's croston is not the package's
+    seeds = forecasts.groupby(arm)["seed"].transform("nunique")
+    several = forecasts[seeds >= 2]
     if several.empty:
         return forecasts.iloc[0:0]
     keys = [c for c in several.columns if c not in ("seed", "units", "fallback")]

@@ -90,8 +90,9 @@ def test_seed_average_is_the_mean_forecast_of_models_with_several_seeds() -> Non
     frame = pd.DataFrame({"cutoff": "c", "model": ["fusion"] * 4 + ["knn"], "group": "new", "item_id": "p",
                           "date": ["d1", "d2", "d1", "d2", "d1"], "units": [1.0, 2.0, 3.0, 6.0, 5.0],
                           "source": "forecast", "seed": [0, 0, 1, 1, 0]})
-    avg = protocol.seed_average(frame)
-    assert avg["model"].tolist() == ["fusion [seed avg]"] * 2  # knn ran with one seed: no average
+    peer = frame[frame.model == "knn"].assign(source="peer", seed=1)  # the same name, another source's seed
+    avg = protocol.seed_average(pd.concat([frame, peer]))
+    assert avg["model"].tolist() == ["fusion [seed avg]"] * 2  # each knn ran with one seed: no average
     assert avg.set_index("date")["units"].to_dict() == {"d1": 2.0, "d2": 4.0}
     assert (avg["seed"] == protocol.SEED_AVERAGE).all()
 
