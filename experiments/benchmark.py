@@ -1,36 +1,35 @@
 """The benchmark: forecast's models, its baselines and the peer libraries, on real data, one scorer.
 
-    python experiments/benchmark.py --split validation --seeds 0,1   # where settings are chosen
-    python experiments/benchmark.py --split reported --seeds 0,1     # what README reports (run once)
+    python experiments/benchmark.py --split validation      # where settings are chosen (seeds 0-4)
+    python experiments/benchmark.py --split reported        # what README reports (run once, at the end)
     python experiments/benchmark.py --skip-peers --skip-scaling --skip-profile   # just our models
     python experiments/benchmark.py --split validation --datasets visuelle --models fusion --skip-peers \
         --skip-scaling --skip-profile --set neural.attribute_curves=false --tag no_attributes   # an ablation
 
-Protocol. Every setting of the package (defaults, search spaces, ensemble weights) is
-chosen on the *validation* split; the *reported* split is run once, for the figures in
-README. Both splits hold out the future the same way:
+Protocol (issue #22). Every setting of the package (defaults, search spaces, ensemble weights) is
+chosen on the *validation* split; the *reported* split is run once, at the end, with everything
+fixed. Both hold out the future the same way; the origins are in experiments/common.py:
+online_retail, reported 2011-04-25/05-23/06-20, validation 2011-01-31/02-28/03-28 (the first one's
+12 weeks hold the spring rise); visuelle, reported the latest 15 % of launches, validation three
+cut-offs at the 40/55/70 % launch quantiles without those launches. Items with history: the 12 weeks
+after the cut-off; new items: their first 12 weeks from launch.
 
-- online_retail (41 weeks): reported origins are the cut-offs 20, 16 and 12 weeks before
-  the end (horizon 12; every fold has 12 weeks of truth); validation origins are 8 and 4
-  weeks before the first reported one. Items with history: the 12 weeks after the
-  cut-off. New items (first sale after the cut-off): their first 12 weeks from launch.
-- visuelle: new products only. Reported: the cut-off is the launch date from which the
-  latest 15% of products were released; those are forecast for their 12 weeks from
-  launch. Validation: the products of that latest 15% do not exist; the cut-off is the
-  70% launch quantile, and the products launched between it and the 85% quantile are
-  forecast; a second validation origin at the 55% quantile forecasts every product launched
-  after it (one cut-off was too fragile a guide: on it fusion beat LightGBM, on the reported
-  one it lost). Each product's series ends at its last sales row (its 12 weeks).
+Every neural model and peer runs with each seed of ``--seeds`` (0-4 by default); the package's
+deterministic references (protocol.REFERENCE_MODELS) with the first. Per group the tables give the
+mean over seeds, each seed, the spread (max - min) and the seed-average forecast (the mean of the
+seeds' forecasts) as a row of its own, pooled over origins and per origin. Then every candidate
+(our models that are not references, their prediction variants and seed averages) is compared,
+paired on the same products and origins, with the current default (``--default``; in an ablation,
+its own model untagged) and with the best reference present (peers, our simple models, the mean
+launch curve): the WAPE difference with a 90 % bootstrap interval over products and origins, each
+arm's bias, and the verdict of the adoption rule (protocol.ADOPTION_RULE).
 
-Every model, ours, a peer's or a reference, writes long forecasts (cutoff, model,
-group, item_id, date, units[, fallback]); one function scores them all against the
-truth that forecast.backtest defines for its own folds, with forecast.metrics. Every
-model runs with each seed of ``--seeds``; tables give each seed and their mean, pooled
-over origins, and each origin separately. A peer's items that its library could not
-forecast get the runner's fallback (last-8-week mean, or 0 for a new item); they count
-in the score but not in ``coverage``, and are reported as ``fallback``. Our models run
-one per child process so that each one's peak RSS is its own. Writes
-experiments/results/benchmark[_validation].{json,md} and PNG plots.
+Every model, ours, a peer's or a reference, writes long forecasts (cutoff, model, group, item_id,
+date, units[, fallback]); one function scores them all against the truth that forecast.backtest
+defines for its own folds, with forecast.metrics. A peer's items that its library could not
+forecast get the runner's fallback (last-8-week mean, or 0 for a new item); they count in the
+score but not in ``coverage``. Our models run one per child process so that each one's peak RSS
+is its own. Writes experiments/results/benchmark[_validation].{json,md} and PNG plots.
 """
 
 from __future__ import annotations
@@ -49,91 +48,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from forecast.backtest import _fold_targets, origins, run_backtest  # noqa: E402
-from forecast.config import DataConfig, EvalConfig, RunConfig  # noqa: E402
-from forecast.data.contract import Tables, load_tables  # noqa: E402
-from forecast.data.panel import Panel, build_panel  # noqa: E402
-from forecast.metrics import score, score_by_step  # noqa: E402
+from experiments import protocol  # noqa: E402
+from experiments.common import (  # noqa: E402
+    CACHE, DATA, HORIZON, RESULTS, ROOT, cached, cutoff_dates, cutoffs_of, groups_of,
+    item_errors, label, load, long_frame, mean_launch_curve, score_all, targets, truth_table)
+from forecast.backtest import run_backtest  # noqa: E402
+from forecast.config import RunConfig  # noqa: E402
+from forecast.data.panel import Panel  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 
-DATA = ROOT / ".." / "shared" / "data"
-RESULTS = ROOT / "experiments" / "results"
 PEERS = ROOT / "experiments" / "peers"
-CACHE = ROOT / "experiments" / ".cache"
-HORIZON = 12
 SPLITS = ("validation", "reported")
 OURS = {
     "online_retail": ["fusion", "sequence", "text", "seasonal_naive", "moving_average", "ets", "theta", "knn"],
     "visuelle": ["fusion", "sequence", "text", "knn"],
 }
-VISUELLE_NEW_SHARE = 0.15  # reported: the latest 15% of launches
-VISUELLE_VALIDATION_SHARE = 0.15  # validation: the 15% of launches before those
-VISUELLE_VALIDATION_ORIGINS = 2  # validation cut-offs at the 55% and 70% launch quantiles
-MEAN_LAUNCH_CURVE = "mean launch curve"
-# What the tables call each model: a peer by its library and model, ours by package and model.
-LABELS = {
-    "autoets": "statsforecast AutoETS", "autotheta": "statsforecast AutoTheta", "croston": "statsforecast Croston",
-    "adida": "statsforecast ADIDA", "imapa": "statsforecast IMAPA", "lgbm": "LightGBM",
-    "lgbm_new_onehot": "LightGBM on attribute one-hots", "lgbm_new_text": "LightGBM on text embeddings",
-    "ridge_new_text": "scikit-learn Ridge on text embeddings", "tft": "pytorch-forecasting TFT",
-    "deepar": "pytorch-forecasting DeepAR", "seasonal_naive": "forecast seasonal naive",
-    "moving_average": "forecast moving average", "ets": "forecast ETS (statsmodels)",
-    "theta": "forecast Theta (statsmodels)", "knn": "forecast description-kNN", "fusion": "forecast fusion",
-    "sequence": "forecast sequence (no text)", "text": "forecast text only",
-}
-
-
-def label(model: str) -> str:
-    """The name a table shows for a model key (the key itself when it has no label)."""
-    return LABELS.get(model, model)
+# Models run by default when the registry has them (added by other work: references and combinations).
+OPTIONAL = ["launch_curve", "croston", "tsb", "imapa", "ensemble"]
+SEEDS = ",".join(map(str, range(protocol.MIN_SEEDS)))  # every neural configuration runs with each
 LITERATURE = [{"dataset": "visuelle", "model": "GTM-Transformer (published)", "group": NEW, "wape": 0.55,
                "source": "literature: Skenderi et al. 2021, official split, text+image+Google Trends; not measured here"}]
-
-
-# --- data and splits -------------------------------------------------------------
-def load(dataset: str, split: str = "reported") -> Panel:
-    """The dataset's panel as the split knows it (visuelle validation: without the reported launches)."""
-    base = DATA / dataset
-    config = DataConfig(negative_units="zero")  # visuelle has a few negative (returns) weeks
-    tables = load_tables(base / "sales.csv", base / "products.csv", config)
-    if dataset == "visuelle" and split == "validation":
-        tables = _launched_before(tables, visuelle_launch_quantile(tables, 1 - VISUELLE_NEW_SHARE))
-    series_end = "last-sale" if dataset == "visuelle" else "table"  # visuelle: 12 weeks per product, then unknown
-    return build_panel(tables, series_end=series_end)
-
-
-def visuelle_launch_quantile(tables: Tables, q: float) -> pd.Timestamp:
-    """The first-sale date from which the latest 1 - q of the products were launched."""
-    first = np.sort(tables.sales.groupby("item_id")["date"].min().to_numpy())
-    return pd.Timestamp(first[int(len(first) * q)])
-
-
-def _launched_before(tables: Tables, date: pd.Timestamp) -> Tables:
-    first = tables.sales.groupby("item_id")["date"].min()
-    keep = set(first.index[first < date])
-    return Tables(tables.sales[tables.sales["item_id"].isin(keep)].reset_index(drop=True),
-                  tables.products[tables.products["item_id"].isin(keep)].reset_index(drop=True),
-                  tables.sales_name, tables.products_name)
-
-
-def cutoffs_of(dataset: str, panel: Panel, split: str = "reported") -> list[int]:
-    """The split's cut-offs (see the module docstring)."""
-    if dataset == "visuelle":
-        launches = np.sort(panel.start[panel.has_history])
-        if split == "reported":
-            return [int(launches[int(len(launches) * (1 - VISUELLE_NEW_SHARE))])]
-        total = round(len(launches) / (1 - VISUELLE_NEW_SHARE))  # the products the reported split knows
-        shares = [VISUELLE_NEW_SHARE + k * VISUELLE_VALIDATION_SHARE for k in range(VISUELLE_VALIDATION_ORIGINS, 0, -1)]
-        return [int(launches[int(total * (1 - share))]) for share in shares]
-    reported = origins(panel.n_periods, EvalConfig(horizon=HORIZON, folds=3, step=4))
-    return reported if split == "reported" else [reported[0] - 8, reported[0] - 4]
-
-
-def groups_of(dataset: str) -> tuple[str, ...]:
-    return (NEW,) if dataset == "visuelle" else (HISTORY, NEW)
 
 
 def config_for(dataset: str, seed: int, overrides: dict | None = None) -> RunConfig:
@@ -183,42 +119,40 @@ def with_shuffled_descriptions(panel: Panel, seed: int) -> Panel:
     return panel.take(np.arange(panel.n_items), products)
 
 
-def long_frame(panel: Panel, cutoff: int, model: str, group: str, rows, start, values) -> pd.DataFrame:
-    h = values.shape[1]
-    cols = (np.asarray(start)[:, None] + np.arange(h)[None, :]).ravel()
-    return pd.DataFrame({"cutoff": panel.dates[cutoff].strftime("%Y-%m-%d"), "model": model, "group": group,
-                         "item_id": np.repeat(panel.item_ids[rows], h),
-                         "date": panel.date_at(cols).strftime("%Y-%m-%d"), "units": values.ravel()})
+def models_for(dataset: str, requested: str | None) -> list[str]:
+    """Our models to run on ``dataset``: ``--models`` as given, else the data set's list plus the optional
+    models the registry has by now. A name the registry does not know (``none``: peers only) or whose model
+    forecasts none of the data set's groups (an intermittent-demand method on visuelle) is skipped, said so."""
+    from forecast.models.registry import MODELS
 
-
-def cutoff_dates(panel: Panel, cuts: list[int]) -> list[str]:
-    """The cut-offs as the forecast tables name them (YYYY-MM-DD)."""
-    return [panel.dates[c].strftime("%Y-%m-%d") for c in cuts]
-
-
-def cached(path: Path, cutoffs: list[str]) -> pd.DataFrame | None:
-    """The forecasts cached in ``path`` when they are for exactly these cut-off dates (None otherwise:
-    a cache written before a split's origins changed is not reused)."""
-    if not path.exists():
-        return None
-    frame = pd.read_csv(path, dtype={"item_id": str})
-    return frame if sorted(frame["cutoff"].astype(str).unique()) == sorted(cutoffs) else None
+    names = requested.split(",") if requested else OURS[dataset] + [m for m in OPTIONAL if m in MODELS]
+    keep = []
+    for name in names:
+        groups = getattr(MODELS.get(name), "groups", None)
+        if name not in MODELS or (groups is not None and not set(groups) & set(groups_of(dataset))):
+            print(f"[{dataset}] {name}: not a model for this data set, skipped", flush=True)
+            continue
+        keep.append(name)
+    return keep
 
 
 def run_ours(dataset: str, models: list[str], seed: int, split: str, cutoffs: list[str], reuse: bool = False,
-             sets: list[str] = (), tag: str = "") -> tuple[pd.DataFrame, dict]:
+             sets: list[str] = (), tag: str = "", cache_only: bool = False) -> tuple[pd.DataFrame, dict]:
     """Our models' forecasts, one child process each, kept in experiments/.cache; ``reuse`` takes a model's
     cached forecasts instead of running it (valid only for the same code: the cache is per data, split, seed,
-    and is reused only for the same ``cutoffs`` dates).
+    and is reused only for the same ``cutoffs`` dates); ``cache_only`` never runs one (an earlier run's arm).
     ``sets``: ``KEY=VALUE`` config overrides of an ablation named ``tag`` (its models are named ``model@tag``)."""
     frames, timings = [], {}
     CACHE.mkdir(parents=True, exist_ok=True)
     for model in models:
         out = CACHE / f"ours_{dataset}_{split}_{seed}_{model}{'@' + tag if tag else ''}.csv"
-        if reuse and Path(str(out) + ".json").exists() and (frame := cached(out, cutoffs)) is not None:
+        if (reuse or cache_only) and Path(str(out) + ".json").exists() and (frame := cached(out, cutoffs)) is not None:
             print(f"[{dataset} seed {seed}] {model}: reusing {out}", flush=True)
             frames.append(frame)
             timings[model] = json.loads(Path(str(out) + ".json").read_text())
+            continue
+        if cache_only:
+            print(f"[{dataset} seed {seed}] {model}: no cached forecasts at {out} for these cut-offs", flush=True)
             continue
         print(f"[{dataset} seed {seed}] {model} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--child", dataset, model, str(out), "--seed", str(seed),
@@ -235,24 +169,6 @@ def run_ours(dataset: str, models: list[str], seed: int, split: str, cutoffs: li
         ours["model"] = ours["model"] + "@" + tag
         timings = {f"{model}@{tag}": t for model, t in timings.items()}
     return ours, timings
-
-
-def mean_launch_curve(panel: Panel, cuts: list[int]) -> pd.DataFrame:
-    """The reference for new products: at each cut-off, the average launch curve of every product
-    launched in the training data (what it sold in its k-th week, averaged over products, from the
-    cells known before the cut-off), unscaled, for every new product."""
-    frames = []
-    for cutoff in cuts:
-        train = panel.truncate(cutoff)
-        launched = np.flatnonzero(train.has_history & (train.start > 0))
-        curves = train.window(launched, train.start[launched], HORIZON)
-        known = np.isfinite(curves).sum(axis=0)  # a step no launch has reached before the cut-off: 0
-        curve = np.divide(np.nansum(curves, axis=0), known, out=np.zeros(HORIZON), where=known > 0)
-        rows = _fold_targets(panel, cutoff, HORIZON).rows[NEW]
-        if len(rows):
-            values = np.repeat(curve[None, :], len(rows), axis=0)
-            frames.append(long_frame(panel, cutoff, MEAN_LAUNCH_CURVE, NEW, rows, panel.start[rows], values))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 # --- peers ----------------------------------------------------------------------------
@@ -311,71 +227,6 @@ def _panel_tables(panel: Panel, sales: Path, products: Path) -> None:
     panel.products.to_csv(products, index=False)
 
 
-# --- scoring --------------------------------------------------------------------------
-def truth_table(panel: Panel, cuts: list[int], groups: tuple[str, ...]) -> dict:
-    """(cutoff date, group) -> (item ids, start, truth [m, H], MASE scale [m]): the backtest's own folds."""
-    table = {}
-    for cutoff in cuts:
-        fold = _fold_targets(panel, cutoff, HORIZON)
-        key = panel.dates[cutoff].strftime("%Y-%m-%d")
-        for group in groups:
-            rows = fold.rows[group]
-            start = np.full(len(rows), cutoff) if group == HISTORY else panel.start[rows]
-            table[key, group] = (panel.item_ids[rows], start, fold.truth[group], fold.scale[group])
-    return table
-
-
-def align(panel: Panel, ids: np.ndarray, start: np.ndarray, forecasts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(forecast [m, H], own [m]) on the truth's items and steps; an item or cell a model did not
-    forecast is 0; ``own`` says which items the model forecast itself (not its runner's fallback)."""
-    pred = np.zeros((len(ids), HORIZON))
-    own = np.zeros(len(ids), dtype=bool)
-    if forecasts.empty:
-        return pred, own
-    position = pd.Series(np.arange(len(ids)), index=ids)
-    k = position.reindex(forecasts["item_id"]).to_numpy()
-    period = pd.Series(np.arange(panel.n_periods + 4 * HORIZON + 60),
-                       index=panel.date_at(np.arange(panel.n_periods + 4 * HORIZON + 60)).strftime("%Y-%m-%d"))
-    col = period.reindex(forecasts["date"]).to_numpy()
-    ok = ~np.isnan(k) & ~np.isnan(col)
-    step = np.where(ok, np.nan_to_num(col) - start[np.nan_to_num(k).astype(int)], -1)
-    ok &= (step >= 0) & (step < HORIZON)
-    pred[k[ok].astype(int), step[ok].astype(int)] = forecasts["units"].to_numpy()[ok]
-    fallback = (forecasts["fallback"].fillna(False).astype(bool).to_numpy() if "fallback" in forecasts
-                else np.zeros(len(forecasts), dtype=bool))
-    own[k[ok & ~fallback].astype(int)] = True
-    return pred, own
-
-
-def score_all(dataset: str, panel: Panel, truth: dict, forecasts: pd.DataFrame) -> tuple[list[dict], list[dict]]:
-    """Metrics of every model, group and seed: pooled over origins (cutoff "all") and per origin;
-    per-step WAPE of the pooled ones."""
-    rows_out, steps_out = [], []
-    if forecasts.empty:
-        return rows_out, steps_out
-    for (model, group, seed), part in forecasts.groupby(["model", "group", "seed"]):
-        pooled = []
-        for (cutoff, g), (ids, start, y, scale) in truth.items():
-            if g != group:
-                continue
-            pred, own = align(panel, ids, start, part[part["cutoff"] == cutoff])
-            pooled.append((y, pred, scale, own))
-            rows_out.append(_score_row(dataset, model, group, seed, cutoff, y, pred, scale, own))
-        if pooled:
-            y, f, s, own = (np.concatenate(x) for x in zip(*pooled))
-            rows_out.append(_score_row(dataset, model, group, seed, "all", y, f, s, own))
-            for h, m in enumerate(score_by_step(y, f), 1):
-                steps_out.append({"dataset": dataset, "model": model, "group": group, "seed": seed, "step": h,
-                                  "wape": m["wape"]})
-    return rows_out, steps_out
-
-
-def _score_row(dataset, model, group, seed, cutoff, y, f, scale, own) -> dict:
-    metrics = score(y, f, scale if group == HISTORY else None)
-    return {"dataset": dataset, "model": model, "group": group, "seed": seed, "cutoff": cutoff, **metrics,
-            "coverage": round(float(own.mean()), 3) if len(own) else float("nan")}
-
-
 # --- scaling and profile ------------------------------------------------------------------
 def run_scaling(sizes: list[int], tmp: Path, seed: int) -> list[dict]:
     """Wall time and peak RSS of a default `forecast fit` on growing product subsets."""
@@ -404,116 +255,99 @@ def run_scaling(sizes: list[int], tmp: Path, seed: int) -> list[dict]:
     return out
 
 
-def run_profile(seed: int) -> list[dict]:
-    """Share of one fusion training epoch in data loading, text encoder, sequence encoder, optimiser."""
-    from experiments.profile_epoch import profile_epoch
-
-    panel = load("online_retail")
-    return [profile_epoch(panel, mode, seed) for mode in ("frozen", "last-k")]
+def run_profile(seed: int, tmp: Path) -> list[dict]:
+    """Share of one fusion training epoch in data loading, text encoder, sequence encoder, optimiser:
+    experiments/profile_epoch.py run as a script, its measurements read from the JSON it writes."""
+    out = tmp / "profile.json"
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "profile_epoch.py"), "--seed", str(seed),
+                    "--json", str(out)], check=True)
+    return json.loads(out.read_text())
 
 
 # --- report ---------------------------------------------------------------------------------
 def pooled(summary: pd.DataFrame) -> pd.DataFrame:
-    """Pooled-over-origins rows, averaged over seeds, with each seed's WAPE beside the mean."""
+    """Pooled-over-origins rows, averaged over seeds, with each seed's WAPE beside the mean, the number of
+    seeds and their spread (max - min WAPE). A seed-average forecast is a row of its own (one value)."""
     rows = summary[summary["cutoff"] == "all"]
     keys = ["dataset", "group", "model", "source"]
     mean = rows.groupby(keys, dropna=False).mean(numeric_only=True).drop(columns="seed", errors="ignore")
-    per_seed = rows.pivot_table(index=keys, columns="seed", values="wape", dropna=False)
+    seeded = rows[rows["seed"] != protocol.SEED_AVERAGE]
+    per_seed = seeded.pivot_table(index=keys, columns="seed", values="wape", dropna=False)
     per_seed.columns = [f"wape_seed{int(c)}" for c in per_seed.columns]
-    return mean.join(per_seed).reset_index()
+    wape = seeded.groupby(keys, dropna=False)["wape"]
+    spread = (wape.max() - wape.min()).where(wape.count() > 1).rename("seed_spread")
+    return mean.join(per_seed).join(spread).join(wape.count().rename("seeds")).reset_index()
 
 
-def validation_choice(dataset: str, group: str, stem: str = "fusion") -> str:
-    """Which of a model's prediction variants (``fusion``, ``fusion:average_text_new``) won on the validation
-    split (benchmark_validation.json), as `fit` chooses on its own origins; the plain model without one."""
-    path = RESULTS / "benchmark_validation.json"
-    if not path.exists():
-        return stem
-    rows = pd.DataFrame(json.loads(path.read_text())["pooled"])
-    rows = rows[(rows.dataset == dataset) & (rows.group == group) & rows.model.str.split(":").str[0].eq(stem)]
-    return rows.sort_values("wape").model.iloc[0] if len(rows) else stem
+def comparison_lines(comparisons: list[dict], dataset: str, group: str) -> list[str]:
+    """The paired comparisons of one group as a markdown table, with the adoption rule."""
+    rows = [r for r in comparisons if r["dataset"] == dataset and r["group"] == group]
+    if not rows:
+        return []
+    lines = [f"Paired comparisons: Δ = WAPE(candidate) − WAPE(arm) on the same products and origins (< 0: the "
+             f"candidate is better), seeds averaged, [{protocol.LEVEL:.0%} bootstrap interval] over products and "
+             f"origins ({protocol.BOOTSTRAPS} draws). Rule: {protocol.ADOPTION_RULE}.", "",
+             "| candidate | WAPE | seed spread | bias | default | Δ vs default | default bias | best reference "
+             "| Δ vs reference | reference bias | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d, ref = r["vs_default"], r["vs_reference"]
+        lines.append(f"| {label(r['model'])} | {_f(r['wape'])} | {_f(r['seed_spread'])} | {_f(r['bias'])} | "
+                     f"{label(r['default']) if d else ''} | {_delta(d)} | {_f(d['bias_b']) if d else ''} | "
+                     f"{label(r['reference'], r['reference_source']) if ref else ''} | {_delta(ref)} | "
+                     f"{_f(ref['bias_b']) if ref else ''} | {r['verdict']} |")
+    return lines
 
 
-def targets(table: pd.DataFrame, scaling: list[dict], tag: str = "") -> list[dict]:
-    """Issue #11's targets, on seed-averaged pooled WAPE; fusion is the variant chosen on validation. In an
-    ablation named ``tag`` our models are ``MODEL@TAG``: its targets are those models' (peers keep their names)."""
-    def best(dataset, group, keep) -> pd.Series | None:
-        part = table[(table.dataset == dataset) & (table.group == group) & keep]
-        return part.sort_values("wape").iloc[0] if len(part) else None
-
-    def model(dataset, group, name) -> pd.Series | None:
-        if name == "fusion":
-            name = validation_choice(dataset, group)
-        if tag and name != MEAN_LAUNCH_CURVE:
-            name = f"{name}@{tag}"
-        return best(dataset, group, table.model == name)
-
-    out = []
-    peer = table.source == "peer"
-    for dataset, group, factor in (("visuelle", NEW, 0.90), ("online_retail", HISTORY, 0.85),
-                                   ("online_retail", NEW, 0.90)):
-        fusion, rival = model(dataset, group, "fusion"), best(dataset, group, peer)
-        if fusion is not None and rival is not None:
-            out.append(_target(f"{dataset} {group}: {fusion.model} WAPE <= {factor:.2f} x best peer", fusion.wape,
-                               factor * rival.wape, f"best peer {label(rival.model)} {rival.wape:.3f}"))
-    curve, fusion = model("visuelle", NEW, MEAN_LAUNCH_CURVE), model("visuelle", NEW, "fusion")
-    if curve is not None and fusion is not None:
-        out.append(_target(f"visuelle new: {fusion.model} below the mean launch curve", fusion.wape, curve.wape,
-                           f"mean launch curve {curve.wape:.3f}", strict=True))
-    fusion = model("online_retail", HISTORY, "fusion")
-    if fusion is not None:
-        out.append(_target("online_retail history: |bias| <= 10%", abs(fusion.bias), 0.10, f"bias {fusion.bias:+.3f}"))
-    for dataset, group, factor in (("online_retail", NEW, 0.90), ("visuelle", NEW, 0.90),
-                                   ("online_retail", HISTORY, 1.0)):
-        fusion, sequence = model(dataset, group, "fusion"), model(dataset, group, "sequence")
-        if fusion is not None and sequence is not None:
-            out.append(_target(f"text earns its place, {dataset} {group}: {fusion.model} <= {factor:.2f} x sequence",
-                               fusion.wape, factor * sequence.wape, f"sequence {sequence.wape:.3f}"))
-    full = [s for s in scaling if s["products"] >= 3571]
-    if full:
-        out.append(_target("full online_retail fit under 10 minutes (2 cores)", full[0]["wall_seconds"], 600.0,
-                           "seconds", strict=True))
-    return out
+def _delta(comparison: dict | None) -> str:
+    if comparison is None:
+        return ""
+    return f"{comparison['difference']:+.3f} [{comparison['low']:+.3f}, {comparison['high']:+.3f}]"
 
 
-def _target(name, value, bound, detail, strict=False) -> dict:
-    met = bool(value < bound if strict else value <= bound)
-    return {"target": name, "value": round(float(value), 4), "bound": round(float(bound), 4), "met": met,
-            "detail": detail, "margin": round(float(value / bound - 1), 4) if bound else None}
-
-
-def write_report(summary: pd.DataFrame, steps: list[dict], timings: dict, scaling: list[dict], profile: list[dict],
-                 meta: dict) -> Path:
+def write_report(summary: pd.DataFrame, errors: pd.DataFrame, steps: list[dict], timings: dict, scaling: list[dict],
+                 profile: list[dict], meta: dict) -> Path:
     """Write the run's tables (json, md, plot); returns the markdown's path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     table = pooled(summary)
-    table.insert(table.columns.get_loc("model") + 1, "label", table["model"].map(label))
-    goals = targets(table, scaling, meta.get("tag", "")) if meta["split"] == "reported" else []
+    table.insert(table.columns.get_loc("model") + 1, "label", [label(m, s) for m, s in zip(table.model, table.source)])
+    comparisons = (protocol.compare_all(table, errors, meta["split"], meta["default"], meta["tag"],
+                                        meta["default_tag"]) if not errors.empty else [])
+    by_origin = (summary[summary["cutoff"] != "all"].groupby(["dataset", "group", "model", "source", "cutoff"])
+                 ["wape"].mean().reset_index())
+    goals = targets(table, scaling, meta.get("tag", ""), by_origin) if meta["split"] == "reported" else []
     suffix = "" if meta["split"] == "reported" else "_validation"
     if meta.get("tag"):  # an ablation: its own files, the benchmark's stay as they are
         _report_dir(meta).mkdir(parents=True, exist_ok=True)
         suffix = f"_{meta['split']}_{meta['datasets'].replace(',', '+')}"
     payload = {"meta": meta, "pooled": table.to_dict("records"), "rows": summary.to_dict("records"),
-               "per_step": steps, "timings": timings, "scaling": scaling, "profile": profile, "targets": goals}
+               "per_step": steps, "comparisons": comparisons, "timings": timings, "scaling": scaling,
+               "profile": profile, "targets": goals}
     (_report_dir(meta) / f"benchmark{suffix}.json").write_text(json.dumps(payload, indent=2, default=_json) + "\n")
-    seeds = sorted(int(s) for s in summary["seed"].dropna().unique())
+    seeds = sorted(int(s) for s in summary["seed"].dropna().unique() if s != protocol.SEED_AVERAGE)
     lines = ["# Benchmark results", "", f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}; "
              f"date {meta['date']}; split **{meta['split']}**; seeds {meta['seeds']}; horizon {HORIZON} weeks.", "",
              "WAPE = Σ|error| / Σ actual over all scored cells (lower is better), pooled over the split's origins "
-             "and averaged over seeds. All models scored by the same code on the same cells; `coverage` is the "
-             "share of target items a model forecast itself (a peer's runner fallback does not count), missing "
-             "items score as 0.", ""]
+             "and averaged over seeds; `spread` = max − min of the seeds' WAPE; `MODEL [seed avg]` is the mean of "
+             "the seeds' forecasts, scored as a model. All models scored by the same code on the same cells; "
+             "`coverage` is the share of target items a model forecast itself (a peer's runner fallback does not "
+             "count), missing items score as 0.", ""]
+    if len(meta["seeds"]) < protocol.MIN_SEEDS:
+        lines += [f"**{len(meta['seeds'])} seed(s): below the protocol's {protocol.MIN_SEEDS}; no setting is chosen "
+                  "on this run.**", ""]
     seed_cols = " | ".join(f"WAPE seed {s}" for s in seeds)
     for (dataset, group), part in table.groupby(["dataset", "group"], sort=True):
         lines += [f"## {dataset} — {'items with history' if group == HISTORY else 'new products'}", "",
-                  f"| model | source | WAPE (mean) | {seed_cols} | MAE | MASE | bias | coverage | fit+predict s "
-                  "| peak RSS MB |", "|---|---|---|" + "---|" * len(seeds) + "---|---|---|---|---|---|"]
+                  f"| model | source | WAPE (mean) | spread | {seed_cols} | MAE | MASE | bias | coverage "
+                  "| fit+predict s | peak RSS MB |",
+                  "|---|---|---|---|" + "---|" * len(seeds) + "---|---|---|---|---|---|"]
         for r in part.sort_values("wape").to_dict("records"):
             per = " | ".join(_f(r.get(f"wape_seed{s}")) for s in seeds)
-            lines.append(f"| {r['label']} | {r['source']} | {_f(r['wape'])} | {per} | {_f(r['mae'])} | "
+            lines.append(f"| {r['label']} | {r['source']} | {_f(r['wape'])} | {_f(r.get('seed_spread'))} | {per} | "
+                         f"{_f(r['mae'])} | "
                          f"{_f(r['mase'])} | {_f(r['bias'])} | {_f(r['coverage'])} | {_f(r.get('seconds'), 0)} | "
                          f"{_f(r.get('peak_rss_mb'), 0)} |")
-        lines += ["", *per_origin_lines(summary, dataset, group), ""]
+        lines += ["", *comparison_lines(comparisons, dataset, group), ""]
+        lines += [*per_origin_lines(summary, dataset, group), ""]
     if goals:
         lines += ["## Targets", "", "| target | value | bound | met | detail |", "|---|---|---|---|---|"]
         for g in goals:
@@ -624,11 +458,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=3, metavar=("DATASET", "MODEL", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--datasets", default="online_retail,visuelle")
-    parser.add_argument("--models", help="subset of our models to run")
+    parser.add_argument("--models", help="our models to run (any registry name; `none`: peers only); default: "
+                        "the data set's list plus " + ", ".join(OPTIONAL) + " where the registry has them")
     parser.add_argument("--split", choices=SPLITS, default="reported",
                         help="validation: where settings are chosen; reported: the README figures (run once)")
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # the child's seed
-    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; every model runs with each")
+    parser.add_argument("--seeds", default=SEEDS, help="comma-separated seeds; every neural model and peer runs "
+                        "with each, the package's deterministic references (" + ", ".join(sorted(
+                            protocol.REFERENCE_MODELS)) + ") with the first")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--reuse-ours", action="store_true",
                         help="reuse our models' forecasts cached in experiments/.cache (same code only)")
@@ -641,9 +478,16 @@ def main() -> None:
                         "--tag; shuffled_descriptions=true gives every product another one's description")
     parser.add_argument("--tag", default="", help="the ablation's name: its models are shown as MODEL@TAG and its "
                         "tables written to results/ablations/TAG/benchmark_SPLIT_DATASETS.{md,json}")
+    parser.add_argument("--default", default="fusion",
+                        help="the current default an untagged candidate is compared with (a tagged one: its own "
+                        "model in the default run)")
+    parser.add_argument("--default-tag", default="", help="with --tag: take the default arm from this earlier "
+                        "tagged run's cached forecasts instead of the package defaults")
+    parser.add_argument("--skip-default", action="store_true",
+                        help="with --tag: do not run (or reuse) the default arm; no comparison with it")
     parser.add_argument("--scaling-sizes", default="500,1000,2000,3571")
     parser.add_argument("--only-scaling", action="store_true",
-                        help="just the scaling runs, written to results/scaling.{json,md} and scaling.png")
+                        help="just the scaling runs, written to results/scaling_online_retail.{json,md,png}")
     args = parser.parse_args()
     overrides = parse_sets(args.set)
     if args.child:
@@ -658,31 +502,42 @@ def main() -> None:
             scaling = run_scaling([int(s) for s in args.scaling_sizes.split(",")], Path(tmp_name), seeds[0])
         write_scaling(scaling, "python experiments/benchmark.py " + " ".join(sys.argv[1:]))
         return
-    rows, steps, timings = [], [], {}
+    rows, steps, errors, timings = [], [], [], {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for dataset in args.datasets.split(","):
             panel = load(dataset, args.split)
             cuts = cutoffs_of(dataset, panel, args.split)
             print(f"[{dataset}] {args.split} cut-offs {[str(panel.dates[c].date()) for c in cuts]}", flush=True)
-            models = [m for m in OURS[dataset] if not args.models or m in args.models.split(",")]
+            models = models_for(dataset, args.models)
             truth = truth_table(panel, cuts, groups_of(dataset))
             timings[dataset] = {}
             frames = [mean_launch_curve(panel, cuts).assign(source="reference", seed=seeds[0])]
             for seed in seeds:
-                ours, t_ours = run_ours(dataset, models, seed, args.split, cutoff_dates(panel, cuts),
+                seeded = [m for m in models if seed == seeds[0] or not protocol.is_reference(m, "forecast")]
+                ours, t_ours = run_ours(dataset, seeded, seed, args.split, cutoff_dates(panel, cuts),
                                         args.reuse_ours, args.set, args.tag)
                 frames.append(ours.assign(source="forecast", seed=seed))
+                if args.tag and not args.skip_default:  # the arm the tagged candidates are compared with
+                    default, t_default = run_ours(dataset, [m for m in seeded if not protocol.is_reference(m, "")],
+                                                  seed, args.split, cutoff_dates(panel, cuts), args.reuse_ours,
+                                                  tag=args.default_tag, cache_only=bool(args.default_tag))
+                    frames.append(default.assign(source="forecast", seed=seed))
+                    t_ours = {**t_default, **t_ours}
                 peers, t_peers = (pd.DataFrame(), {}) if args.skip_peers else run_peers(
                     dataset, panel, cuts, tmp, seed, args.split, args.reuse_peers)
                 frames.append(peers.assign(source="peer", seed=seed))
                 timings[dataset][seed] = {"forecast": t_ours, "peers": t_peers}
-            for frame in frames:
-                if frame.empty:
-                    continue
+            frames = [f for f in frames if not f.empty]
+            if not frames:
+                continue
+            forecasts = pd.concat(frames, ignore_index=True)
+            forecasts = pd.concat([forecasts, protocol.seed_average(forecasts)], ignore_index=True)
+            for source, frame in forecasts.groupby("source", sort=False):  # a peer's croston is not ours
                 scored, per_step = score_all(dataset, panel, truth, frame)
-                rows += [r | {"source": frame["source"].iloc[0]} for r in scored]
-                steps += per_step
+                rows += [r | {"source": source} for r in scored]
+                steps += [s | {"source": source} for s in per_step]
+                errors.append(item_errors(dataset, panel, truth, frame).assign(source=source))
         summary = pd.DataFrame(rows)
         summary["seconds"] = [_timing(timings, r, "seconds") for r in summary.itertuples()]
         summary["peak_rss_mb"] = [_timing(timings, r, "peak_rss_mb") for r in summary.itertuples()]
@@ -691,11 +546,13 @@ def main() -> None:
         summary = pd.concat([summary, pd.DataFrame(literature)], ignore_index=True)
         scaling = [] if args.skip_scaling else run_scaling([int(s) for s in args.scaling_sizes.split(",")], tmp,
                                                           seeds[0])
-    profile = [] if args.skip_profile else run_profile(seeds[0])
+        profile = [] if args.skip_profile else run_profile(seeds[0], tmp)
     meta = {"command": "python " + " ".join(["experiments/benchmark.py", *sys.argv[1:]]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "seeds": seeds, "split": args.split,
-            "date": time.strftime("%Y-%m-%d"), "tag": args.tag, "overrides": overrides, "datasets": args.datasets}
-    print(write_report(summary, steps, timings, scaling, profile, meta).read_text())
+            "date": time.strftime("%Y-%m-%d"), "tag": args.tag, "overrides": overrides, "datasets": args.datasets,
+            "default": args.default, "default_tag": args.default_tag}
+    errors = pd.concat([e for e in errors if not e.empty], ignore_index=True) if errors else pd.DataFrame()
+    print(write_report(summary, errors, steps, timings, scaling, profile, meta).read_text())
 
 
 def parse_sets(sets: list[str]) -> dict:
@@ -718,7 +575,7 @@ def _timing(timings: dict, r, key: str) -> float | None:
     side = {"forecast": "forecast", "peer": "peers"}.get(r.source)
     if side is None:
         return None
-    model, _, tag = r.model.partition("@")
+    model, _, tag = r.model.removesuffix(protocol.SEED_AVERAGE_SUFFIX).partition("@")
     name = model.split(":")[0] + (f"@{tag}" if tag else "")  # a variant: its model's timing
     t = timings.get(r.dataset, {}).get(r.seed, {}).get(side, {}).get(name, {})
     if key == "seconds":

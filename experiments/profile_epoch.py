@@ -1,6 +1,7 @@
 """Where one fusion training epoch spends its time, by Lightning callback + module hooks.
 
-    python experiments/profile_epoch.py          # prints both text modes on online_retail
+    python experiments/profile_epoch.py                       # prints both text modes on online_retail
+    python experiments/profile_epoch.py --json profile.json   # also writes them (what benchmark.py reads)
 
 Epoch wall time is split into: data loading (epoch time outside the training
 steps: the DataLoader and the loop), the text encoder's forward, the sequence
@@ -11,13 +12,21 @@ the epoch and each batch.
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
 from collections import defaultdict
 
+from pathlib import Path
+
 import lightning.pytorch as pl
 
-from forecast.config import RunConfig
-from forecast.data.panel import Panel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import load  # noqa: E402
+from forecast.config import RunConfig  # noqa: E402
+from forecast.data.panel import Panel  # noqa: E402
 
 
 PROFILE_WINDOWS = 10_240  # 20 batches of 512 in both modes, so the shares are comparable
@@ -95,9 +104,18 @@ def profile_epoch(panel: Panel, mode: str, seed: int = 0) -> dict:
             "shares": timer.shares()}
 
 
-if __name__ == "__main__":
-    from experiments.benchmark import load
-
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the measurements (a list, one per text mode) here")
+    args = parser.parse_args()
     panel = load("online_retail")
-    for text_mode in ("frozen", "last-k"):
-        print(profile_epoch(panel, text_mode))
+    results = [profile_epoch(panel, text_mode, args.seed) for text_mode in ("frozen", "last-k")]
+    for result in results:
+        print(result)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
