@@ -43,3 +43,35 @@ def write_csv(directory: Path, name: str, text: str) -> str:
     path = directory / name
     path.write_text(text)
     return str(path)
+
+
+# --- helpers shared by the test files (one home: running the CLI, refusals, reading MLflow) ---
+def run_cli(capsys, argv: list[str]) -> tuple[int, str]:
+    """(exit code, stderr) of ``python -m forecast ARGV`` run in this process."""
+    from forecast.cli import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def assert_refused(code: int, err: str, *needles: str, outputs: tuple[str, ...] = ("forecast.csv",)) -> None:
+    """Exit 2 with one ``error:`` line holding every needle, no traceback, none of ``outputs`` written."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    message = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(message) == 1, err
+    for needle in needles:
+        assert needle in message[0], message[0]
+    for output in outputs:
+        assert not Path(output).exists(), f"{output} was written"
+
+
+def mlflow_runs(uri: str, experiment: str = "forecast") -> tuple[object, list, list]:
+    """(experiment, parent runs, child runs) of an MLflow store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return found, parents, [r for r in runs if "mlflow.parentRunId" in r.data.tags]

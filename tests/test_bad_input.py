@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from forecast.cli import main
-from tests.conftest import write_csv
+from tests.conftest import assert_refused, run_cli, write_csv  # noqa: F401  (run_cli: test_input_rules reads it here)
 
 GOOD_SALES = "item_id,date,units,price\nA,2024-01-01,3,2.0\nA,2024-01-08,4,2.0\nA,2024-01-15,5,2.0\n" + "".join(
     f"A,2024-{m:02d}-{d:02d},5,2.0\n" for m, d in [(1, 22), (1, 29), (2, 5), (2, 12), (2, 19), (2, 26), (3, 4)]
@@ -29,22 +28,6 @@ def with_column(sales: str, name: str, value: str) -> str:
 def fit_args(sales: str, products: str, *extra: str) -> list[str]:
     return ["fit", "--sales", sales, "--products", products, "--horizon", "2", "--folds", "1",
             "--models", "moving_average", "--no-progress", *extra]
-
-
-def run_cli(capsys, argv: list[str]) -> tuple[int, str]:
-    code = main(argv)
-    err = capsys.readouterr().err
-    return code, err
-
-
-def assert_refused(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    message = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(message) == 1, err
-    for needle in needles:
-        assert needle in message[0], message[0]
-    assert not Path("forecast.csv").exists()
 
 
 def no_finished_runs() -> bool:

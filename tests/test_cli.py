@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import mlflow_runs as read_runs
 from forecast.cli import build_parser, main
 
 FAST = ["--horizon", "6", "--folds", "2", "--step", "6", "--max-epochs", "2", "--no-progress", "--seed", "0"]
@@ -52,14 +53,8 @@ def test_fit_exports_every_product_with_the_promised_columns(fitted):
 
 def mlflow_runs(folder: Path) -> tuple[object, list, dict[str, object]]:
     """(experiment, parent runs, {model: child run}) of the store under folder/mlruns."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("forecast")
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = {r.data.params["model"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
-    return experiment, parents, children
+    experiment, parents, children = read_runs(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    return experiment, parents, {r.data.params["model"]: r for r in children}
 
 
 def test_fit_records_a_parent_run_and_one_child_run_per_model_with_the_same_keys(fitted):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forecast.cli import main
+from tests.conftest import assert_refused, run_cli
 from forecast.config import RunConfig
 from forecast.errors import ConfigError
 from forecast.tuning import load_search_space
@@ -39,15 +39,7 @@ BAD_OPTIONS = [
 
 def refused(capsys, argv: list[str], *needles: str) -> None:
     """Exit 2, one `error:` line holding every needle, no traceback, no MLflow store written."""
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not Path("mlruns").exists() and not Path("forecast.csv").exists()
+    assert_refused(*run_cli(capsys, argv), *needles, outputs=("mlruns", "forecast.csv"))
 
 
 def nested(key: str, value) -> dict:

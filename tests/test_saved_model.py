@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import assert_refused
 from forecast.cli import main
 from forecast.data import synthetic
 
@@ -47,11 +48,7 @@ def predict(saved, model: Path, *extra: str, sales: str | None = None) -> int:
 
 
 def refused(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    [line] = [line for line in err.splitlines() if line.startswith("error:")]
-    for needle in needles:
-        assert needle in line, line
-    assert not Path("out.csv").exists()
+    assert_refused(code, err, *needles, outputs=("out.csv",))
 
 
 def test_predict_refuses_an_edited_meta_json(saved, model_copy, capsys):

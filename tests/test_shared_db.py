@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import mlflow_runs
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--horizon", "6", "--folds", "1", "--max-epochs", "1", "--no-progress"]
 
@@ -142,20 +144,18 @@ def mlflow_server(postgres, tmp_path_factory) -> str:
 def test_two_concurrent_fits_log_complete_runs_to_an_mlflow_server(mlflow_server, data, tmp_path):
     from mlflow.tracking import MlflowClient
 
+    client = MlflowClient(tracking_uri=mlflow_server)
     sales, products = data
     fit = ["fit", "--sales", sales, "--products", products, "--tracking-uri", mlflow_server,
            "--experiment", "team", "--models", "moving_average,sequence", *FAST]
     # each analyst's own checkpoint folder: two identical fits in one folder would share a work directory
     _run_together([fit + ["--run-name", f"analyst{k}", "--export", f"forecast{k}.csv", "--checkpoint-dir", f"ck{k}"]
                    for k in (1, 2)], tmp_path)
-    client = MlflowClient(tracking_uri=mlflow_server)
-    experiment = client.get_experiment_by_name("team")
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    _, parents, children = mlflow_runs(mlflow_server, "team")
     assert sorted(r.info.run_name for r in parents) == ["analyst1", "analyst2"]
     for run in parents:
         assert run.info.status == "FINISHED"
-        models = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == run.info.run_id}
+        models = {r.info.run_name: r for r in children if r.data.tags.get("mlflow.parentRunId") == run.info.run_id}
         assert {"moving_average", "sequence"} <= set(models)
         assert all("history/wape" in models[m].data.metrics for m in ("moving_average", "sequence"))
         assert any("train/loss" in key for key in models["sequence"].data.metrics)  # curves reached the server
