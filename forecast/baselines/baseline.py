@@ -2,16 +2,18 @@
 
 Statistical models forecast items with history, one series at a time (see
 ``statistical.py``); the description-kNN forecasts new items from the launch
-curves of the most similar existing products (see ``knn.py``).
+curves of the most similar existing products (see ``knn.py``), the launch-curve
+reference forecasts every new item with the mean launch curve of all of them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from forecast.baselines.knn import knn_launch_forecast
+from forecast.baselines.knn import knn_launch_forecast, mean_launch_curve
 from forecast.baselines.statistical import SeriesModel, forecast_many
 from forecast.data.panel import Panel
+from forecast.errors import DataError
 from forecast.models.base import Prediction, carried_price, forecast_targets
 from forecast.models.registry import MODELS
 
@@ -36,27 +38,69 @@ class StatisticalBaseline:
         return Prediction(self.name, rows, start, batch.values, carried_price(panel, rows, horizon))
 
 
-class KnnBaseline:
-    """New products: the average launch curve of the k most similar products by description."""
+class LaunchBaseline:
+    """New products forecast from the launch curves of the products launched before them.
 
-    def __init__(self, name: str, neighbours: int, text_encoder: str | None, max_tokens: int):
-        self.name, self.neighbours, self.text_encoder, self.max_tokens = name, neighbours, text_encoder, max_tokens
+    The shared frame of the kNN and the launch-curve reference: which products are
+    forecast, which ones serve as references (:func:`launched_items`) and their first
+    ``horizon`` periods from launch (NaN where the data ends first); a subclass says
+    how the curves become each new product's forecast (:meth:`forecast_launches`).
+    """
+
+    def __init__(self, name: str):
+        self.name = name
         self.groups = MODELS[name].groups
 
     def fit(self, panel: Panel, horizon: int) -> None:
         """Nothing to fit: the references are read from the panel at predict time."""
 
     def predict(self, panel: Panel, horizon: int) -> Prediction:
-        from forecast.encoders.text import embed_texts
-
         rows, start = forecast_targets(panel, self.groups)
         if len(rows) == 0:
             return Prediction(self.name, rows, start, np.zeros((0, horizon)))
         reference = launched_items(panel)
+        if len(reference) == 0:
+            raise DataError(f"{self.name}: none of the {panel.n_items} products sold before "
+                            f"{panel.date_at(panel.n_periods)[0].date()}, so there is no launch curve to "
+                            f"forecast the {len(rows)} new product(s) from")
         curves = panel.window(reference, panel.start[reference], horizon)
-        embeddings = embed_texts(panel.descriptions, self.text_encoder, self.max_tokens)
-        values = knn_launch_forecast(embeddings[rows], embeddings[reference], curves, k=self.neighbours)
+        values = self.forecast_launches(panel, rows, reference, curves)
         return Prediction(self.name, rows, start, values, carried_price(panel, rows, horizon))
+
+    def forecast_launches(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
+                          curves: np.ndarray) -> np.ndarray:
+        """[len(rows), horizon] forecasts of the new products ``rows`` from the reference ``curves``."""
+        raise NotImplementedError
+
+
+class KnnBaseline(LaunchBaseline):
+    """New products: the average launch curve of the k most similar products by description."""
+
+    def __init__(self, name: str, neighbours: int, text_encoder: str | None, max_tokens: int):
+        super().__init__(name)
+        self.neighbours, self.text_encoder, self.max_tokens = neighbours, text_encoder, max_tokens
+
+    def forecast_launches(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
+                          curves: np.ndarray) -> np.ndarray:
+        from forecast.encoders.text import embed_texts
+
+        embeddings = embed_texts(panel.descriptions, self.text_encoder, self.max_tokens)
+        return knn_launch_forecast(embeddings[rows], embeddings[reference], curves, k=self.neighbours)
+
+
+class LaunchCurveBaseline(LaunchBaseline):
+    """New products: the training products' mean launch curve, the same curve for every new product.
+
+    The reference a launch model has to beat (on VISUELLE's newest season it beat the
+    description models): what a planner gets from a spreadsheet average of past launches.
+    The curve is :func:`knn.mean_launch_curve` over :func:`launched_items`, i.e. the kNN
+    baseline with every launched product as a neighbour; a step none of them reached
+    before the origin is 0, as in the kNN.
+    """
+
+    def forecast_launches(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
+                          curves: np.ndarray) -> np.ndarray:
+        return np.repeat(np.nan_to_num(mean_launch_curve(curves))[None, :], len(rows), axis=0)
 
 
 def launched_items(panel: Panel) -> np.ndarray:
