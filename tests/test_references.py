@@ -33,11 +33,11 @@ WEEKS = pd.date_range("2024-01-01", periods=16, freq="W-MON")
 INTERMITTENT = np.array([0.0, 3.0, 0.0, 0.0, 5.0, 0.0, 2.0])  # sizes 3, 5, 2; intervals 2, 3, 2
 
 
-def panel_from(tmp_path: Path, sales: list[tuple[str, int, float]], items: list[str]):
+def panel_from(tmp_path: Path, sales: list[tuple[str, int, float]], items: list[str], **attributes: list[str]):
     """A weekly panel from (item, week, units) rows; products without rows are new."""
     frame = pd.DataFrame([(i, WEEKS[t], u) for i, t, u in sales], columns=["item_id", "date", "units"])
     frame.to_csv(tmp_path / "sales.csv", index=False)
-    pd.DataFrame({"item_id": items, "description": [f"product {i}" for i in items]}).to_csv(
+    pd.DataFrame({"item_id": items, "description": [f"product {i}" for i in items], **attributes}).to_csv(
         tmp_path / "products.csv", index=False)
     return build_panel(load_tables(tmp_path / "sales.csv", tmp_path / "products.csv"))
 
@@ -125,12 +125,13 @@ def test_intermittent_models_forecast_history_items_in_a_backtest(tmp_path):
 # ------------------------------------------------------------------ launch curve
 
 
-def launches(tmp_path: Path):
+def launches(tmp_path: Path, **attributes: list[str]):
     """Product Lj (j = 0..11) launches in week 1 + j and sells (j + 1) * (a + 1) at age a; `old` sells
-    1000 a week from week 0 (its launch is not observed); `n` has no sales (new)."""
+    1000 a week from week 0 (its launch is not observed); `n` (and `m` with attributes) has no sales (new)."""
     rows = [("old", t, 1000.0) for t in range(16)]
     rows += [(f"L{j}", 1 + j + a, (j + 1) * (a + 1.0)) for j in range(12) for a in range(16 - 1 - j)]
-    return panel_from(tmp_path, rows, ["old", *[f"L{j}" for j in range(12)], "n"])
+    items = ["old", *[f"L{j}" for j in range(12)], "n"] + (["m"] if attributes else [])
+    return panel_from(tmp_path, rows, items, **attributes)
 
 
 def test_launch_curve_forecasts_every_new_product_with_the_mean_launch_curve(tmp_path):
@@ -141,6 +142,18 @@ def test_launch_curve_forecasts_every_new_product_with_the_mean_launch_curve(tmp
     assert list(panel.item_ids[prediction.item_index]) == ["n"]  # only new products
     # all 12 launches reach age 2 before week 16; `old` is no launch: mean (j + 1) = 6.5 at age 0
     np.testing.assert_allclose(prediction.units, [[6.5, 13.0, 19.5]])
+
+
+def test_launch_curve_offers_attribute_curves_shrunk_toward_the_overall_curve_as_a_variant(tmp_path):
+    # the even launches (and `old`, no launch) are red: (j + 1) = 1, 3, ..., 11, mean 6 over 6 products
+    colour = ["red"] + ["red" if j % 2 == 0 else "blue" for j in range(12)] + ["red", "green"]
+    panel = launches(tmp_path, colour=colour)
+    prediction = registry.build("launch_curve", RunConfig()).predict(panel, 3)
+    assert list(panel.item_ids[prediction.item_index]) == ["n", "m"]
+    np.testing.assert_allclose(prediction.units, [[6.5, 13.0, 19.5]] * 2)  # the plain curve ignores colour
+    red = (6 * 6.0 + 5 * 6.5) / (6 + 5)  # shrunk toward 6.5 with the weight of 5 products
+    np.testing.assert_allclose(prediction.variants["attributes"],
+                               [[red, 2 * red, 3 * red], [6.5, 13.0, 19.5]])  # green: no launch, the overall curve
 
 
 def test_launch_curve_in_a_backtest_averages_only_the_ages_each_launch_reached(tmp_path):

@@ -9,10 +9,11 @@ reference forecasts every new item with the mean launch curve of all of them.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from forecast.baselines.knn import knn_launch_forecast, mean_launch_curve
 from forecast.baselines.statistical import SeriesModel, forecast_many
-from forecast.data.panel import Panel
+from forecast.data.panel import Panel, attribute_columns
 from forecast.errors import DataError
 from forecast.models.base import Prediction, carried_price, forecast_targets
 from forecast.models.registry import MODELS
@@ -65,12 +66,18 @@ class LaunchBaseline:
                             f"forecast the {len(rows)} new product(s) from")
         curves = panel.window(reference, panel.start[reference], horizon)
         values = self.forecast_launches(panel, rows, reference, curves)
-        return Prediction(self.name, rows, start, values, carried_price(panel, rows, horizon))
+        return Prediction(self.name, rows, start, values, carried_price(panel, rows, horizon),
+                          variants=self.variants(panel, rows, reference, curves))
 
     def forecast_launches(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
                           curves: np.ndarray) -> np.ndarray:
         """[len(rows), horizon] forecasts of the new products ``rows`` from the reference ``curves``."""
         raise NotImplementedError
+
+    def variants(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
+                 curves: np.ndarray) -> dict[str, np.ndarray]:
+        """Prediction variants (label -> [len(rows), horizon]) that the backtest scores as ``name:label``."""
+        return {}
 
 
 class KnnBaseline(LaunchBaseline):
@@ -101,6 +108,38 @@ class LaunchCurveBaseline(LaunchBaseline):
     def forecast_launches(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
                           curves: np.ndarray) -> np.ndarray:
         return np.repeat(np.nan_to_num(mean_launch_curve(curves))[None, :], len(rows), axis=0)
+
+    def variants(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
+                 curves: np.ndarray) -> dict[str, np.ndarray]:
+        """``attributes``: per-attribute curves (when the products table has attribute columns)."""
+        columns = attribute_columns(panel.products)
+        if not columns:
+            return {}
+        return {"attributes": attribute_launch_curves(panel.products[columns], rows, reference, curves)}
+
+
+ATTRIBUTE_PRIOR = 5.0  # weight, in products, of the overall launch curve in an attribute value's curve
+
+
+def attribute_launch_curves(values: pd.DataFrame, rows: np.ndarray, reference: np.ndarray, curves: np.ndarray,
+                            prior: float = ATTRIBUTE_PRIOR) -> np.ndarray:
+    """[len(rows), horizon]: per attribute column, the mean launch curve of the references with the row's
+    value, shrunk toward the overall curve (:func:`knn.mean_launch_curve`) with the weight of ``prior``
+    references, so a rare value says little and a value no reference had (next season) gives the overall
+    curve; the columns' curves are averaged. The neural ``attribute_curves`` feature's shrinkage, as a forecast.
+    """
+    overall = np.nan_to_num(mean_launch_curve(curves))
+    seen = np.isfinite(curves)
+    filled = np.where(seen, curves, 0.0)
+    out = np.zeros((len(rows), curves.shape[1]))
+    for column in values.columns:
+        codes = pd.factorize(values[column].astype(str))[0]
+        sums = np.zeros((codes.max() + 1, curves.shape[1]))
+        counts = np.zeros_like(sums)
+        np.add.at(sums, codes[reference], filled)
+        np.add.at(counts, codes[reference], seen)
+        out += (sums[codes[rows]] + prior * overall) / (counts[codes[rows]] + prior)
+    return out / values.shape[1]
 
 
 def launched_items(panel: Panel) -> np.ndarray:
