@@ -1,7 +1,7 @@
 """The simple references (launch_curve; croston, tsb, imapa) beside the package's baselines and kNN.
 
     python experiments/references.py --split reported      # the benchmark's reported origins
-    python experiments/references.py --split validation    # its validation origins
+    python experiments/references.py --split validation --models croston,tsb,imapa,launch_curve
 
 Baselines only (no neural model, seed-free): each model is backtested alone with
 ``forecast.backtest.run_backtest`` on the benchmark's data, splits and origins
@@ -9,7 +9,7 @@ Baselines only (no neural model, seed-free): each model is backtested alone with
 series end; visuelle's launch cut-off, ``series_end="last-sale"``, negative weeks as zero)
 and scored per group with the package's metrics, pooled over origins and per origin.
 The benchmark's own "mean launch curve" reference is scored beside ``launch_curve``:
-the two must agree. Writes experiments/results/references_<split>.json; prints a table.
+the two must agree. Writes experiments/results/references_<split>[_<models>].json; prints tables.
 """
 
 from __future__ import annotations
@@ -73,29 +73,52 @@ def launch_reference(panel, cuts, result, model: str) -> float | None:
     return float(np.max(np.abs(ours - frame["units"].to_numpy())))
 
 
+def markdown(frame: pd.DataFrame) -> str:
+    """A pipe table (pandas' to_markdown needs tabulate, which the package does not install)."""
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    return "\n".join(["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+                     + ["| " + " | ".join(row) + " |" for row in cells])
+
+
+def report(payload: dict) -> str:
+    """WAPE and bias per dataset, group and model, pooled over origins; then WAPE per origin."""
+    table = pd.DataFrame(payload["rows"])
+    pooled = table[table["origin"] == "pooled"].sort_values(["dataset", "group", "wape"])
+    per_origin = (table[table["origin"] != "pooled"]
+                  .pivot_table(index=["dataset", "group", "model"], columns="origin", values="wape")
+                  .reset_index())
+    return "\n\n".join([markdown(pooled[["dataset", "group", "model", "wape", "bias", "mae", "n"]]),
+                         markdown(per_origin),
+                         f"launch_curve - benchmark mean launch curve, max |difference|: "
+                         f"{payload['launch_curve_minus_benchmark_reference_max_abs']}",
+                         "backtest seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in payload["seconds"].items())])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=benchmark.SPLITS, default="reported")
     parser.add_argument("--datasets", default="online_retail,visuelle")
+    parser.add_argument("--models", help="comma-separated subset of the models to run (default: all)")
+    parser.add_argument("--report", type=Path, help="print the tables of a written JSON instead of running")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return
+    wanted = set(args.models.split(",")) if args.models else None
     rows, seconds, checks = [], {}, {}
     for dataset in args.datasets.split(","):
-        for model in MODELS[dataset]:
+        for model in [m for m in MODELS[dataset] if wanted is None or m in wanted]:
             model_rows, seconds[f"{dataset}/{model}"], check = backtest_one(dataset, model, args.split)
             rows += model_rows
             if check is not None:
                 checks[dataset] = check
             print(f"[{dataset}] {model}: {seconds[f'{dataset}/{model}']:.1f} s", flush=True)
-    table = pd.DataFrame(rows)
-    out = ROOT / "experiments" / "results" / f"references_{args.split}.json"
-    out.write_text(json.dumps({"split": args.split, "rows": rows, "seconds": seconds,
-                               "launch_curve_minus_benchmark_reference_max_abs": checks}, indent=1))
-    pooled = table[table["origin"] == "pooled"]
-    print(pooled[["dataset", "group", "model", "wape", "bias", "mae", "n"]].round(3).to_markdown(index=False))
-    per_origin = table[table["origin"] != "pooled"].pivot_table(index=["dataset", "group", "model"],
-                                                                 columns="origin", values="wape")
-    print(per_origin.round(3).to_markdown())
-    print("launch_curve - benchmark mean launch curve, max |difference|:", checks)
+    payload = {"split": args.split, "rows": rows, "seconds": seconds,
+               "launch_curve_minus_benchmark_reference_max_abs": checks}
+    subset = "" if wanted is None else "_" + "_".join(sorted(wanted))
+    out = ROOT / "experiments" / "results" / f"references_{args.split}{subset}.json"
+    out.write_text(json.dumps(payload, indent=1))
+    print(report(payload))
 
 
 if __name__ == "__main__":
