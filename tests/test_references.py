@@ -11,6 +11,7 @@ import pytest
 from statsmodels.tsa.holtwinters import SimpleExpSmoothing
 
 from forecast.backtest import run_backtest
+from forecast.cli import main
 from forecast.baselines.knn import knn_launch_forecast, mean_launch_curve
 from forecast.baselines.statistical import (
     IMAPA,
@@ -183,3 +184,19 @@ def test_mean_launch_curve_is_the_knn_with_every_reference_as_a_neighbour():
     embeddings = np.random.default_rng(0).normal(size=(3, 4))
     knn = knn_launch_forecast(embeddings[:1], embeddings, curves, k=3)
     np.testing.assert_allclose(knn, [[3.0, 4.0, 0.0]])  # a step no reference reached: 0 in both models
+
+
+def test_fit_chooses_and_exports_the_attribute_variant_when_it_wins_the_backtest(tmp_path, workdir):
+    # L0..L12 launch in weeks 1..13; the red ones (even j) sell 10 a week, the blue ones 2; `n` is a new red product
+    rows = [("old", t, 5.0) for t in range(16)] + [(f"L{j}", t, 10.0 if j % 2 == 0 else 2.0)
+                                                  for j in range(13) for t in range(1 + j, 16)]
+    items = ["old", *[f"L{j}" for j in range(13)], "n"]
+    colour = ["blue"] + ["red" if j % 2 == 0 else "blue" for j in range(13)] + ["red"]
+    panel_from(tmp_path, rows, items, colour=colour)
+    code = main(["fit", "--sales", str(tmp_path / "sales.csv"), "--products", str(tmp_path / "products.csv"),
+                 "--horizon", "3", "--folds", "1", "--models", "moving_average,launch_curve", "--no-progress"])
+    assert code == 0
+    export = pd.read_csv("forecast.csv").set_index("item_id").loc["n"]
+    assert set(export["model"]) == {"launch_curve:attributes"}  # L12 (red) in the backtest: the red curve won
+    overall = (7 * 10 + 6 * 2) / 13  # 7 red launches at 10, 6 blue at 2
+    np.testing.assert_allclose(export["units"], [(7 * 10 + 5 * overall) / (7 + 5)] * 3, atol=0.005)  # 2 decimals

@@ -79,6 +79,10 @@ class LaunchBaseline:
         """Prediction variants (label -> [len(rows), horizon]) that the backtest scores as ``name:label``."""
         return {}
 
+    def use_variant(self, label: str) -> None:
+        """Nothing to remember when fit chooses a variant: a baseline is not saved, and the export takes
+        the variant's forecast from the prediction."""
+
 
 class KnnBaseline(LaunchBaseline):
     """New products: the average launch curve of the k most similar products by description."""
