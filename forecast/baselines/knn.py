@@ -56,7 +56,8 @@ def mean_launch_curve(curves: np.ndarray) -> np.ndarray:
 
     The one definition of "the typical launch" in the package: the ``launch_curve`` model
     forecasts it for every new product, the kNN falls back to it where no neighbour
-    observed a step, and the neural ``age_curve`` feature is it on the transformed scale.
+    observed a step, and the neural ``age_curve`` feature is it on the transformed scale
+    (over every series from its start, not only the observed launches).
     ``curves`` is ``[n, horizon]`` units from each reference's launch, NaN (any non-finite
     value) where the reference's data ended first. A reference launched shortly before the
     origin counts only at the ages it reached, so late steps are not pulled toward zero.
