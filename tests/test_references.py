@@ -155,6 +155,9 @@ def test_launch_curve_offers_attribute_curves_shrunk_toward_the_overall_curve_as
     red = (6 * 6.0 + 5 * 6.5) / (6 + 5)  # shrunk toward 6.5 with the weight of 5 products
     np.testing.assert_allclose(prediction.variants["attributes"],
                                [[red, 2 * red, 3 * red], [6.5, 13.0, 19.5]])  # green: no launch, the overall curve
+    launched = panel.take(np.arange(panel.n_items - 2))  # no new product left: fit's refit still finds the variant
+    empty = registry.build("launch_curve", RunConfig()).predict(launched, 3)
+    assert empty.units.shape == (0, 3) and empty.variant("attributes").units.shape == (0, 3)
 
 
 def test_launch_curve_in_a_backtest_averages_only_the_ages_each_launch_reached(tmp_path):

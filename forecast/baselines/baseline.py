@@ -57,8 +57,9 @@ class LaunchBaseline:
 
     def predict(self, panel: Panel, horizon: int) -> Prediction:
         rows, start = forecast_targets(panel, self.groups)
-        if len(rows) == 0:
-            return Prediction(self.name, rows, start, np.zeros((0, horizon)))
+        if len(rows) == 0:  # still every variant: fit may have chosen one on the backtest
+            empty = np.zeros((0, horizon))
+            return Prediction(self.name, rows, start, empty, variants=dict.fromkeys(self.variant_labels(panel), empty))
         reference = launched_items(panel)
         if len(reference) == 0:
             raise DataError(f"{self.name}: none of the {panel.n_items} products sold before "
@@ -74,9 +75,13 @@ class LaunchBaseline:
         """[len(rows), horizon] forecasts of the new products ``rows`` from the reference ``curves``."""
         raise NotImplementedError
 
+    def variant_labels(self, panel: Panel) -> tuple[str, ...]:
+        """The labels of the prediction variants this panel gets (the backtest scores each as ``name:label``)."""
+        return ()
+
     def variants(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
                  curves: np.ndarray) -> dict[str, np.ndarray]:
-        """Prediction variants (label -> [len(rows), horizon]) that the backtest scores as ``name:label``."""
+        """The prediction variants: label -> [len(rows), horizon], one per :meth:`variant_labels`."""
         return {}
 
     def use_variant(self, label: str) -> None:
@@ -113,13 +118,16 @@ class LaunchCurveBaseline(LaunchBaseline):
                           curves: np.ndarray) -> np.ndarray:
         return np.repeat(np.nan_to_num(mean_launch_curve(curves))[None, :], len(rows), axis=0)
 
+    def variant_labels(self, panel: Panel) -> tuple[str, ...]:
+        """``attributes`` (per-attribute curves) when the products table has attribute columns."""
+        return ("attributes",) if attribute_columns(panel.products) else ()
+
     def variants(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
                  curves: np.ndarray) -> dict[str, np.ndarray]:
-        """``attributes``: per-attribute curves (when the products table has attribute columns)."""
-        columns = attribute_columns(panel.products)
-        if not columns:
+        if not self.variant_labels(panel):
             return {}
-        return {"attributes": attribute_launch_curves(panel.products[columns], rows, reference, curves)}
+        values = panel.products[attribute_columns(panel.products)]
+        return {"attributes": attribute_launch_curves(values, rows, reference, curves)}
 
 
 ATTRIBUTE_PRIOR = 5.0  # weight, in products, of the overall launch curve in an attribute value's curve
