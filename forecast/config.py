@@ -49,8 +49,9 @@ class BaselineConfig:
     """Statistical baselines fitted per series, and the description-kNN baseline."""
 
     models: list[str] = field(
-        default_factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "knn"]
-    )
+        default_factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "croston", "tsb", "imapa",
+                                 "knn", "launch_curve"]
+    )  # the references (croston, tsb, imapa, launch_curve) add ~10% to a baselines-only fit of the sample
     moving_average_window: int = 4
     knn_neighbours: int = 10
     n_jobs: int = -1  # processes for per-series fitting; -1: all cores

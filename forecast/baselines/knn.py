@@ -41,10 +41,7 @@ def knn_launch_forecast(
     queries, refs, curves = _validate(query_embeddings, reference_embeddings, reference_curves, k)
     observed = np.isfinite(curves)
     filled = np.where(observed, curves, 0.0)
-    counts = observed.sum(axis=0)
-    fallback = np.divide(  # per step: mean over all references that observed it, else 0
-        filled.sum(axis=0), counts, out=np.zeros(curves.shape[1]), where=counts > 0
-    )
+    fallback = np.nan_to_num(mean_launch_curve(curves))  # a step no reference observed: 0
     queries, refs = _unit_rows(queries), _unit_rows(refs)
     k = min(k, len(refs))
     blocks = [
@@ -52,6 +49,27 @@ def knn_launch_forecast(
         for block in np.split(queries, range(QUERY_BLOCK, len(queries), QUERY_BLOCK))
     ]
     return np.concatenate(blocks) if blocks else np.zeros((0, curves.shape[1]))
+
+
+def mean_launch_curve(curves: np.ndarray) -> np.ndarray:
+    """[horizon]: the mean launch curve, per step the mean of the references that observed it (NaN: none).
+
+    The one definition of "the typical launch" in the package: the ``launch_curve`` model
+    forecasts it for every new product, the kNN falls back to it where no neighbour
+    observed a step, and the neural ``age_curve`` feature is it on the transformed scale
+    (over every series from its start, not only the observed launches).
+    ``curves`` is ``[n, horizon]`` units from each reference's launch, NaN (any non-finite
+    value) where the reference's data ended first. A reference launched shortly before the
+    origin counts only at the ages it reached, so late steps are not pulled toward zero.
+    """
+    curves = np.asarray(curves, dtype=float)
+    out = np.full(curves.shape[1], np.nan)
+    for step in range(curves.shape[1]):
+        column = curves[:, step]
+        seen = column[np.isfinite(column)]
+        if seen.size:
+            out[step] = seen.mean()
+    return out
 
 
 def _validate(

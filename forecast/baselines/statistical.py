@@ -13,6 +13,7 @@ is one table, :mod:`forecast.models.registry`::
     ETS           -> MovingAverage -> Mean
     Theta         -> ETS -> MovingAverage -> Mean
     SARIMAX       -> ETS -> MovingAverage -> Mean
+    Croston       -> MovingAverage -> Mean        (also TSB, IMAPA)
 
 ``Mean`` (the mean of the history) cannot fail on a valid series; should a custom chain
 still run dry, the series gets zeros and the record says ``used="zero"``.
@@ -28,6 +29,10 @@ from the history length ``n`` and the season length ``m``:
 * ``SARIMAX``: needs ``n >= 10``; ARIMA(1,1,1), or (1,0,1)x(0,1,0,m) with two seasons;
 * a constant series (all zeros included) long enough for the model is forecast as
   that constant without fitting.
+
+The intermittent-demand models (``Croston``, ``TSB``, ``IMAPA``) follow statsforecast's
+definitions and default smoothing parameters (``CrostonSBA``, ``TSB``, ``IMAPA`` in
+``statsforecast/models.py``), on a numpy simple exponential smoothing (:func:`ses`).
 """
 
 from __future__ import annotations
@@ -223,6 +228,147 @@ class SARIMAX(SeriesModel):
             model = StatsmodelsSARIMAX(y, order=(1, 1, 1))
         fit = model.fit(disp=False, maxiter=SARIMAX_MAXITER)
         return np.asarray(fit.forecast(horizon), dtype=float)
+
+
+# ---------------------------------------------------------- intermittent demand
+
+SBA_FACTOR = 0.95  # Syntetos-Boylan approximation: 1 - alpha / 2 at Croston's alpha 0.1
+CROSTON_ALPHA = 0.1  # statsforecast's CrostonClassic/CrostonSBA smoothing of sizes and intervals
+TSB_ALPHA_DEMAND = 0.1  # statsforecast's TSB has no default; these are the ones its own tests use
+TSB_ALPHA_PROBABILITY = 0.3
+SES_BOUNDS = (0.1, 0.3)  # statsforecast's optimised SES (IMAPA, ADIDA): alpha searched in this range
+GOLDEN_TOLERANCE = 1e-12
+
+
+def ses(y: np.ndarray, alpha: float) -> float:
+    """The one-step-ahead forecast of simple exponential smoothing with a fixed ``alpha``.
+
+    The level starts at the first value and is updated with every value,
+    ``level = alpha * y_t + (1 - alpha) * level``: statsforecast's ``ses_forecast`` and
+    statsmodels' ``SimpleExpSmoothing`` with ``initial_level=y[0]``. A plain loop: the
+    series here are short, and it keeps the reference's order of operations.
+    """
+    values = [float(v) for v in y]
+    if len(values) == 1:
+        return values[0]
+    level, keep = values[0], 1.0 - alpha
+    for value in values:
+        level = alpha * value + keep * level
+    return level
+
+
+def ses_sse(y: np.ndarray, alpha: float) -> float:
+    """Sum of squared one-step errors of :func:`ses` over ``y[1:]`` (0 below two points)."""
+    values = [float(v) for v in y]
+    forecast, keep, total = values[0], 1.0 - alpha, 0.0
+    for previous, value in zip(values, values[1:]):
+        forecast = alpha * previous + keep * forecast
+        total += (value - forecast) ** 2
+    return total
+
+
+def optimised_alpha(y: np.ndarray, lower: float = SES_BOUNDS[0], upper: float = SES_BOUNDS[1]) -> float:
+    """The ``alpha`` in [lower, upper] minimising :func:`ses_sse`, by golden-section search
+    (statsforecast's ``golden_section_ses``: the midpoint of the last bracket)."""
+    ratio = (np.sqrt(5.0) + 1.0) / 2.0
+    a, b = lower, upper
+    c, d = b - (b - a) / ratio, a + (b - a) / ratio
+    fc, fd = ses_sse(y, c), ses_sse(y, d)
+    while abs(b - a) >= GOLDEN_TOLERANCE:
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - (b - a) / ratio
+            fc = ses_sse(y, c)
+        elif fd < fc:
+            a, c, fc = c, d, fd
+            d = a + (b - a) / ratio
+            fd = ses_sse(y, d)
+        else:  # a tie (e.g. fewer than two points): any alpha in the bracket is as good
+            break
+    return (a + b) / 2.0
+
+
+def demand_intervals(y: np.ndarray) -> np.ndarray:
+    """Periods between consecutive non-zero values, the first counted from before the series:
+    ``[0, 3, 0, 0, 5]`` gives ``[2, 3]``."""
+    return np.diff(np.flatnonzero(y) + 1, prepend=0).astype(float)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Croston(SeriesModel):
+    """Croston's method with the Syntetos-Boylan bias correction (SBA), for intermittent demand.
+
+    The non-zero demand sizes and the intervals between them are each smoothed by
+    :func:`ses` with ``alpha`` (statsforecast's 0.1); the forecast is
+    ``debias * size / interval`` for every step (``debias`` 0.95, the SBA factor
+    ``1 - alpha / 2``: plain Croston over-forecasts). A series with no positive value
+    is forecast by its last value (statsforecast's choice, 0 for sales).
+    """
+
+    name = "croston"
+    alpha: float = CROSTON_ALPHA
+    debias: float = SBA_FACTOR
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        sizes = y[y > 0]
+        if sizes.size == 0:
+            return np.full(horizon, float(y[-1]))
+        size, interval = ses(sizes, self.alpha), ses(demand_intervals(y), self.alpha)
+        mean = size / interval if interval != 0.0 else size
+        return np.full(horizon, self.debias * mean)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TSB(SeriesModel):
+    """Teunter-Syntetos-Babai: Croston with the demand *probability* in place of the interval.
+
+    The non-zero sizes are smoothed by :func:`ses` with ``alpha_demand`` and the 0/1
+    series "was there a sale" with ``alpha_probability`` in every period, so the forecast
+    ``probability * size`` decays while an item stops selling, where Croston's stays
+    (obsolescence). statsforecast's ``TSB`` requires both parameters; the defaults are
+    those of its own tests and CI (0.1 and 0.3). A series without a sale is forecast 0.
+    """
+
+    name = "tsb"
+    alpha_demand: float = TSB_ALPHA_DEMAND
+    alpha_probability: float = TSB_ALPHA_PROBABILITY
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        sizes = y[y > 0]
+        if sizes.size == 0:
+            return np.zeros(horizon)
+        probability = ses((y != 0).astype(float), self.alpha_probability)
+        return np.full(horizon, probability * ses(sizes, self.alpha_demand))
+
+
+@dataclass(frozen=True, kw_only=True)
+class IMAPA(SeriesModel):
+    """IMAPA: temporal aggregation at several levels, averaged (ADIDA at every level up to the interval).
+
+    For each level ``k`` from 1 to the mean interval between sales (rounded half to
+    even, as Python and statsforecast round), the series (its oldest ``n mod k`` periods
+    dropped) is summed in blocks of ``k``, the block sums are forecast by :func:`ses`
+    with the alpha of :func:`optimised_alpha` in ``SES_BOUNDS`` (statsforecast's
+    optimised SES), and the block forecast is divided by ``k``. The forecast is the mean
+    over levels, flat over the horizon: aggregation fills the zeros of slow sellers
+    before smoothing. An all-zero series is forecast 0.
+    """
+
+    name = "imapa"
+
+    def forecast(self, y: np.ndarray, horizon: int, season_length: int) -> np.ndarray:
+        if not np.any(y != 0):
+            return np.zeros(horizon)
+        top = round(float(demand_intervals(y).mean()))
+        per_level = [self._level_forecast(y, k) for k in range(1, top + 1)]
+        return np.full(horizon, float(np.mean(per_level)))
+
+    @staticmethod
+    def _level_forecast(y: np.ndarray, k: int) -> float:
+        """One period's share of the forecast of ``y`` summed in blocks of ``k`` periods."""
+        kept = y[len(y) % k:]
+        sums = kept.reshape(-1, k).sum(axis=1)
+        return ses(sums, optimised_alpha(sums)) / k
 
 
 def _is_constant(y: np.ndarray) -> bool:

@@ -73,6 +73,30 @@ def theta(cfg: RunConfig):
     return Theta(fallback=ets(cfg))
 
 
+def _launch_curve(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -> Model:
+    from forecast.baselines.baseline import LaunchCurveBaseline
+
+    return LaunchCurveBaseline(name, groups)
+
+
+def croston(cfg: RunConfig):
+    from forecast.baselines.statistical import Croston
+
+    return Croston(fallback=moving_average(cfg))
+
+
+def tsb(cfg: RunConfig):
+    from forecast.baselines.statistical import TSB
+
+    return TSB(fallback=moving_average(cfg))
+
+
+def imapa(cfg: RunConfig):
+    from forecast.baselines.statistical import IMAPA
+
+    return IMAPA(fallback=moving_average(cfg))
+
+
 def seasonal_naive(cfg: RunConfig):
     from forecast.baselines.statistical import Mean, Naive, SeasonalNaive
 
@@ -90,11 +114,15 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference 
     ModelEntry("text", "neural", BOTH_GROUPS, _neural, READS["text"]),
     ModelEntry("sequence", "neural", BOTH_GROUPS, _neural, READS["sequence"]),
     ModelEntry("knn", "baselines", frozenset({NEW}), _knn),
+    ModelEntry("launch_curve", "baselines", frozenset({NEW}), _launch_curve),
     ModelEntry("ets", "baselines", frozenset({HISTORY}), _series(ets)),
     ModelEntry("theta", "baselines", frozenset({HISTORY}), _series(theta)),
     ModelEntry("moving_average", "baselines", frozenset({HISTORY}), _series(moving_average)),
     ModelEntry("seasonal_naive", "baselines", frozenset({HISTORY}), _series(seasonal_naive)),
     ModelEntry("sarimax", "baselines", frozenset({HISTORY}), _series(sarimax)),
+    ModelEntry("croston", "baselines", frozenset({HISTORY}), _series(croston)),
+    ModelEntry("tsb", "baselines", frozenset({HISTORY}), _series(tsb)),
+    ModelEntry("imapa", "baselines", frozenset({HISTORY}), _series(imapa)),
 )}
 
 # What fit uses for products that no model of --models forecasts (see pipeline.choose_models).

@@ -125,6 +125,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from forecast.baselines.knn import mean_launch_curve
 from forecast.config import RunConfig
 from forecast.data.panel import Panel, attribute_columns
 from forecast.data.signals import Signals, signal_windows
@@ -165,7 +166,7 @@ class Scaler:
         age = np.arange(fu.shape[1])[None, :] - panel.start[:, None]
         launch = fu[(age >= 0) & (age < launch_periods) & np.isfinite(fu)]
         level = 1.0 + (float(launch.mean()) if launch.size else 0.0)
-        return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level, mean_age_curve((fu - m_u) / s_u, age),
+        return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level, mean_age_curve((fu - m_u) / s_u, panel.start),
                    signal_moments(panel.signals, end), attribute_columns(panel.products))
 
     def f(self, units: np.ndarray) -> np.ndarray:
@@ -200,12 +201,12 @@ class Scaler:
 MAX_AGE = 53  # ages (periods since start) of the mean age curve; older ages use its last value
 
 
-def mean_age_curve(z: np.ndarray, age: np.ndarray) -> list[float]:
-    """[MAX_AGE]: the mean of the observed ``z`` at each age; an age no item reached carries the last mean."""
+def mean_age_curve(z: np.ndarray, start: np.ndarray) -> list[float]:
+    """[MAX_AGE]: the mean launch curve of ``z`` (knn.mean_launch_curve, the ``launch_curve`` model's
+    definition, on the scaled scale) by age since ``start``; an age no item reached carries the last mean."""
     curve, last = [], 0.0
-    for a in range(MAX_AGE):
-        at = z[(age == a) & np.isfinite(z)]
-        last = float(at.mean()) if at.size else last
+    for mean in mean_launch_curve(launch_curves(z, start, MAX_AGE)[1]):
+        last = float(mean) if np.isfinite(mean) else last
         curve.append(last)
     return curve
 
