@@ -19,7 +19,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 import pandas as pd
 
-from forecast import intervals
+from forecast import combination, intervals
 from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
 from forecast.data.contract import input_paths, load_tables
@@ -77,7 +77,8 @@ def choose_models(cfg: RunConfig, backtest: BacktestResult, panel: Panel) -> dic
     for group in (HISTORY, NEW):
         if group in chosen:
             continue
-        serving = [m for m, entry in registry.MODELS.items() if m in cfg.models and group in entry.groups]
+        serving = [m for m, entry in registry.MODELS.items()
+                   if m in registry.fitted(cfg.models) and group in entry.groups]
         if serving:
             chosen[group] = serving[0]
             log.warning("no %s items in any backtest fold: using %s for them without backtest evidence",
@@ -102,7 +103,10 @@ def _count_targets(panel: Panel, group: str) -> int:
 def check_models_serve(cfg: RunConfig, panel: Panel) -> None:
     """Refuse, before a run opens, a model set that forecasts none of the products: models of new
     products only (``--models knn``) when no product is new (with history ones, fit falls back)."""
-    served = {g for m in cfg.models for g in registry.MODELS[m].groups}
+    if not registry.fitted(cfg.models):
+        raise ConfigError(f"--models {','.join(cfg.models)}: the ensemble combines other models' forecasts; "
+                          f"add the models to combine, e.g. --models ets,theta,knn,ensemble")
+    served = {g for m in registry.fitted(cfg.models) for g in registry.MODELS[m].groups}
     if HISTORY not in served and not _count_targets(panel, NEW):
         raise ConfigError(f"--models {','.join(cfg.models)} forecasts only new products (no sales rows) and none "
                           f"of the {panel.n_items} products is new; add a model for products with history, "
@@ -189,8 +193,13 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
 
     with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
-        factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
+        factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume)
+                     for m in registry.fitted(cfg.models)}
         backtest = run_backtest(panel, factories, cfg.evaluation)
+        ensemble = combination.Ensemble(cfg.baselines.ensemble_shrinkage)
+        if combination.NAME in cfg.models:
+            backtest, ensemble = combination.add_to_backtest(backtest, ensemble.shrinkage)
+            combination.log_ensemble(ensemble, Path(tmp))
         model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
@@ -202,13 +211,17 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     _log_chosen_metrics(backtest, chosen)
-    forecasts, model_dirs = [], {}
-    for base in dict.fromkeys(variant_name(m)[0] for m in chosen.values()):
+    forecasts, model_dirs, predictions = [], {}, {}
+    combined = combination.chosen_groups(chosen, ensemble)
+    for base in dict.fromkeys([variant_name(m)[0] for m in chosen.values() if m != combination.NAME]
+                              + [m for gw in combined.values() for m in gw.members]):
         neural = base in registry.NEURAL and base in model_runs
         logger = tracking.mlflow_logger(cfg, model_runs[base]) if neural else None
         model = registry.build(base, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
-        prediction = model.predict(panel, cfg.evaluation.horizon)
+        prediction = predictions[base] = model.predict(panel, cfg.evaluation.horizon)
+        if base not in {variant_name(m)[0] for m in chosen.values()}:
+            continue  # only a member of the ensemble
         widths = {}
         for group, name in chosen.items():
             stem, label = variant_name(name)
@@ -225,6 +238,10 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
             model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
             intervals.save(model_dirs[base], cfg.evaluation.interval, widths)
             _log_served_model(cfg, model_runs[base], model_dirs[base], panel, forecasts[-1])
+    for group, weights in combined.items():
+        prediction = combination.combine(panel, predictions, group, weights)
+        forecasts.append(intervals.with_range(prediction, panel.has_history[prediction.item_index],
+                                              backtest.half_widths(combination.NAME)))
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
     if export_path and is_rank_zero():
