@@ -53,7 +53,8 @@ class BaselineConfig:
     )
     moving_average_window: int = 4
     knn_neighbours: int = 10
-    ensemble_shrinkage: float = 0.5  # ensemble: weights = (1 - this) x fitted + this x equal (forecast.combination)
+    ensemble_shrinkage: float = 0.0  # ensemble: weights = (1 - this) x fitted + this x equal (forecast.combination);
+                                     # 0: any shrinkage raised the ensemble's WAPE (experiments/results/combination.md)
     n_jobs: int = -1  # processes for per-series fitting; -1: all cores
     engine: Literal["local", "dask"] = "local"  # where per-series fits run: local processes or a Dask cluster
     scheduler: str | None = None  # the Dask scheduler's address (engine dask), e.g. tcp://10.0.0.5:8786
