@@ -131,3 +131,15 @@ def test_fit_chooses_and_exports_the_ensemble_when_it_wins(workdir: Path, monkey
     assert float(params["ensemble.history.over"]) == pytest.approx(0.5, abs=1e-3)
     logged = json.loads(next(Path("mlruns").rglob("ensemble.json")).read_text())
     assert set(logged["groups"][HISTORY]["weights"]) == {"over", "under"}
+
+
+def test_an_ensemble_of_nothing_and_a_shrinkage_outside_0_1_are_refused(workdir: Path, capsys) -> None:
+    from forecast.config import RunConfig
+    from forecast.errors import ConfigError
+
+    sales, products = _flat_panel(workdir)
+    assert main(["fit", "--sales", str(sales), "--products", str(products), "--models", "ensemble",
+                 "--no-progress"]) == 2
+    assert "add the models to combine" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="baselines.ensemble_shrinkage must lie between 0 and 1, got 1.5"):
+        RunConfig().updated({"baselines.ensemble_shrinkage": 1.5}).validate()
