@@ -56,6 +56,8 @@ class GroupWeights:
 
 @dataclass
 class Ensemble:
+    """The combination per item group, as fitted on a backtest (and logged)."""
+
     shrinkage: float
     groups: dict[str, GroupWeights] = field(default_factory=dict)  # weights fitted on all folds
 
@@ -105,9 +107,10 @@ def wape_weights(forecasts: np.ndarray, truth: np.ndarray) -> np.ndarray:
     for _ in range(IRLS_STEPS):
         residual = np.abs(truth - forecasts @ weights)
         updated = simplex_least_squares(forecasts, truth, 1.0 / np.maximum(residual, eps))
+        if np.abs(truth - forecasts @ updated).sum() > residual.sum():
+            break  # no lower: the floor eps has the last word
         settled = np.abs(updated - weights).max() < 1e-6
-        if np.abs(truth - forecasts @ updated).sum() <= residual.sum():
-            weights = updated
+        weights = updated
         if settled:
             break
     return weights
