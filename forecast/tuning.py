@@ -93,9 +93,9 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def current_values(cfg: RunConfig, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The config's own values of the searched keys: trial 0's params. A value the space cannot hold
     (e.g. a categorical without it) is left to the sampler, with a warning naming it."""
-    values = {}
+    values, tree = {}, cfg.to_dict()
     for key in space:
-        node = cfg.to_dict()
+        node = tree
         for part in key.split("."):
             node = node[part]
         values[key] = node
@@ -112,6 +112,13 @@ def _holds(spec: dict[str, Any], value: Any) -> bool:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not spec["low"] <= value <= spec["high"]:
         return False
     return spec["type"] == "float" or (value - spec["low"]) % spec.get("step", 1) == 0
+
+
+def _defaults_trial_exists(study) -> bool:
+    """Whether the study already ran, runs or queues the defaults' trial (a resumed sweep adds none;
+    one that failed, e.g. killed, is queued again)."""
+    return any(t.user_attrs.get(DEFAULTS_ATTR) and t.state.name in ("COMPLETE", "RUNNING", "WAITING")
+               for t in study.get_trials(deepcopy=False))
 
 
 def chosen_trial(study):
@@ -198,7 +205,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         todo = trials - finished_trials(study)
         if todo > 0:
             log.info("study %r: %d finished trial(s); running up to %d more", study_name, trials - todo, todo)
-            study.enqueue_trial(current_values(cfg, space), user_attrs={DEFAULTS_ATTR: True}, skip_if_exists=True)
+            if not _defaults_trial_exists(study):
+                study.enqueue_trial(current_values(cfg, space), user_attrs={DEFAULTS_ATTR: True})
             tracker = tracking.trial_tracker(f"holdout/{HISTORY}/wape")
             objective = tracker.track_in_mlflow()(lambda t: _objective(t, cfg, panel, space))
             study.optimize(objective, n_trials=todo, gc_after_trial=True,

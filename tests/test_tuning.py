@@ -151,6 +151,8 @@ def test_the_written_config_never_loses_to_trial_zero(small_data, monkeypatch):
     written = RunConfig.from_yaml("best_config.yaml")
     assert objective(written) <= study.trials[0].value
     assert objective(written) == min(t.value for t in study.trials)
+    resumed, _ = _tune_with(objective, small_data, monkeypatch, trials=5)  # the same study, one trial more
+    assert len(resumed.trials) == 5 and sum(bool(t.user_attrs.get("defaults")) for t in resumed.trials) == 1
 
 
 def test_a_tie_with_the_defaults_writes_the_defaults():
