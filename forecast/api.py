@@ -25,7 +25,7 @@ from typing import Any, get_type_hints
 import numpy as np
 import pandas as pd
 
-from forecast import artifact, intervals
+from forecast import artifact, combination, intervals
 from forecast.backtest import origins
 from forecast.config import RunConfig
 from forecast.data.contract import validate_tables
@@ -122,6 +122,7 @@ class Forecaster:
         self.models_: dict[str, Model] = {}
         self.widths_: dict[str, dict[str, np.ndarray]] = {}
         self.chosen_: dict[str, str] = {}
+        self.ensemble_: dict[str, combination.GroupWeights] = {}
 
     @property
     def horizon(self) -> int:
@@ -135,11 +136,12 @@ class Forecaster:
         panel = self._panel(sales, products)
         check_models_serve(self.config, panel)
         origins(panel.n_periods, self.config.evaluation)
-        backtest, chosen = plan(self.config, panel)
-        fitted = refit(self.config, panel, backtest, chosen)
-        self.panel_, self.chosen_, self.models_, self.widths_ = panel, chosen, fitted.models, fitted.widths
-        self.scores_ = backtest.table
-        self.backtest_ = backtest_frame(panel, backtest)
+        planned = plan(self.config, panel)
+        fitted = refit(self.config, panel, planned)
+        self.panel_, self.chosen_, self.models_, self.widths_ = panel, planned.chosen, fitted.models, fitted.widths
+        self.ensemble_ = planned.combined()
+        self.scores_ = planned.backtest.table
+        self.backtest_ = backtest_frame(panel, planned.backtest)
         self._forecast = fitted.frame
         return self
 
@@ -159,14 +161,18 @@ class Forecaster:
 
     def _forecasts(self, panel: Panel) -> list[Prediction]:
         """Each chosen model's ranged forecast of the products of the groups it was chosen for."""
-        out = []
+        out, predictions = [], {}
         for base, model in self.models_.items():
             if not hasattr(model, "save"):  # a local model: its fit is part of forecasting new data
                 model.fit(panel, self.horizon)
-            prediction = model.predict(panel, self.horizon)
+            prediction = predictions[base] = model.predict(panel, self.horizon)
             groups = [g for g, name in self.chosen_.items() if variant_name(name)[0] == base]
             ranged = intervals.with_range(prediction, panel.has_history[prediction.item_index], self.widths_[base])
             out.append(ranged.for_groups(panel.has_history, groups))
+        for group, weights in self.ensemble_.items():
+            combined = combination.combine(panel, predictions, group, weights)
+            out.append(intervals.with_range(combined, panel.has_history[combined.item_index],
+                                            self.widths_[combination.NAME]))
         return out
 
     def _panel(self, sales: Table, products: Table) -> Panel:
@@ -190,6 +196,7 @@ class Forecaster:
             raise ConfigError(f"{directory}: not empty; give a new or empty folder (nothing is overwritten)")
         directory.mkdir(parents=True, exist_ok=True)
         level = self.config.evaluation.interval
+        intervals.save(directory, level, self.widths_.get(combination.NAME, {}))  # the ensemble's ranges
         for base, model in self.models_.items():
             if hasattr(model, "save"):
                 artifact.save(model, directory / base, level, self.widths_[base])
@@ -197,7 +204,10 @@ class Forecaster:
                 (directory / base).mkdir()
                 intervals.save(directory / base, level, self.widths_[base])
         self.config.to_yaml(directory / "config.yaml")
-        meta = {"format": FORMAT, "version": package_version(), "chosen": self.chosen_, "models": list(self.models_)}
+        ensemble = {g: {"members": w.members, "weights": [float(v) for v in w.weights]}
+                    for g, w in self.ensemble_.items()}
+        meta = {"format": FORMAT, "version": package_version(), "chosen": self.chosen_, "models": list(self.models_),
+                "ensemble": ensemble}
         (directory / FILE).write_text(json.dumps(meta, indent=2))
         return directory
 
@@ -216,7 +226,9 @@ class Forecaster:
         config = RunConfig.from_yaml(directory / "config.yaml")
         forecaster = cls.__new__(cls)
         forecaster.config, forecaster.chosen_ = config, dict(meta["chosen"])
-        forecaster.models_, forecaster.widths_ = {}, {}
+        forecaster.models_, forecaster.widths_ = {}, {combination.NAME: intervals.load(directory)}
+        forecaster.ensemble_ = {g: combination.GroupWeights(w["members"], np.array(w["weights"]))
+                                for g, w in meta.get("ensemble", {}).items()}
         for base in meta["models"]:
             folder = directory / base
             saved = (folder / META).is_file()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -72,6 +72,12 @@ class BacktestResult:
         """Pooled metrics over all folds and steps, one row per model and group."""
         t = self.table
         return t[t["step"] == 0].drop(columns="step").reset_index(drop=True)
+
+    def with_model(self, name: str, seconds: float) -> "BacktestResult":
+        """This result with the rows of ``name``, whose forecasts were put into the folds afterwards
+        (a combination of the fitted models, forecast.combination), scored exactly as they are."""
+        added = _score_table(self.folds, {name: seconds}, self.interval)
+        return replace(self, table=pd.concat([self.table, added], ignore_index=True))
 
     def best_models(self, metric: str = "wape") -> dict[str, str]:
         """Lowest pooled metric per group, e.g. {"history": "fusion", "new": "knn"}."""

@@ -50,10 +50,12 @@ class BaselineConfig:
 
     models: list[str] = field(
         default_factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "croston", "tsb", "imapa",
-                                 "knn", "launch_curve"]
+                                 "knn", "launch_curve", "ensemble"]
     )  # the references (croston, tsb, imapa, launch_curve) add ~10% to a baselines-only fit of the sample
     moving_average_window: int = 4
     knn_neighbours: int = 10
+    ensemble_shrinkage: float = 0.0  # ensemble: weights = (1 - this) x fitted + this x equal (forecast.combination);
+                                     # 0: any shrinkage raised the ensemble's WAPE (experiments/results/combination.md)
     n_jobs: int = -1  # processes for per-series fitting; -1: all cores
     engine: Literal["local", "dask"] = "local"  # where per-series fits run: local processes or a Dask cluster
     scheduler: str | None = None  # the Dask scheduler's address (engine dask), e.g. tcp://10.0.0.5:8786
@@ -173,6 +175,9 @@ class RunConfig:
                 raise ConfigError(f"evaluation.{name} must be a positive integer, got {getattr(ev, name)}")
         if not 0 < ev.interval < 1:
             raise ConfigError(f"evaluation.interval must lie between 0 and 1 (e.g. 0.8), got {ev.interval}")
+        if not 0.0 <= self.baselines.ensemble_shrinkage <= 1.0:
+            raise ConfigError(f"baselines.ensemble_shrinkage must lie between 0 and 1, "
+                              f"got {self.baselines.ensemble_shrinkage}")
         if self.output.model is not None and self.output.model not in self.models:
             raise ConfigError(
                 f"--model {self.output.model!r} is not among the fitted models ({', '.join(self.models)})"

@@ -18,7 +18,7 @@ from tempfile import TemporaryDirectory
 import numpy as np
 import pandas as pd
 
-from forecast import artifact, intervals
+from forecast import artifact, combination, intervals
 from forecast.artifact import SavedModel
 from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
@@ -47,7 +47,8 @@ def choose_models(cfg: RunConfig, backtest: BacktestResult, panel: Panel) -> dic
     for group in (HISTORY, NEW):
         if group in chosen:
             continue
-        serving = [m for m, entry in registry.MODELS.items() if m in cfg.models and group in entry.groups]
+        serving = [m for m, entry in registry.MODELS.items()
+                   if m in registry.fitted(cfg.models) and group in entry.groups]
         if serving:
             chosen[group] = serving[0]
             log.warning("no %s items in any backtest fold: using %s for them without backtest evidence",
@@ -72,7 +73,10 @@ def _count_targets(panel: Panel, group: str) -> int:
 def check_models_serve(cfg: RunConfig, panel: Panel) -> None:
     """Refuse, before a run opens, a model set that forecasts none of the products: models of new
     products only (``--models knn``) when no product is new (with history ones, fit falls back)."""
-    served = {g for m in cfg.models for g in registry.MODELS[m].groups}
+    if not registry.fitted(cfg.models):
+        raise ConfigError(f"--models {','.join(cfg.models)}: the ensemble combines other models' forecasts; "
+                          f"add the models to combine, e.g. --models ets,theta,knn,ensemble")
+    served = {g for m in registry.fitted(cfg.models) for g in registry.MODELS[m].groups}
     if HISTORY not in served and not _count_targets(panel, NEW):
         raise ConfigError(f"--models {','.join(cfg.models)} forecasts only new products (no sales rows) and none "
                           f"of the {panel.n_items} products is new; add a model for products with history, "
@@ -155,49 +159,73 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
                workdir: Path | None = None, resume: bool = False) -> FitResult:
     """fit's work inside an open MLflow run (``tune`` calls it for the winner): plan, log the plan,
     refit, publish. Only the logging and publishing steps touch MLflow or the disk."""
-    backtest, chosen = plan(cfg, panel, workdir, resume)
-    model_runs = _log_plan(cfg, panel, backtest, chosen)
-    loggers = {base: tracking_logger(cfg, model_runs[base]) for base in _refit_bases(chosen)
+    planned = plan(cfg, panel, workdir, resume)
+    model_runs = _log_plan(cfg, panel, planned)
+    loggers = {base: tracking_logger(cfg, model_runs[base]) for base in planned.refit_models()
                if base in registry.NEURAL and base in model_runs}
-    fitted = refit(cfg, panel, backtest, chosen, workdir, resume, loggers)
+    fitted = refit(cfg, panel, planned, workdir, resume, loggers)
     return publish(cfg, panel, fitted, run_id, export_path, model_runs)
 
 
-def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None,
-         resume: bool = False) -> tuple[BacktestResult, dict[str, str]]:
-    """Backtest every configured model on the same origins, then choose one per item group."""
-    factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
+@dataclass
+class Plan:
+    """What the backtest decided: its scores, the model chosen per item group, the ensemble's weights."""
+
+    backtest: BacktestResult
+    chosen: dict[str, str]  # item group -> model (or variant, or "ensemble") name
+    ensemble: combination.Ensemble
+
+    def combined(self) -> dict[str, combination.GroupWeights]:
+        """The groups the ensemble forecasts, with their members and weights."""
+        return combination.chosen_groups(self.chosen, self.ensemble)
+
+    def chosen_models(self) -> list[str]:
+        """The fitted models chosen for a group (variants of one model sharing its training)."""
+        return list(dict.fromkeys(variant_name(m)[0] for m in self.chosen.values() if m != combination.NAME))
+
+    def refit_models(self) -> list[str]:
+        """The models to refit: the chosen ones, then the ensemble's members."""
+        members = [m for weights in self.combined().values() for m in weights.members]
+        return list(dict.fromkeys(self.chosen_models() + members))
+
+
+def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None, resume: bool = False) -> Plan:
+    """Backtest every configured model on the same origins, combine them, choose one per item group."""
+    factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume)
+                 for m in registry.fitted(cfg.models)}
     backtest = run_backtest(panel, factories, cfg.evaluation)
+    ensemble = combination.Ensemble(cfg.baselines.ensemble_shrinkage)
+    if combination.NAME in cfg.models:
+        backtest, ensemble = combination.add_to_backtest(backtest, ensemble.shrinkage)
     log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
     chosen = choose_models(cfg, backtest, panel)
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
-    return backtest, chosen
+    return Plan(backtest, chosen, ensemble)
 
 
 @dataclass
 class Refitted:
     """What refitting the chosen models produces, before anything is saved, exported or logged."""
 
-    backtest: BacktestResult
-    chosen: dict[str, str]  # item group -> model (or variant) name
-    models: dict[str, Model]  # base model name -> the model refitted on all data (variant applied)
-    widths: dict[str, dict[str, np.ndarray]]  # base model name -> item group -> half-widths
+    plan: Plan
+    models: dict[str, Model]  # model name -> refitted on all data (variant applied); ensemble members too
+    widths: dict[str, dict[str, np.ndarray]]  # model name (or "ensemble") -> item group -> half-widths
     forecasts: list[Prediction]  # one ranged forecast per item group, of the products that group serves
     frame: pd.DataFrame  # the export's rows
 
 
-def refit(cfg: RunConfig, panel: Panel, backtest: BacktestResult, chosen: dict[str, str],
-          workdir: Path | None = None, resume: bool = False, loggers: dict | None = None) -> Refitted:
-    """Refit each chosen model on all the data and forecast the future with its backtest's ranges.
-    No side effects: saving, exporting and logging are ``publish``'s."""
-    loggers = loggers or {}
-    models, widths, forecasts = {}, {}, []
-    for base in _refit_bases(chosen):
-        model = registry.build(base, cfg, logger=loggers.get(base), workdir=workdir, resume=resume)
-        model.fit(panel, cfg.evaluation.horizon)
-        prediction = model.predict(panel, cfg.evaluation.horizon)
+def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = None, resume: bool = False,
+          loggers: dict | None = None) -> Refitted:
+    """Refit each chosen model (and the ensemble's members) on all the data and forecast the future
+    with the backtest's ranges. No side effects: saving, exporting and logging are ``publish``'s."""
+    loggers, horizon, backtest = loggers or {}, cfg.evaluation.horizon, planned.backtest
+    models, predictions, widths, forecasts = {}, {}, {}, []
+    for base in planned.refit_models():
+        model = models[base] = registry.build(base, cfg, logger=loggers.get(base), workdir=workdir, resume=resume)
+        model.fit(panel, horizon)
+        prediction = predictions[base] = model.predict(panel, horizon)
         widths[base] = {}
-        for group, name in chosen.items():
+        for group, name in planned.chosen.items():
             stem, label = variant_name(name)
             if stem != base:
                 continue
@@ -209,30 +237,30 @@ def refit(cfg: RunConfig, panel: Panel, backtest: BacktestResult, chosen: dict[s
             ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index],
                                           widths[base])
             forecasts.append(ranged.for_groups(panel.has_history, [group]))
-        models[base] = model
+    widths[combination.NAME] = backtest.half_widths(combination.NAME)
+    for group, weights in planned.combined().items():
+        combined = combination.combine(panel, predictions, group, weights)
+        forecasts.append(intervals.with_range(combined, panel.has_history[combined.item_index],
+                                              widths[combination.NAME]))
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
-    return Refitted(backtest, chosen, models, widths, forecasts, frame)
-
-
-def _refit_bases(chosen: dict[str, str]) -> list[str]:
-    """The models to refit: each chosen model once, variants of one model sharing its training."""
-    return list(dict.fromkeys(variant_name(m)[0] for m in chosen.values()))
+    return Refitted(planned, models, widths, forecasts, frame)
 
 
 def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_path: Path | None,
             model_runs: dict[str, str]) -> FitResult:
-    """The one step with side effects, on rank 0 only: save the refitted models, write the export,
-    log the served models to MLflow."""
+    """The one step with side effects, on rank 0 only: save the refitted chosen models, write the
+    export, log the served models to MLflow (a model that is only an ensemble member is not saved)."""
     from forecast import tracking
 
     model_dirs: dict[str, Path] = {}
     if is_rank_zero():
-        for base, model in fitted.models.items():
+        for base in fitted.plan.chosen_models():
+            model = fitted.models[base]
             if not hasattr(model, "save"):
                 continue
             model_dirs[base] = artifact.save(model, Path(cfg.output.checkpoint_dir) / run_id / base,
-                                          cfg.evaluation.interval, fitted.widths[base])
+                                             cfg.evaluation.interval, fitted.widths[base])
             if base in model_runs:
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
                 _log_served_model(cfg, model_runs[base], model_dirs[base], panel, served)
@@ -241,7 +269,8 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             tracking.log_file(export_path)
             log.info("wrote %d rows for %d products to %s", len(fitted.frame), fitted.frame["item_id"].nunique(),
                      export_path)
-    return FitResult(run_id, fitted.backtest, fitted.chosen, fitted.frame, export_path, model_dirs)
+    planned = fitted.plan
+    return FitResult(run_id, planned.backtest, planned.chosen, fitted.frame, export_path, model_dirs)
 
 
 def tracking_logger(cfg: RunConfig, run_id: str):
@@ -251,14 +280,16 @@ def tracking_logger(cfg: RunConfig, run_id: str):
     return tracking.mlflow_logger(cfg, run_id)
 
 
-def _log_plan(cfg: RunConfig, panel: Panel, backtest: BacktestResult, chosen: dict[str, str]) -> dict[str, str]:
+def _log_plan(cfg: RunConfig, panel: Panel, planned: Plan) -> dict[str, str]:
     """The backtest and the choice into the open run: data summary, one child run per model
     (returned: model -> child run id; {} off rank 0), the table, the plots, the chosen metrics."""
     from forecast import tracking
     from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
 
+    backtest, chosen = planned.backtest, planned.chosen
     with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
+        combination.log_ensemble(planned.ensemble, Path(tmp))
         model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",

@@ -11,6 +11,10 @@
   (complete or pruned) trials the study should hold, so a killed sweep picks up
   where it stopped, and several processes (or machines, with
   ``--storage postgresql://...``) can share one study.
+- Trial 0 is the current defaults (the config ``tune`` was given, on the searched keys),
+  enqueued with ``study.enqueue_trial`` and never pruned. The config written is the best
+  trial's only when it beats trial 0 on this same holdout; otherwise (ties too) the defaults
+  are written, and the log says so.
 - MLflow: one parent run per invocation, each trial a nested run; the parent gets
   the best params, the winner's backtest beside every baseline, and Optuna's
   optimisation-history and parameter-importance plots.
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 FINISHED = ("COMPLETE", "PRUNED")
+DEFAULTS_ATTR = "defaults"  # user attribute of the trial that runs the current defaults
 
 
 def load_search_space(path: str | Path | None) -> dict[str, dict[str, Any]]:
@@ -83,6 +88,48 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
         else:
             params[key] = trial.suggest_categorical(key, spec["choices"])
     return params
+
+
+def current_values(cfg: RunConfig, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The config's own values of the searched keys: trial 0's params. A value the space cannot hold
+    (e.g. a categorical without it) is left to the sampler, with a warning naming it."""
+    values, tree = {}, cfg.to_dict()
+    for key in space:
+        node = tree
+        for part in key.split("."):
+            node = node[part]
+        values[key] = node
+    outside = [key for key, value in values.items() if not _holds(space[key], value)]
+    if outside:
+        log.warning("the current value of %s lies outside the search space: trial 0 (the defaults) samples it instead",
+                    ", ".join(f"{key}={values[key]!r}" for key in outside))
+    return {key: value for key, value in values.items() if key not in outside}
+
+
+def _holds(spec: dict[str, Any], value: Any) -> bool:
+    if spec["type"] == "categorical":
+        return value in spec["choices"]
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not spec["low"] <= value <= spec["high"]:
+        return False
+    return spec["type"] == "float" or (value - spec["low"]) % spec.get("step", 1) == 0
+
+
+def _defaults_trial_exists(study) -> bool:
+    """Whether the study already ran, runs or queues the defaults' trial (a resumed sweep adds none;
+    one that failed, e.g. killed, is queued again)."""
+    return any(t.user_attrs.get(DEFAULTS_ATTR) and t.state.name in ("COMPLETE", "RUNNING", "WAITING")
+               for t in study.get_trials(deepcopy=False))
+
+
+def chosen_trial(study):
+    """The trial whose config is written: the best one if it beats the defaults' trial, else the
+    defaults' (a tie goes to the defaults). Without a completed defaults trial, the best one, with a warning."""
+    best = study.best_trial
+    defaults = [t for t in study.trials if t.user_attrs.get(DEFAULTS_ATTR) and t.state.name == "COMPLETE"]
+    if not defaults:
+        log.warning("the study holds no completed trial of the defaults: the best trial is written unchecked")
+        return best
+    return best if best.value < defaults[0].value else defaults[0]
 
 
 def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> float:
@@ -158,6 +205,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         todo = trials - finished_trials(study)
         if todo > 0:
             log.info("study %r: %d finished trial(s); running up to %d more", study_name, trials - todo, todo)
+            if not _defaults_trial_exists(study):
+                study.enqueue_trial(current_values(cfg, space), user_attrs={DEFAULTS_ATTR: True})
             tracker = tracking.trial_tracker(f"holdout/{HISTORY}/wape")
             objective = tracker.track_in_mlflow()(lambda t: _objective(t, cfg, panel, space))
             study.optimize(objective, n_trials=todo, gc_after_trial=True,
@@ -168,15 +217,18 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         completed = [t for t in study.trials if t.state.name == "COMPLETE"]
         if not completed:
             raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); run more trials")
-        best = study.best_trial
+        best = chosen_trial(study)
         winner = cfg.updated(best.params)
         winner.to_yaml(best_path)
+        is_defaults = bool(best.user_attrs.get(DEFAULTS_ATTR))
         tracking.log_params({f"best.{k}": v for k, v in best.params.items()})
-        tracking.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number})
+        tracking.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number,
+                              "best/is_defaults": float(is_defaults)})
         tracking.log_file(best_path)
         _log_study_plots(study)
-        log.info("best trial #%d: holdout WAPE %.4f; config written to %s (rerun: python -m forecast fit --config %s)",
-                 best.number, best.value, best_path, best_path)
+        log.info("%s: holdout WAPE %.4f; config written to %s (rerun: python -m forecast fit --config %s)",
+                 f"no trial beat the defaults (trial #{best.number}), so they are written" if is_defaults
+                 else f"best trial #{best.number}", best.value, best_path, best_path)
         result = pipeline.fit_in_run(winner, panel, parent_id, export_path)
     return study, winner, result
 
@@ -199,8 +251,10 @@ def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, A
     # for the pruner; the winner's config keeps the default (train on everything, fixed epochs).
     trial_cfg = cfg.updated(params | {"train.progress": False, "train.val_periods": None})
     logger = tracking.mlflow_logger(trial_cfg, tracking.active_run_id())
-    callback = PyTorchLightningPruningCallback(trial, monitor="val/loss")
-    return holdout_wape(trial_cfg, panel, [callback], logger)
+    # The defaults' trial is never pruned: every config written is compared with its full score.
+    pruned = not trial.user_attrs.get(DEFAULTS_ATTR)
+    callbacks = [PyTorchLightningPruningCallback(trial, monitor="val/loss")] if pruned else []
+    return holdout_wape(trial_cfg, panel, callbacks, logger)
 
 
 def _progress(study, trial) -> None:

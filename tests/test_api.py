@@ -86,6 +86,17 @@ def test_save_then_load_predicts_the_same(fitted, sample, tmp_path):
     pd.testing.assert_frame_equal(again.reset_index(drop=True), fitted.predict().reset_index(drop=True))
 
 
+def test_a_saved_ensemble_forecasts_new_tables_as_fitted(sample, tmp_path):
+    models = ["moving_average", "seasonal_naive", "tsb", "ensemble"]
+    fc = forecast.Forecaster(horizon=6, models=models, folds=2, progress=False, model="ensemble").fit(*sample)
+    assert fc.chosen_["history"] == "ensemble" and set(fc.ensemble_["history"].members) == set(models[:3])
+    frame = fc.predict()
+    assert set(frame.loc[frame["units_lo"].notna(), "model"]) == {"ensemble"}
+    fc.save(tmp_path / "model")
+    again = forecast.Forecaster.load(tmp_path / "model").predict(*sample)
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), frame.reset_index(drop=True))
+
+
 def test_save_refuses_a_folder_that_holds_files(fitted, tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not empty"):

@@ -102,3 +102,70 @@ def test_search_space_is_checked_before_any_trial(tmp_path):
     assert "train.learning_rate" in packaged and "neural.fusion" in packaged
     assert yaml.safe_load(Path(__file__).parents[1].joinpath("experiments", "configs", "search_space.yaml")
                           .read_text()).keys() == packaged.keys()
+
+
+# --- trial 0 is the defaults, and the written config never loses to it --------------------------
+DEFAULTS_SPACE = "neural.hidden_size: {type: categorical, choices: [16, 64]}\n" \
+                 "train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}\n"
+
+
+def _tune_with(objective, small_data, monkeypatch, trials: int = 3):
+    """tune() on the small data with ``objective(trial config) -> holdout WAPE`` instead of training
+    fusion, and no refit: what is tested is which trials run and which config is written."""
+    from forecast import pipeline, tuning
+
+    calls = []
+
+    def holdout(cfg, panel, callbacks, logger=None):
+        calls.append(callbacks)
+        return objective(cfg)
+
+    monkeypatch.setattr(tuning, "holdout_wape", holdout)
+    monkeypatch.setattr(pipeline, "fit_in_run", lambda *args, **kwargs: None)
+    Path("defaults_space.yaml").write_text(DEFAULTS_SPACE)
+    sales, products = small_data
+    cfg = RunConfig().updated({"data.sales": sales, "data.products": products, "evaluation.horizon": 6,
+                               "evaluation.folds": 1, "baselines.models": ["moving_average"]})
+    study, winner, _ = tuning.tune(cfg, trials, "defaults-first", None, "defaults_space.yaml", "best_config.yaml")
+    return study, calls
+
+
+def test_trial_zero_runs_the_defaults_unpruned_and_wins_when_nothing_beats_it(small_data, monkeypatch):
+    import math
+
+    defaults = RunConfig()
+    distance = lambda cfg: abs(math.log(cfg.train.learning_rate / defaults.train.learning_rate)) \
+        + (cfg.neural.hidden_size != defaults.neural.hidden_size)  # noqa: E731 - 0 only at the defaults
+    study, calls = _tune_with(distance, small_data, monkeypatch)
+    assert study.trials[0].params == {"neural.hidden_size": defaults.neural.hidden_size,
+                                      "train.learning_rate": defaults.train.learning_rate}
+    assert calls[0] == [] and all(len(c) == 1 for c in calls[1:])  # only the defaults' trial has no pruner
+    written = RunConfig.from_yaml("best_config.yaml")
+    assert (written.neural.hidden_size, written.train.learning_rate) == \
+           (defaults.neural.hidden_size, defaults.train.learning_rate)
+
+
+def test_the_written_config_never_loses_to_trial_zero(small_data, monkeypatch):
+    objective = lambda cfg: cfg.train.learning_rate  # noqa: E731 - lower is better: any sampled trial may win
+    study, _ = _tune_with(objective, small_data, monkeypatch, trials=4)
+    written = RunConfig.from_yaml("best_config.yaml")
+    assert objective(written) <= study.trials[0].value
+    assert objective(written) == min(t.value for t in study.trials)
+    resumed, _ = _tune_with(objective, small_data, monkeypatch, trials=5)  # the same study, one trial more
+    assert len(resumed.trials) == 5 and sum(bool(t.user_attrs.get("defaults")) for t in resumed.trials) == 1
+
+
+def test_a_tie_with_the_defaults_writes_the_defaults():
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from forecast.tuning import DEFAULTS_ATTR, chosen_trial
+
+    lr = {"train.learning_rate": FloatDistribution(1e-3, 1e-2, log=True)}
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(params={"train.learning_rate": 3e-3}, distributions=lr, value=0.5,
+                                              user_attrs={DEFAULTS_ATTR: True}))
+    study.add_trial(optuna.trial.create_trial(params={"train.learning_rate": 5e-3}, distributions=lr, value=0.5))
+    assert chosen_trial(study).params == {"train.learning_rate": 3e-3}
+    study.add_trial(optuna.trial.create_trial(params={"train.learning_rate": 7e-3}, distributions=lr, value=0.4))
+    assert chosen_trial(study).params == {"train.learning_rate": 7e-3}

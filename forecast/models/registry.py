@@ -109,6 +109,10 @@ def sarimax(cfg: RunConfig):
     return SARIMAX(fallback=ets(cfg))
 
 
+def _combination(name: str, cfg: RunConfig, **_: Any) -> Model:
+    raise ValueError(f"{name} is not fitted on its own: forecast.combination combines the other models' forecasts")
+
+
 MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference order
     ModelEntry("fusion", "neural", BOTH_GROUPS, _neural, READS["fusion"]),
     ModelEntry("text", "neural", BOTH_GROUPS, _neural, READS["text"]),
@@ -123,12 +127,19 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference 
     ModelEntry("croston", "baselines", frozenset({HISTORY}), _series(croston)),
     ModelEntry("tsb", "baselines", frozenset({HISTORY}), _series(tsb)),
     ModelEntry("imapa", "baselines", frozenset({HISTORY}), _series(imapa)),
+    ModelEntry("ensemble", "baselines", BOTH_GROUPS, _combination),  # weighted average of the others (forecast.combination)
 )}
 
 # What fit uses for products that no model of --models forecasts (see pipeline.choose_models).
 FALLBACK = {NEW: "knn"}
 
 NEURAL = tuple(name for name, entry in MODELS.items() if entry.section == "neural")
+COMBINATIONS = ("ensemble",)  # built from the other models' backtest forecasts, never fitted on their own
+
+
+def fitted(models: list[str]) -> list[str]:
+    """The models of a list that are fitted on their own (all but the combinations)."""
+    return [m for m in models if m not in COMBINATIONS]
 
 
 def entry(name: str) -> ModelEntry:
