@@ -1,8 +1,13 @@
 """Training windows, features and scaling for the neural forecasters (a LightningDataModule).
 
 Everything the network reads is prepared here, once, as dense numpy arrays on a
-padded time grid; a batch is a vectorised gather from them (no pandas, no
-tokenizer and no Python loop per window in the training hot path).
+padded time grid, then as tensors (:class:`WindowTables`, one copy per device);
+a batch is a gather by index from them (no pandas, no tokenizer and no Python
+loop per window in the training hot path). With ``train.num_workers: 0`` (the
+default) the DataLoader yields only each batch's (items, origins) and
+:meth:`PanelDataModule.on_after_batch_transfer` gathers the windows on the
+training device, so a GPU assembles its own batches; with workers, they gather
+on the CPU. Profile and timings: experiments/results/throughput.md.
 
 Windows
     One window per (item, origin): the origin ``t`` is the first forecast period;
