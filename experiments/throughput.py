@@ -273,7 +273,8 @@ def report(result: dict, command: str) -> str:
         ups = "" if code == "before" else (", ".join(f"{x:.2f}x" for x in speedups(clock))
                                            + f" (median {median(speedups(clock)):.2f}x)")
         return (f"| CPU | {label} | {code} | {median(windows_per_second(r, clock) for r in runs):,.0f} | {ups} | "
-                f"{median(r['phases']['training'][clock] for r in runs):.1f} | {median(r['fit'][clock] for r in runs):.1f} |")
+                f"{median(r['phases']['training'][clock] for r in runs):.1f} | "
+                f"{median(r['fit'][clock] for r in runs):.1f} |")
 
     lines = [
         "# Training throughput of the default fusion fit",
@@ -313,7 +314,8 @@ def report(result: dict, command: str) -> str:
         cells = [f"{median(r['phases'][phase][CPU] for r in runs):.2f} / "
                  f"{median(r['phases'][phase][WALL] for r in runs):.2f}" for runs in (before, after)]
         lines.append(f"| {phase} | {cells[0]} | {cells[1]} |")
-    cells = [f"{median(r['first_embedding'][CPU] for r in runs):.1f} / {median(r['first_embedding'][WALL] for r in runs):.1f}"
+    cells = [f"{median(r['first_embedding'][CPU] for r in runs):.1f} / "
+             f"{median(r['first_embedding'][WALL] for r in runs):.1f}"
              for runs in (before, after)]
     lines += [f"| (not in the fit: the first embedding of the descriptions in a process) | {cells[0]} | {cells[1]} |",
               "", "| round | before: load avg after its run | after: load avg after its run |", "|---|---|---|"]
