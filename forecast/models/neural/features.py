@@ -1,8 +1,13 @@
 """Training windows, features and scaling for the neural forecasters (a LightningDataModule).
 
 Everything the network reads is prepared here, once, as dense numpy arrays on a
-padded time grid; a batch is a vectorised gather from them (no pandas, no
-tokenizer and no Python loop per window in the training hot path).
+padded time grid, then as tensors (:class:`WindowTables`, one copy per device);
+a batch is a gather by index from them (no pandas, no tokenizer and no Python
+loop per window in the training hot path). With ``train.num_workers: 0`` (the
+default) the DataLoader yields only each batch's (items, origins) and
+:meth:`PanelDataModule.on_after_batch_transfer` gathers the windows on the
+training device, so a GPU assembles its own batches; with workers, they gather
+on the CPU. Profile and timings: experiments/results/throughput.md.
 
 Windows
     One window per (item, origin): the origin ``t`` is the first forecast period;
@@ -394,6 +399,8 @@ class PanelFeatures:
         dates = pd.date_range(panel.dates[0] - self.L * offset, periods=self.G, freq=offset)
         self.calendar = calendar_features(dates)
         self._trend: dict[int, np.ndarray] = {}
+        self._trend_tables: dict[tuple, torch.Tensor] = {}
+        self._tables: dict[torch.device, WindowTables] = {}
         self.age_curve = np.asarray(scaler.age_curve, dtype=float) if age_curve else None
         self.neighbours = None if neighbours is None else np.nan_to_num(scaler.units_to_z(neighbours), nan=0.0)
         self.attributes = None if attributes is None else np.nan_to_num(scaler.units_to_z(attributes), nan=0.0)
@@ -426,88 +433,128 @@ class PanelFeatures:
             self._trend[end] = self.scaler.f(trend) if self.window_scaling else self.scaler.units_to_z(trend)
         return self._trend[end]
 
-    def gather(self, items: np.ndarray, origins: np.ndarray, target_end: int | None = None) -> dict[str, torch.Tensor]:
-        """The batch of windows (item, origin); targets masked from period ``target_end`` on."""
-        items, origins = np.asarray(items, dtype=np.int64), np.asarray(origins, dtype=np.int64)
-        target_end = self.T if target_end is None else target_end
-        rows = items[:, None]
-        ctx = origins[:, None] + np.arange(self.L)[None, :]  # grid columns of periods t-L .. t-1
-        fut = origins[:, None] + self.L + np.arange(self.H)[None, :]  # periods t .. t+H-1
-        start = self.start[items][:, None]
+    def gather(self, items, origins, target_end: int | None = None) -> dict[str, torch.Tensor]:
+        """The batch of windows (item, origin); targets masked from period ``target_end`` on.
 
-        z_ctx = self.z[rows, ctx]
-        observed = np.isfinite(z_ctx)
+        ``items``/``origins`` are arrays or int64 tensors; the batch is gathered on the tensors'
+        device (numpy: the CPU) from :meth:`tables` by index, so a GPU assembles its own windows.
+        The values are those of the per-window numpy code this replaced, to the bit
+        (tests/test_gather.py keeps that code as the reference): what does not depend on the
+        origin is precomputed per (item, period) in float64 and rounded once; the window's
+        statistics are computed in float64 as before. Few, large index operations: on a CPU a
+        torch call costs microseconds whatever its size.
+        """
+        items, origins = torch.as_tensor(items, dtype=torch.int64), torch.as_tensor(origins, dtype=torch.int64)
+        device = items.device
+        tab = self.tables(device)
+        origins = origins.to(device)
+        target_end = self.T if target_end is None else int(target_end)
+        B, L, H, G = len(items), self.L, self.H, self.G
+        # grid columns of periods t-L .. t-1 and t .. t+H-1 (a negative one wraps, as numpy's indexing did)
+        fut_periods = origins[:, None] + torch.arange(H, device=device)
+        base = (items * G)[:, None]
+        at_ctx = (base + torch.remainder(origins[:, None] + torch.arange(L, device=device), G)).view(-1)
+        at_fut = (base + torch.remainder(fut_periods + L, G)).view(-1)
+        cell_ctx = tab.cell.index_select(0, at_ctx).view(B, L, -1)
+        cell_fut = tab.cell.index_select(0, at_fut).view(B, H, -1)
+        col = tab.columns
+
+        z_ctx = tab.z.index_select(0, at_ctx).view(B, L)  # float64: the window's statistics
+        observed = torch.isfinite(z_ctx)
         n_obs = observed.sum(1)
+        zero = torch.zeros((), dtype=torch.float64, device=device)
         if self.window_scaling:  # divide by the window's level: 1 + mean f(units) of its context
-            level = np.where(n_obs > 0, 1.0 + np.nansum(z_ctx, 1) / np.maximum(n_obs, 1), self.scaler.launch_level)
+            level = torch.where(n_obs > 0, 1.0 + torch.nansum(z_ctx, 1) / n_obs.clamp(min=1),
+                                self.scaler.launch_level)
             z_ctx = z_ctx / level[:, None]
+            units_ctx = torch.nan_to_num(z_ctx).float()[..., None]
         else:
-            level = np.ones(len(items))
-        age_ctx = np.where(observed, np.log1p(np.clip(ctx - self.L - start, 0, None)) / AGE_SCALE, 0.0)
-        plan = self.logp[items, origins + self.L - 1]
-        plan = np.where(np.isfinite(plan), plan, self.listed_logp[items])
-        plan_known = np.isfinite(plan)
-        plan_z = np.where(plan_known, self.scaler.logprice_to_z(np.nan_to_num(plan)), 0.0)
-        logp_ctx = self.logp[rows, ctx]
-        price_known = np.isfinite(logp_ctx)
-        price_z = np.where(price_known, self.scaler.logprice_to_z(np.nan_to_num(logp_ctx)), 0.0)
-        price_rel = np.where(price_known & plan_known[:, None], np.nan_to_num(logp_ctx - plan[:, None]), 0.0)
-        covs_ctx = np.nan_to_num(self.covs[rows, ctx])
+            level = torch.ones(B, dtype=torch.float64, device=device)
+            units_ctx = cell_ctx[..., col["units"]]
+        logp_ctx = tab.logp.index_select(0, at_ctx).view(B, L)
+        start = tab.start.index_select(0, items)
+        plan = logp_ctx[:, -1]  # the price at t - 1, else the listed price
+        plan = torch.where(torch.isfinite(plan), plan, tab.listed_logp.index_select(0, items))
+        plan_known = torch.isfinite(plan)
+        plan_z = torch.where(plan_known, self.scaler.logprice_to_z(torch.nan_to_num(plan)), zero)
+        price_rel = torch.where(torch.isfinite(logp_ctx) & plan_known[:, None],
+                                torch.nan_to_num(logp_ctx - plan[:, None]), zero)
         context = {  # per context step [B, L, width]
-            "units": np.nan_to_num(z_ctx)[..., None], "observed": observed[..., None],
-            "calendar": self.calendar[ctx], "age": age_ctx[..., None],
-            "price": np.stack([price_z, price_rel, price_known], axis=-1), "covariates": covs_ctx,
+            "units": units_ctx, "observed": cell_ctx[..., col["observed"]],
+            "calendar": cell_ctx[..., col["calendar"]], "age": cell_ctx[..., col["age_seen"]],
+            "price": torch.cat([cell_ctx[..., col["price_z"]], price_rel.float()[..., None],
+                                cell_ctx[..., col["price_known"]]], dim=-1),
+            "covariates": cell_ctx[..., col["covariates"]],
         }
         signals_static = {}
-        if self.signals is not None:
-            context["signals"], signals_static["signals"] = self._signal_blocks(items, origins)
+        if self.signals is not None:  # opt-in: its window code stays numpy (forecast.data.signals)
+            signal_ctx, signal_static = self._signal_blocks(items.cpu().numpy(), origins.cpu().numpy())
+            context["signals"] = torch.from_numpy(signal_ctx.astype(np.float32)).to(device)
+            signals_static["signals"] = torch.from_numpy(signal_static.astype(np.float32)).to(device)
 
-        age_fut = np.log1p(np.clip(fut - self.L - start, 0, None)) / AGE_SCALE
-        covs_plan = np.nan_to_num(self.covs[items, origins + self.L - 1])
+        price_plan = torch.stack([plan_z, plan_known.double()], dim=1).float()
+        covs_plan = cell_ctx[:, -1, col["covariates"]]  # held at their value at t - 1
         future = {  # per horizon step [B, H, width]: what is known ahead
-            "calendar": self.calendar[fut], "age": age_fut[..., None],
-            "price_plan": np.repeat(np.stack([plan_z, plan_known], axis=-1)[:, None, :], self.H, 1),
-            "covariates": np.repeat(covs_plan[:, None, :], self.H, 1),
+            "calendar": cell_fut[..., col["calendar"]], "age": cell_fut[..., col["age"]],
+            "price_plan": price_plan[:, None, :].expand(B, H, 2),
+            "covariates": covs_plan[:, None, :].expand(B, H, covs_plan.shape[-1]),
         }
-        age_steps = np.clip(fut - self.L - start, 0, None)
-        if self.age_curve is not None:
-            future["age_curve"] = self.age_curve[np.clip(age_steps, 0, len(self.age_curve) - 1)][..., None]
-        if self.neighbours is not None:
-            future["neighbours"] = self.neighbours[rows, np.clip(age_steps, 0, self.H - 1)][..., None]
-        if self.attributes is not None:
-            future["attributes"] = self.attributes[rows, np.clip(age_steps, 0, self.H - 1)]
-        if self.recent is not None:  # as known at the origin, at each step's age since start
-            future["recent_launches"] = self.recent[origins[:, None] + self.L, np.clip(age_steps, 0, self.H - 1)]
+        for name in ("age_curve", "neighbours", "attributes"):  # optional, each per (item, age since start)
+            if name in col:
+                future[name] = cell_fut[..., col[name]]
+        if tab.recent is not None:  # as known at the origin, at each step's age since start
+            horizon_age = (fut_periods - start[:, None]).clamp(min=0, max=H - 1)
+            future["recent_launches"] = tab.recent[torch.remainder(origins[:, None] + L, G), horizon_age]
 
-        zc = np.nan_to_num(z_ctx)
+        zc = torch.nan_to_num(z_ctx)
         last4 = observed[:, -4:].sum(1)
         static = {  # per window [B, width]
-            "age": np.log1p(np.clip(origins - self.start[items], 0, None))[:, None] / AGE_SCALE,
-            "sales": np.stack([  # what the context's sales say: the text-only model never reads it
-                n_obs / self.L,
-                np.log(level) if self.window_scaling else np.where(n_obs > 0, zc.sum(1) / np.maximum(n_obs, 1), 0.0),
-                np.where(last4 > 0, zc[:, -4:].sum(1) / np.maximum(last4, 1), 0.0),
-            ], axis=1),
-            "price_plan": np.stack([plan_z, plan_known], axis=1),
+            "age": tab.age.index_select(0, (origins - start).clamp(min=0, max=len(tab.age) - 1))[:, None],
+            "sales": torch.stack([  # what the context's sales say: the text-only model never reads it
+                n_obs.double() / L,
+                torch.log(level) if self.window_scaling else
+                torch.where(n_obs > 0, zc.sum(1) / n_obs.clamp(min=1), zero),
+                torch.where(last4 > 0, zc[:, -4:].sum(1) / last4.clamp(min=1), zero),
+            ], dim=1).float(),
+            "price_plan": price_plan,
             **signals_static,
         }
 
-        beyond = (fut - self.L) >= target_end
-        y = np.where(beyond, np.nan, self.z[rows, fut] / level[:, None])
-        logp_fut = self.logp[rows, fut]
-        price_y = np.where(beyond, np.nan, self.scaler.logprice_to_z(logp_fut))
-        trend_y = np.where(beyond, np.nan, self.trend_z(min(target_end, self.T))[rows, fut] / level[:, None])
+        beyond = fut_periods >= target_end
+        nan = torch.full((), float("nan"), dtype=torch.float64, device=device)
+        y = tab.z.index_select(0, at_fut).view(B, H)
+        trend = self.trend_table(min(target_end, self.T), device).index_select(0, at_fut).view(B, H)
+        if self.window_scaling:
+            y, trend = y / level[:, None], trend / level[:, None]
+        price_y = self.scaler.logprice_to_z(tab.logp.index_select(0, at_fut).view(B, H))
         weight = (level / self.scaler.launch_level) ** self.level_weight if self.window_scaling else level
-        weight = weight * np.where(origins == self.start[items], self.launch_weight, 1.0)
+        if self.launch_weight != 1.0:
+            weight = torch.where(origins == start, weight * self.launch_weight, weight)
 
         batch = {
-            "context": _blocks(context), "future": _blocks(future), "static": _blocks(static),
-            "y": _t(y), "price_y": _t(price_y), "trend_y": _t(trend_y),
-            "item": torch.from_numpy(items), "origin": torch.from_numpy(origins),
-            "level": _t(level), "weight": _t(weight),
+            "context": context, "future": future, "static": static,
+            "y": torch.where(beyond, nan, y).float(), "price_y": torch.where(beyond, nan, price_y).float(),
+            "trend_y": torch.where(beyond, nan, trend).float(),
+            "item": items, "origin": origins, "level": level.float(), "weight": weight.float(),
         }
-        batch.update(self._text_batch(items))
+        batch.update(self._text_batch(items, tab))
         return batch
+
+    def tables(self, device: torch.device | str = "cpu") -> "WindowTables":
+        """The feature arrays as tensors on ``device``, built once per device (see :class:`WindowTables`)."""
+        device = torch.device(device)
+        if device not in self._tables:
+            cpu = self._tables.get(torch.device("cpu")) or WindowTables.build(self)
+            self._tables[torch.device("cpu")] = cpu
+            self._tables[device] = cpu.to(device)
+        return self._tables[device]
+
+    def trend_table(self, end: int, device: torch.device) -> torch.Tensor:
+        """:meth:`trend_z` as a flat float64 tensor on ``device`` (row item * G + column), kept per (end, device)."""
+        key = (end, device)
+        if key not in self._trend_tables:
+            self._trend_tables[key] = torch.from_numpy(self.trend_z(end)).view(-1).to(device)
+        return self._trend_tables[key]
 
     def _signal_blocks(self, items: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Context [B, L, S + 1] (standardised values, 0 where unknown; known flag) and static
@@ -523,24 +570,87 @@ class PanelFeatures:
         ], axis=1)
         return np.concatenate([zeroed, flag[..., None]], axis=-1), static
 
-    def _text_batch(self, items: np.ndarray) -> dict[str, torch.Tensor]:
+    def _text_batch(self, items: torch.Tensor, tab: "WindowTables") -> dict[str, torch.Tensor]:
         """The unique products' text inputs and, per window, the row of its product."""
-        if self.text is None:
+        if tab.text is None:
             return {}
-        unique, index = np.unique(items, return_inverse=True)
-        out = {"text_index": torch.from_numpy(index.astype(np.int64))}
-        u = torch.from_numpy(unique)
-        for key, table in self.text.items():
-            out[f"text_{key}"] = table[u]
+        unique, index = torch.unique(items, sorted=True, return_inverse=True)
+        out = {"text_index": index}
+        for key, table in tab.text.items():
+            out[f"text_{key}"] = table.index_select(0, unique)
         return out
 
 
-def _t(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+@dataclass
+class WindowTables:
+    """A panel's features as tensors on one device, for :meth:`PanelFeatures.gather` to index.
+
+    Built once per panel (and copied once per device). What does not depend on the window's
+    origin is precomputed per (item, grid column) in float64, as the per-window code computed
+    it, and rounded to float32 once, in one table ``cell`` whose named column ranges are
+    ``columns``: ``units`` (scaled, 0 where unknown), ``observed``, ``calendar``, ``age_seen``
+    (the age where observed, else 0: the context's), ``age`` (the horizon's), ``price_z``,
+    ``price_known``, ``covariates`` and, when the options are on, ``age_curve``, ``neighbours`` and
+    ``attributes`` at the cell's age since start. What depends on the origin (the price plan, the
+    context's statistics, the targets' mask) is computed per batch from the float64 arrays.
+    Memory: 4 bytes x (10 + covariates + options) per (item, grid column).
+    """
+
+    cell: torch.Tensor  # [n * G, K] float32, row item * G + column
+    columns: dict[str, slice]  # name -> its columns in ``cell``
+    z: torch.Tensor  # [n * G] float64 scaled units, NaN where unknown
+    logp: torch.Tensor  # [n * G] float64 log price, NaN where unknown
+    listed_logp: torch.Tensor  # [n] float64 log of the products table's price
+    start: torch.Tensor  # [n] int64
+    age: torch.Tensor  # [A] float32: log1p(age) / log(53) for ages 0 .. A - 1
+    recent: torch.Tensor | None  # [G, H, 2] float32 (neural.recent_launches)
+    text: dict[str, torch.Tensor] | None  # per product: the embeddings, or token ids and mask
+
+    @classmethod
+    def build(cls, f: "PanelFeatures") -> "WindowTables":
+        n, G = f.z.shape
+        ages = np.arange(G + max(0, -int(f.start.min(initial=0))) + 1)
+        age_table = np.log1p(ages) / AGE_SCALE
+        age = np.clip(np.arange(G)[None, :] - f.L - f.start[:, None], 0, None)  # [n, G] age since start
+        observed = np.isfinite(f.z)
+        price_known = np.isfinite(f.logp)
+        parts = {
+            "units": np.nan_to_num(f.z) if not f.window_scaling else np.zeros((n, G)),  # "window": per batch
+            "observed": observed,
+            "calendar": np.broadcast_to(f.calendar[None], (n, G, f.calendar.shape[1])),
+            "age_seen": np.where(observed, age_table[age], 0.0), "age": age_table[age],
+            "price_z": np.where(price_known, f.scaler.logprice_to_z(np.nan_to_num(f.logp)), 0.0),
+            "price_known": price_known, "covariates": np.nan_to_num(f.covs),
+        }
+        if f.age_curve is not None:
+            parts["age_curve"] = f.age_curve[np.clip(age, 0, len(f.age_curve) - 1)]
+        horizon_age = np.clip(age, 0, f.H - 1)
+        if f.neighbours is not None:
+            parts["neighbours"] = np.take_along_axis(f.neighbours, horizon_age, axis=1)
+        if f.attributes is not None:
+            parts["attributes"] = f.attributes[np.arange(n)[:, None], horizon_age]
+        columns, blocks, at = {}, [], 0
+        for name, values in parts.items():
+            values = np.asarray(values, dtype=np.float32).reshape(n, G, -1)
+            columns[name] = slice(at, at + values.shape[-1])
+            blocks.append(values)
+            at += values.shape[-1]
+        cell = np.concatenate(blocks, axis=-1).reshape(n * G, at)
+        recent = None if f.recent is None else torch.from_numpy(f.recent.astype(np.float32))
+        return cls(torch.from_numpy(cell), columns, torch.from_numpy(f.z).view(-1), torch.from_numpy(f.logp).view(-1),
+                   torch.from_numpy(f.listed_logp), torch.from_numpy(f.start),
+                   torch.from_numpy(age_table.astype(np.float32)), recent, f.text)
+
+    def to(self, device: torch.device) -> "WindowTables":
+        moved = {name: value if name == "columns" else _to(value, device) for name, value in vars(self).items()}
+        return WindowTables(**moved)
 
 
-def _blocks(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {name: _t(a) for name, a in arrays.items()}
+def _to(value, device: torch.device):
+    """A tensor, or a dict of tensors, on ``device`` (None stays None)."""
+    if isinstance(value, dict):
+        return {k: v.to(device) for k, v in value.items()}
+    return None if value is None else value.to(device)
 
 
 # --- datasets -----------------------------------------------------------------
@@ -559,6 +669,29 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.__getitems__([index])
+
+
+class WindowIndices(Dataset):
+    """A :class:`WindowDataset`'s windows as index batches only (``WINDOWS``: items, origins, target end):
+    :meth:`PanelDataModule.on_after_batch_transfer` gathers them where the batch landed (the training
+    device), so the DataLoader moves two int64 vectors per batch and a GPU assembles its own windows."""
+
+    def __init__(self, windows: WindowDataset):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        idx = np.asarray(indices)
+        w = self.windows
+        return {WINDOWS: (torch.from_numpy(w.items[idx]), torch.from_numpy(w.origins[idx]), w.target_end)}
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])
+
+
+WINDOWS = "windows"  # the key of an index batch (WindowIndices)
 
 
 class EpochShuffle(Sampler[int]):
@@ -690,8 +823,16 @@ class PanelDataModule(pl.LightningDataModule):
         (experiments/results/ddp_accuracy.md: a full batch per process trained half the steps)."""
         workers = self.config.train.num_workers
         per_process = max(1, self.config.train.batch_size // _rank_and_world()[1])
-        return DataLoader(dataset, batch_size=per_process, sampler=sampler,
+        source = dataset if workers > 0 else WindowIndices(dataset)  # workers: they gather, on the CPU
+        return DataLoader(source, batch_size=per_process, sampler=sampler,
                           collate_fn=_as_batch, num_workers=workers, persistent_workers=workers > 0)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """An index batch (``train.num_workers: 0``) gathered into windows on the device it was moved to."""
+        if WINDOWS not in batch:
+            return batch
+        items, origins, target_end = batch[WINDOWS]
+        return self.features.gather(items, origins, target_end)
 
 
 def text_inputs(descriptions: list[str], config: RunConfig) -> dict[str, torch.Tensor]:
