@@ -26,7 +26,7 @@ from forecast.data.contract import input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
 from forecast.errors import ConfigError, DataError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
-from forecast.metrics import METRICS
+from forecast.metrics import INTERVAL_METRICS, METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Prediction, forecast_targets, variant_name
 from forecast.models.neural.devices import is_rank_zero
@@ -185,18 +185,20 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
                workdir: Path | None = None, resume: bool = False) -> FitResult:
     """fit's work inside an open MLflow run (``tune`` calls it for the winner)."""
     from forecast import tracking
-    from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
+    from forecast.plots import plot_band_coverage, plot_forecast_vs_actual, plot_metric_bars
 
     with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
         factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
         backtest = run_backtest(panel, factories, cfg.evaluation)
-        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval) or {}  # {} off rank 0
+        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval, backtest.bands) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
+        _log_table(backtest.bands, Path(tmp) / "interval_bands.csv")
         log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
                                                   cfg.tracking.plot_items))
         tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
+        tracking.log_file(plot_band_coverage(backtest.bands, Path(tmp) / "interval_coverage.png"))
 
     chosen = choose_models(cfg, backtest, panel)
     log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
@@ -209,21 +211,22 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
         model = registry.build(base, cfg, logger=logger, workdir=workdir, resume=resume)
         model.fit(panel, cfg.evaluation.horizon)
         prediction = model.predict(panel, cfg.evaluation.horizon)
-        widths = {}
+        calibrations = {}
         for group, name in chosen.items():
             stem, label = variant_name(name)
             if stem != base:
                 continue
             if label:
                 model.use_variant(label)  # the saved model forecasts as the backtest chose
-            calibrated = backtest.half_widths(name)  # the chosen (variant's) own errors for this group
+            calibrated = backtest.calibrations(name)  # the chosen (variant's) own errors for this group
             if group in calibrated:
-                widths[group] = calibrated[group]
-            ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index], widths)
+                calibrations[group] = calibrated[group]
+            ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index],
+                                          calibrations)
             forecasts.append(_for_groups(panel, ranged, [group]))
         if hasattr(model, "save") and is_rank_zero():
             model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
-            intervals.save(model_dirs[base], cfg.evaluation.interval, widths)
+            intervals.save(model_dirs[base], cfg.evaluation.levels, calibrations)
             _log_served_model(cfg, model_runs[base], model_dirs[base], panel, forecasts[-1])
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
@@ -254,7 +257,7 @@ def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> Non
     summary = backtest.summary().set_index(["model", "group"])
     tracking.log_metrics({f"{group}/{metric}": float(summary.loc[(model, group), metric])
                           for group, model in chosen.items() if (model, group) in summary.index
-                          for metric in (*METRICS, "coverage", "interval_width")
+                          for metric in (*METRICS, *INTERVAL_METRICS)
                           if np.isfinite(summary.loc[(model, group), metric])})
 
 
@@ -275,10 +278,10 @@ def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -
                         f"was trained on {model.freq} periods; aggregate the sales to {model.freq} (or give "
                         f"--freq {model.freq}), or fit a model on this data")
     forecast = model.predict(panel, horizon)
-    widths = intervals.load(Path(model_dir))
-    if not widths:
-        log.warning("%s holds no forecast ranges (saved by an older version): units_lo/units_hi are empty", model_dir)
-    forecast = intervals.with_range(forecast, panel.has_history[forecast.item_index], widths)
+    calibrations = intervals.load(Path(model_dir))
+    if not calibrations:
+        log.warning("%s holds no forecast ranges (saved by an older version): the export has no range", model_dir)
+    forecast = intervals.with_range(forecast, panel.has_history[forecast.item_index], calibrations)
     frame = forecast_frame(panel, [forecast], cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
     if export_path:
@@ -314,7 +317,7 @@ def _log_table(table: pd.DataFrame, path: Path) -> None:
 
 def format_summary(summary: pd.DataFrame) -> str:
     """The backtest table as a person reads it: per group, best first."""
-    cols = ["group", "model", *METRICS, "coverage", "interval_width", "fit_seconds"]
+    cols = ["group", "model", *METRICS, *INTERVAL_METRICS, "interval_method", "fit_seconds"]
     shown = summary[cols].sort_values(["group", "wape"], kind="stable")
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
@@ -342,7 +345,9 @@ def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int,
     check_writable(chart, [forecast_csv, *input_paths(cfg.data)])
     panel = load_panel(cfg)
     export = tr.read_forecast(forecast_csv, panel)
-    report = tr.trend_report(panel, export, cfg.output.trend_threshold, min_products)
+    level = tr.report_level(export, cfg.evaluation.levels[0])
+    log.info("trend report at the %s level of the forecast's range", f"{level:.0%}")
+    report = tr.trend_report(panel, export, cfg.output.trend_threshold, min_products, level)
     if model is not None:
         report = tr.word_effects(model, panel, report, export)
     write_csv_atomic(report, output)
