@@ -176,13 +176,15 @@ def quantile_levels(levels: tuple[float, ...]) -> list[float]:
 
 def band_coverage(truth: np.ndarray, forecast: np.ndarray, ranges: dict[float, tuple[np.ndarray, np.ndarray]]
                   ) -> list[dict]:
-    """Per level and volume band (metrics.volume_bands of the forecast's level): coverage, mean width
-    and cells scored, pooled over the folds the arrays stack."""
+    """Per level and volume band (metrics.volume_bands of the forecast's level): coverage, mean width,
+    cells scored and the share of them that sold 0 (a range holding 0 covers those, whatever its
+    level: a band of mostly-zero weeks is covered more often than nominal), pooled over the folds."""
     rows = []
     for band, mask in volume_bands(item_level(forecast)).items():
         for level, (lower, upper) in ranges.items():
             scored = np.isfinite(truth[mask]) & np.isfinite(lower[mask])
             rows.append({"band": band, "level": level, "n": int(scored.sum()),
+                         "zero_share": float((truth[mask][scored] == 0).mean()) if scored.any() else math.nan,
                          "coverage": coverage(truth[mask], lower[mask], upper[mask]),
                          "mean_forecast": float(np.nanmean(forecast[mask])) if mask.any() else math.nan,
                          "width": float((upper - lower)[mask][scored].mean()) if scored.any() else math.nan})

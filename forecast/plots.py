@@ -155,9 +155,9 @@ def plot_band_coverage(bands, path: str | Path) -> Path:
                 line = rows[rows["chosen"] if chosen else rows["method"] == "absolute"]
                 if len(line) and (chosen or not line["chosen"].any()):
                     values = line.set_index("band")["coverage"].reindex(BANDS).to_numpy(float)
-                    label = f"{model} ({line['method'].iloc[0]})" if chosen else None
+                    label = f"{model} ({line['method'].iloc[0]}{'' if chosen else ', one width for all'})"
                     ax.plot(x, values, style, marker="o" if chosen else None, color=colour, ms=4, label=label)
-        ax.axhline(level, color="black", ls="--", lw=1)
+        ax.axhline(level, color="black", ls="--", lw=1, label="nominal")
         ax.set_xticks(x, [b.replace("top5", "top 5%") for b in BANDS], fontsize=7)
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{group}: {level:.0%} ranges, coverage by volume", fontsize=9)

@@ -76,14 +76,15 @@ def test_fit_records_a_parent_run_and_one_child_run_per_model_with_the_same_keys
         assert child.info.status == "FINISHED"
     for model in ("seasonal_naive", "moving_average", "theta", "fusion"):
         keys = set(children[model].data.metrics)
-        assert {"history/wape", "history/mase", "history/coverage", "history/interval_width",
-                "history/wape_by_step"} <= keys
+        assert {"history/wape", "history/mase", "history/coverage", "history/interval_width", "history/msis",
+                "history/wql", "history/coverage_q1", "history/coverage_top5", "history/wape_by_step"} <= keys
     assert "new/wape" in set(children["knn"].data.metrics) & set(children["fusion"].data.metrics)
     assert any("train/loss" in k for k in children["fusion"].data.metrics)  # Lightning's curves in its child
     assert parent.data.tags["forecast.model.history"] == "fusion" and "history/wape" in parent.data.metrics
     assert "evaluation.horizon" in parent.data.params
     artifacts = {p.name for p in (folder / "mlruns" / "artifacts").rglob("*") if p.is_file()}
-    assert {"forecast.csv", "backtest.csv", "forecast_vs_actual.png", "config.yaml"} <= artifacts
+    assert {"forecast.csv", "backtest.csv", "forecast_vs_actual.png", "config.yaml", "interval_bands.csv",
+            "interval_coverage.png"} <= artifacts
 
 
 def test_the_refit_model_is_an_mlflow_model_that_loads_predicts_and_is_registered(fitted, monkeypatch):

@@ -156,3 +156,27 @@ def test_the_range_level_is_read_from_the_column_names() -> None:
                                                                                           0.8)
     assert range_columns(["units", "units_p2.5", "units_p97.5"]) == ("units_p2.5", "units_p97.5", 0.95)
     assert range_columns(["units", "units_p10"]) is None  # half a range is no range
+
+
+def test_fit_at_90_percent_then_trends_reads_90_percent_ranges(tmp_path, monkeypatch) -> None:
+    from forecast.cli import main
+    from forecast.pipeline import load_panel
+    from forecast.trends import read_forecast, trend_report
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sales, products = synthetic.write(tmp_path, n_items=40, n_periods=40, n_new=0, seed=1, launch_window=0.3)
+    data = ["--sales", sales, "--products", products]
+    assert main(["fit", *data, "--models", "moving_average", "--horizon", "6", "--folds", "2", "--step", "6",
+                 "--interval", "0.9", "--no-progress"]) == 0
+    export = pd.read_csv(tmp_path / "forecast.csv", dtype={"item_id": str})
+    assert list(export.columns[3:6]) == ["units", "units_p5", "units_p95"]
+    assert main(["trends", *data, "--min-products", "2"]) == 0
+    report = pd.read_csv(tmp_path / "trends.csv")
+    cfg = RunConfig().updated({"data.sales": sales, "data.products": products})
+    panel = load_panel(cfg)
+    read = read_forecast(tmp_path / "forecast.csv", panel)
+    at_90, at_80 = (trend_report(panel, read, cfg.output.trend_threshold, 2, level) for level in (0.9, 0.8))
+    columns = ["forecast_lo", "forecast_hi", "change_lo", "change_hi"]
+    np.testing.assert_allclose(report[columns], at_90[columns], atol=1e-3)
+    assert not np.allclose(report[columns], at_80[columns], atol=1e-3)
