@@ -127,7 +127,8 @@ def markdown(frame: pd.DataFrame, command: str) -> str:
              f"Command: `{command}`. Written by `experiments/intervals_benchmark.py` (see its docstring for the "
              "origins). Held out: each fold's ranges calibrated on the other folds. `cov_q1` .. `cov_q5`: "
              "coverage per quintile of forecast level (q5 the best sellers), `cov_top5`: the top 5 %; "
-             "`worst_gap`: the largest |coverage − level| over the bands; `auto` is the method `fit` chooses "
+             "`worst_gap`: the largest gap between coverage and level over the bands (coverage above the level "
+             "up to the band's share of zero-sale weeks, below, not counted); `auto` is the method `fit` chooses "
              "(every band within 5 points, then lowest WQL; else the smallest worst gap). MSIS needs the "
              "MASE scale, so it is empty for new products.", ""]
     cols = ["method", "coverage", *[f"cov_{b}" for b in BANDS], "worst_gap", "width", "msis", "wql"]

@@ -93,3 +93,17 @@ def test_trend_report_aggregates_by_attribute_and_word(panel):
     wool = report[(report["dimension"] == "word") & (report["value"] == "wool")].iloc[0]
     assert wool["products"] == 2
     assert wool["change"] == pytest.approx(20 / 28 - 1, abs=1e-4)  # rounded to 4 places
+
+
+def test_trends_reads_the_range_columns_and_warns_on_a_range_without_a_level(panel, tmp_path, caplog):
+    from forecast.trends import read_forecast
+
+    ranged = tmp_path / "ranged.csv"
+    ranged.write_text("item_id,date,units,units_p5,units_p95\nA,2024-01-22,8,6,\nA,2024-01-29,8,,11\n")
+    export = read_forecast(ranged, panel)
+    assert list(export.columns) == ["item_id", "units", "units_p5", "units_p95"]
+    assert export["units_p5"].tolist()[0] == 6.0 and np.isnan(export["units_p5"].tolist()[1])
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_text("item_id,date,units,units_lo,units_hi\nA,2024-01-22,8,6,11\n")
+    assert list(read_forecast(legacy, panel).columns) == ["item_id", "units"]
+    assert "do not say their level" in caplog.text

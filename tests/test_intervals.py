@@ -73,6 +73,17 @@ def test_one_width_for_every_item_fails_the_volume_bands_and_the_chosen_method_h
     assert results[chosen]["wql"] < results["absolute"]["wql"]
 
 
+def test_coverage_above_nominal_forced_by_zero_sale_weeks_is_no_gap() -> None:
+    from forecast.intervals import worst_band_gap
+
+    def band(cov: float, zeros: float) -> dict:
+        return {"level": 0.8, "coverage": cov, "zero_share": zeros, "n": 100}
+
+    assert worst_band_gap([band(0.86, 0.86), band(0.78, 0.1)]) == pytest.approx(0.02)  # 86 % of weeks sold 0
+    assert worst_band_gap([band(0.86, 0.50), band(0.78, 0.1)]) == pytest.approx(0.06)  # over-covered: a gap
+    assert worst_band_gap([band(0.70, 0.90)]) == pytest.approx(0.10)  # under-covered is always a gap
+
+
 def heteroscedastic_csv(folder, items: int = 120, periods: int = 40, seed: int = 0) -> tuple[str, str]:
     """Sales and products CSVs of steady items whose noise grows with their volume (0.3 to 300 a week)."""
     rng = np.random.default_rng(seed)
