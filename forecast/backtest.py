@@ -178,7 +178,8 @@ def _score_table(folds: list[FoldResult], timings: dict[str, float], levels: tup
             for h, metrics in enumerate(score_by_step(truth, pred, scale), 1):
                 records.append(base | {"step": h} | metrics)
     columns = ["model", "group", "step", *METRICS, *INTERVAL_METRICS, "interval_method", "n", "fit_seconds"]
-    band_columns = ["model", "group", "method", "chosen", "level", "band", "coverage", "width", "mean_forecast", "zero_share", "n"]
+    band_columns = ["model", "group", "method", "chosen", "level", "band", "coverage", "width", "mean_forecast",
+                    "zero_share", "n"]
     return pd.DataFrame.from_records(records, columns=columns), pd.DataFrame.from_records(bands, columns=band_columns)
 
 

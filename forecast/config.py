@@ -41,7 +41,7 @@ class EvalConfig:
     folds: int = 3  # rolling origins; the last one is the holdout of the final H periods
     step: int = 4  # periods between consecutive origins
     season_length: int | None = None  # inferred from the frequency (52 for weekly)
-    interval: float | list[float] = 0.8  # nominal coverage of the forecast range, or several (the first is the headline)
+    interval: float | list[float] = 0.8  # nominal coverage of the forecast range, or several (first: the headline)
     interval_method: Literal["auto", "absolute", "sqrt", "scaled", "absolute+bands", "sqrt+bands",
                              "scaled+bands"] = "auto"  # how ranges are calibrated (forecast.intervals); auto: backtest
 

@@ -191,7 +191,8 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
         _log_data_summary(panel)
         factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume) for m in cfg.models}
         backtest = run_backtest(panel, factories, cfg.evaluation)
-        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval, backtest.bands) or {}  # {} off rank 0
+        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval,
+                                             backtest.bands) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         _log_table(backtest.bands, Path(tmp) / "interval_bands.csv")
         log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))

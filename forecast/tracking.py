@@ -272,7 +272,9 @@ def _band_metrics(bands: pd.DataFrame) -> Iterator[tuple[str, float, int]]:
     """(key, value, 0) of the chosen range method's coverage and width per volume band, at the headline
     level (the first of the table's levels)."""
     chosen = bands[bands["chosen"]]
-    for row in chosen[chosen["level"] == chosen["level"].iloc[0]].itertuples(index=False) if len(chosen) else ():
+    if chosen.empty:
+        return
+    for row in chosen[chosen["level"] == chosen["level"].iloc[0]].itertuples(index=False):
         for name, value in (("coverage", row.coverage), ("width", row.width)):
             if np.isfinite(value):
                 yield f"{row.group}/{name}_{row.band}", float(value), 0
