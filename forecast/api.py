@@ -120,7 +120,7 @@ class Forecaster:
         cfg = config_from_settings(config, horizon=horizon, seed=seed, **settings)
         self.config = registry.check_models(cfg.validate())
         self.models_: dict[str, Model] = {}
-        self.widths_: dict[str, dict[str, np.ndarray]] = {}
+        self.widths_: dict[str, dict[str, intervals.Calibration]] = {}
         self.chosen_: dict[str, str] = {}
         self.ensemble_: dict[str, combination.GroupWeights] = {}
 
@@ -195,7 +195,7 @@ class Forecaster:
         if directory.exists() and any(directory.iterdir()):
             raise ConfigError(f"{directory}: not empty; give a new or empty folder (nothing is overwritten)")
         directory.mkdir(parents=True, exist_ok=True)
-        level = self.config.evaluation.interval
+        level = self.config.evaluation.levels
         intervals.save(directory, level, self.widths_.get(combination.NAME, {}))  # the ensemble's ranges
         for base, model in self.models_.items():
             if hasattr(model, "save"):

@@ -11,10 +11,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from forecast import intervals
+from forecast.intervals import Calibration
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError, DataError
@@ -23,20 +23,20 @@ from forecast.export import forecast_frame
 log = logging.getLogger("forecast.pipeline")
 
 
-def save(model, directory: Path, level: float, widths: dict[str, np.ndarray]) -> Path:
+def save(model, directory: Path, levels: tuple[float, ...], calibrations: dict[str, Calibration]) -> Path:
     """A refitted model's folder: its own files (``model.save``) and the ranges it exports with."""
     saved = model.save(directory)
-    intervals.save(saved, level, widths)
+    intervals.save(saved, levels, calibrations)
     return saved
 
 
 @dataclass
 class SavedModel:
-    """A neural model saved by ``fit``, with the half-widths of its forecast range."""
+    """A neural model saved by ``fit``, with the calibration of its forecast ranges."""
 
     directory: Path
     model: object  # NeuralEstimator
-    widths: dict[str, np.ndarray]
+    calibrations: dict[str, Calibration]
 
     @classmethod
     def load(cls, directory: str | Path) -> "SavedModel":
@@ -59,8 +59,8 @@ class SavedModel:
                             f"was trained on {model.freq} periods; aggregate the sales to {model.freq} (or give "
                             f"--freq {model.freq}), or fit a model on this data")
         prediction = model.predict(panel, horizon)
-        if not self.widths:
-            log.warning("%s holds no forecast ranges (saved by an older version): units_lo/units_hi are empty",
+        if not self.calibrations:
+            log.warning("%s holds no forecast ranges (saved by an older version): the export has no range",
                         self.directory)
-        ranged = intervals.with_range(prediction, panel.has_history[prediction.item_index], self.widths)
+        ranged = intervals.with_range(prediction, panel.has_history[prediction.item_index], self.calibrations)
         return forecast_frame(panel, [ranged], cfg.neural.trend_window, cfg.output.trend_threshold)

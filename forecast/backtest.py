@@ -23,9 +23,10 @@ import pandas as pd
 from forecast.config import EvalConfig
 from forecast.data.panel import Panel
 from forecast.errors import DataError
-from forecast.intervals import half_widths, leave_one_fold_out
+from forecast.intervals import METHODS, Calibration, as_quantiles, calibrate, choose, evaluate
 from forecast.models.base import HISTORY, NEW, Model, Prediction, variant_name
-from forecast.metrics import METRICS, mase_scale, score, score_by_step
+from forecast.metrics import INTERVAL_METRICS, METRICS, coverage, interval_width, mase_scale, msis, score, \
+    score_by_step, wql
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,18 @@ class FoldResult:
 
 @dataclass
 class BacktestResult:
-    table: pd.DataFrame  # model, group, step (0 = all steps), metrics, coverage, interval_width, n, fit_seconds
+    table: pd.DataFrame  # model, group, step (0 = all steps), metrics, INTERVAL_METRICS, interval_method, n, ...
     folds: list[FoldResult]
     cutoffs_dates: list[pd.Timestamp]
-    interval: float = 0.8  # nominal coverage of the ranges scored in the table
+    levels: tuple[float, ...] = (0.8,)  # nominal coverage of the ranges, the headline (scored in the table) first
+    bands: pd.DataFrame | None = None  # per model, group, method, level and volume band: held-out coverage, width
+    interval_method: str = "auto"  # evaluation.interval_method the ranges were scored with
 
-    def half_widths(self, model: str) -> dict[str, np.ndarray]:
-        """Per group the model was scored on, the per-step half-widths of its forecast range,
-        calibrated on every fold's errors (forecast.intervals)."""
-        return {group: half_widths(*_pairs(self.folds, model, group), self.interval)
+    def calibrations(self, model: str) -> dict[str, Calibration]:
+        """Per group the model was scored on, its forecast ranges calibrated on every fold's errors
+        with the method the backtest chose for it (forecast.intervals)."""
+        summary = self.summary().set_index(["model", "group"])
+        return {group: calibrate(_method(summary, model, group), *_pairs(self.folds, model, group), self.levels)
                 for group in (HISTORY, NEW) if _pairs(self.folds, model, group)[0]}
 
     def summary(self) -> pd.DataFrame:
@@ -76,8 +80,9 @@ class BacktestResult:
     def with_model(self, name: str, seconds: float) -> "BacktestResult":
         """This result with the rows of ``name``, whose forecasts were put into the folds afterwards
         (a combination of the fitted models, forecast.combination), scored exactly as they are."""
-        added = _score_table(self.folds, {name: seconds}, self.interval)
-        return replace(self, table=pd.concat([self.table, added], ignore_index=True))
+        added, bands = _score_table(self.folds, {name: seconds}, self.levels, self.interval_method)
+        return replace(self, table=pd.concat([self.table, added], ignore_index=True),
+                       bands=pd.concat([self.bands, bands], ignore_index=True))
 
     def best_models(self, metric: str = "wape") -> dict[str, str]:
         """Lowest pooled metric per group, e.g. {"history": "fusion", "new": "knn"}."""
@@ -145,8 +150,14 @@ def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: E
         base, label = variant_name(name)
         if label is not None:
             timings[name] = timings[base]  # a variant costs its model's fit
-    table = _score_table(folds, timings, cfg.interval)
-    return BacktestResult(table, folds, [panel.dates[c] for c in cutoffs], cfg.interval)
+    table, bands = _score_table(folds, timings, cfg.levels, cfg.interval_method)
+    return BacktestResult(table, folds, [panel.dates[c] for c in cutoffs], cfg.levels, bands, cfg.interval_method)
+
+
+def _method(summary: pd.DataFrame, model: str, group: str) -> str:
+    """The range method the backtest chose for a model and group (``absolute`` when it scored none)."""
+    method = summary["interval_method"].get((model, group)) if "interval_method" in summary else None
+    return method if isinstance(method, str) else "absolute"
 
 
 def _pairs(folds: list[FoldResult], model: str, group: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -155,8 +166,10 @@ def _pairs(folds: list[FoldResult], model: str, group: str) -> tuple[list[np.nda
     return [f.truth[group] for f in scored], [f.forecasts[model][group] for f in scored]
 
 
-def _score_table(folds: list[FoldResult], timings: dict[str, float], interval: float) -> pd.DataFrame:
-    records = []
+def _score_table(folds: list[FoldResult], timings: dict[str, float], levels: tuple[float, ...],
+                 method: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the metrics table, the per-band coverage of every range method) of every model and group."""
+    records, bands = [], []
     for name in timings:
         for group in (HISTORY, NEW):
             parts = [(f.truth[group], f.forecasts[name][group], f.scale[group])
@@ -167,10 +180,31 @@ def _score_table(folds: list[FoldResult], timings: dict[str, float], interval: f
             if truth.size == 0:
                 continue
             base = {"model": name, "group": group, "fit_seconds": round(timings[name], 2)}
-            coverage, width = leave_one_fold_out(*_pairs(folds, name, group), interval)
-            records.append(base | {"step": 0, "coverage": coverage, "interval_width": width}
-                           | score(truth, pred, scale))
+            ranged = _interval_scores(folds, name, group, levels, method, scale)
+            bands += [{"model": name, "group": group} | row for row in ranged.pop("bands")]
+            records.append(base | {"step": 0} | ranged | score(truth, pred, scale))
             for h, metrics in enumerate(score_by_step(truth, pred, scale), 1):
                 records.append(base | {"step": h} | metrics)
-    columns = ["model", "group", "step", *METRICS, "coverage", "interval_width", "n", "fit_seconds"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    columns = ["model", "group", "step", *METRICS, *INTERVAL_METRICS, "interval_method", "n", "fit_seconds"]
+    band_columns = ["model", "group", "method", "chosen", "level", "band", "coverage", "width", "mean_forecast",
+                    "zero_share", "n"]
+    return pd.DataFrame.from_records(records, columns=columns), pd.DataFrame.from_records(bands, columns=band_columns)
+
+
+def _interval_scores(folds: list[FoldResult], model: str, group: str, levels: tuple[float, ...], method: str,
+                     scale: np.ndarray) -> dict:
+    """The range method for a model and group (``method``, or with "auto" the backtest's choice), its
+    held-out INTERVAL_METRICS at the headline level (WQL over every level's bounds) and ``bands``: the
+    per-band coverage rows of every method tried. NaN with one fold (nothing to hold out)."""
+    truth, forecasts = _pairs(folds, model, group)
+    tried = evaluate(truth, forecasts, levels, METHODS if method == "auto" else (method,))
+    if not tried:
+        return {m: np.nan for m in INTERVAL_METRICS} | {"interval_method": method if method != "auto" else
+                                                        "absolute", "bands": []}
+    chosen = choose({m: (r["gap"], r["wql"]) for m, r in tried.items()}) if method == "auto" else method
+    actual = np.concatenate(truth)
+    lower, upper = tried[chosen]["ranges"][levels[0]]
+    return {"coverage": coverage(actual, lower, upper), "interval_width": interval_width(actual, lower, upper),
+            "msis": msis(actual, lower, upper, levels[0], scale),
+            "wql": wql(actual, as_quantiles(tried[chosen]["ranges"])), "interval_method": chosen,
+            "bands": [{"method": m, "chosen": m == chosen} | row for m, r in tried.items() for row in r["bands"]]}

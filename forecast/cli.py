@@ -66,8 +66,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--folds", type=int, help="rolling-origin backtest folds (default 3)")
     task.add_argument("--step", type=int, help="periods between backtest origins (default 4)")
     task.add_argument("--seed", type=int, help="random seed (default 0)")
-    task.add_argument("--interval", type=float, help="coverage of the forecast range units_lo..units_hi "
-                      "(default 0.8: an 80%% range)")
+    task.add_argument("--interval", type=_levels, help="coverage of the forecast range, or several comma-separated: "
+                      "0.8 (the default) exports units_p10 and units_p90; 0.8,0.9 also units_p5 and units_p95")
     run = parser.add_argument_group("tracking")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite under ./mlruns)")
     run.add_argument("--experiment", help="MLflow experiment name (default 'forecast')")
@@ -100,6 +100,14 @@ def _devices(text: str) -> int | list[int] | str:
         return [int(d) for d in text.split(",")] if "," in text else int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a count, auto or a list like 0,1") from None
+
+
+def _levels(text: str) -> float | list[float]:
+    """--interval: one level (0.8) or a comma-separated list of them (0.8,0.9)."""
+    try:
+        return [float(v) for v in text.split(",")] if "," in text else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a level such as 0.8, or a list like 0.8,0.9") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,7 +41,14 @@ class EvalConfig:
     folds: int = 3  # rolling origins; the last one is the holdout of the final H periods
     step: int = 4  # periods between consecutive origins
     season_length: int | None = None  # inferred from the frequency (52 for weekly)
-    interval: float = 0.8  # forecast range (units_lo, units_hi): its nominal coverage (forecast.intervals)
+    interval: float | list[float] = 0.8  # nominal coverage of the forecast range, or several (first: the headline)
+    interval_method: Literal["auto", "absolute", "sqrt", "scaled", "absolute+bands", "sqrt+bands",
+                             "scaled+bands"] = "auto"  # how ranges are calibrated (forecast.intervals); auto: backtest
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """The range levels asked for, the headline one first (``interval`` as a tuple)."""
+        return tuple(self.interval) if isinstance(self.interval, list) else (self.interval,)
 
 
 @dataclass
@@ -173,8 +180,9 @@ class RunConfig:
         for name in ("horizon", "folds", "step"):
             if getattr(ev, name) <= 0:
                 raise ConfigError(f"evaluation.{name} must be a positive integer, got {getattr(ev, name)}")
-        if not 0 < ev.interval < 1:
-            raise ConfigError(f"evaluation.interval must lie between 0 and 1 (e.g. 0.8), got {ev.interval}")
+        if not ev.levels or not all(0 < level < 1 for level in ev.levels) or len(set(ev.levels)) < len(ev.levels):
+            raise ConfigError(f"evaluation.interval must lie between 0 and 1 (e.g. 0.8), or be a list of different "
+                              f"such levels (e.g. [0.8, 0.9]), got {ev.interval}")
         if not 0.0 <= self.baselines.ensemble_shrinkage <= 1.0:
             raise ConfigError(f"baselines.ensemble_shrinkage must lie between 0 and 1, "
                               f"got {self.baselines.ensemble_shrinkage}")

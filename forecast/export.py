@@ -21,11 +21,12 @@ import pandas as pd
 
 from forecast.data.panel import Panel
 from forecast.errors import ForecastError
+from forecast.intervals import quantile_column
 from forecast.models.base import Prediction
 from forecast.trends import trend_columns
 
-EXPORT_COLUMNS = ["item_id", "date", "model", "units", "units_lo", "units_hi", "price", "trend", "trend_direction",
-                  "description"]
+EXPORT_COLUMNS = ["item_id", "date", "model", "units", "price", "trend", "trend_direction", "description"]
+# after units: the range's quantiles units_p10, units_p90 (an 80 % range), one pair per level (forecast.intervals)
 DECIMALS = 2  # units, their range, price and trend in the export: what a planner orders or reads, not 0.0002
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a spreadsheet may evaluate
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number in a text cell is not a formula
@@ -118,7 +119,10 @@ def forecast_frame(panel: Panel, forecasts: list[Prediction], trend_window: int,
     frame = frame.sort_values(["_row", "date"], kind="stable").drop(columns="_row")
     if frame["price"].isna().all():
         frame = frame.drop(columns="price")
-    return frame.reset_index(drop=True)
+    ranges = [c for c in frame.columns if c not in EXPORT_COLUMNS]  # the quantiles, in the order of the levels
+    ordered = [c for c in EXPORT_COLUMNS if c in frame.columns]
+    ordered[ordered.index("units") + 1:ordered.index("units") + 1] = ranges
+    return frame[ordered].reset_index(drop=True)
 
 
 def _one_model(panel: Panel, forecast: Prediction, trend_window: int, threshold: float) -> pd.DataFrame:
@@ -128,16 +132,13 @@ def _one_model(panel: Panel, forecast: Prediction, trend_window: int, threshold:
     trend, direction = trend_columns(panel, forecast, trend_window, threshold)
     missing = np.full((m, h), np.nan)
     price = forecast.price if forecast.price is not None else missing
-    lower = forecast.lower if forecast.lower is not None else missing
-    upper = forecast.upper if forecast.upper is not None else missing
     rounded = lambda values: np.round(np.asarray(values, dtype=float), DECIMALS).ravel()  # noqa: E731
     return pd.DataFrame({
         "item_id": np.repeat(panel.item_ids[forecast.item_index], h),
         "date": dates.strftime("%Y-%m-%d"),
         "model": forecast.model,
         "units": rounded(forecast.units),
-        "units_lo": rounded(lower),
-        "units_hi": rounded(upper),
+        **{quantile_column(q): rounded(values) for q, values in forecast.quantiles.items()},
         "price": rounded(price),
         "trend": rounded(trend),
         "trend_direction": direction.ravel(),

@@ -27,7 +27,7 @@ from forecast.data.loading import data_paths, load_panel
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
-from forecast.metrics import METRICS
+from forecast.metrics import INTERVAL_METRICS, METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Model, Prediction, forecast_targets, variant_name
 from forecast.models.neural.devices import is_rank_zero
@@ -209,7 +209,7 @@ class Refitted:
 
     plan: Plan
     models: dict[str, Model]  # model name -> refitted on all data (variant applied); ensemble members too
-    widths: dict[str, dict[str, np.ndarray]]  # model name (or "ensemble") -> item group -> half-widths
+    widths: dict[str, dict[str, intervals.Calibration]]  # model name (or "ensemble") -> item group -> ranges
     forecasts: list[Prediction]  # one ranged forecast per item group, of the products that group serves
     frame: pd.DataFrame  # the export's rows
 
@@ -231,13 +231,13 @@ def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = No
                 continue
             if label:
                 model.use_variant(label)  # the saved model forecasts as the backtest chose
-            calibrated = backtest.half_widths(name)  # the chosen (variant's) own errors for this group
+            calibrated = backtest.calibrations(name)  # the chosen (variant's) own errors for this group
             if group in calibrated:
                 widths[base][group] = calibrated[group]
             ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index],
                                           widths[base])
             forecasts.append(ranged.for_groups(panel.has_history, [group]))
-    widths[combination.NAME] = backtest.half_widths(combination.NAME)
+    widths[combination.NAME] = backtest.calibrations(combination.NAME)
     for group, weights in planned.combined().items():
         combined = combination.combine(panel, predictions, group, weights)
         forecasts.append(intervals.with_range(combined, panel.has_history[combined.item_index],
@@ -260,7 +260,7 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             if not hasattr(model, "save"):
                 continue
             model_dirs[base] = artifact.save(model, Path(cfg.output.checkpoint_dir) / run_id / base,
-                                             cfg.evaluation.interval, fitted.widths[base])
+                                             cfg.evaluation.levels, fitted.widths[base])
             if base in model_runs:
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
                 _log_served_model(cfg, model_runs[base], model_dirs[base], panel, served)
@@ -284,17 +284,20 @@ def _log_plan(cfg: RunConfig, panel: Panel, planned: Plan) -> dict[str, str]:
     """The backtest and the choice into the open run: data summary, one child run per model
     (returned: model -> child run id; {} off rank 0), the table, the plots, the chosen metrics."""
     from forecast import tracking
-    from forecast.plots import plot_forecast_vs_actual, plot_metric_bars
+    from forecast.plots import plot_band_coverage, plot_forecast_vs_actual, plot_metric_bars
 
     backtest, chosen = planned.backtest, planned.chosen
     with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
         combination.log_ensemble(planned.ensemble, Path(tmp))
-        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval) or {}  # {} off rank 0
+        model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval,
+                                             backtest.bands) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
+        _log_table(backtest.bands, Path(tmp) / "interval_bands.csv")
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
                                                   cfg.tracking.plot_items))
         tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
+        tracking.log_file(plot_band_coverage(backtest.bands, Path(tmp) / "interval_coverage.png"))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     _log_chosen_metrics(backtest, chosen)
     return model_runs
@@ -320,7 +323,7 @@ def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> Non
     summary = backtest.summary().set_index(["model", "group"])
     tracking.log_metrics({f"{group}/{metric}": float(summary.loc[(model, group), metric])
                           for group, model in chosen.items() if (model, group) in summary.index
-                          for metric in (*METRICS, "coverage", "interval_width")
+                          for metric in (*METRICS, *INTERVAL_METRICS)
                           if np.isfinite(summary.loc[(model, group), metric])})
 
 
@@ -355,7 +358,7 @@ def _log_table(table: pd.DataFrame, path: Path) -> None:
 
 def format_summary(summary: pd.DataFrame) -> str:
     """The backtest table as a person reads it: per group, best first."""
-    cols = ["group", "model", *METRICS, "coverage", "interval_width", "fit_seconds"]
+    cols = ["group", "model", *METRICS, *INTERVAL_METRICS, "interval_method", "fit_seconds"]
     shown = summary[cols].sort_values(["group", "wape"], kind="stable")
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
@@ -383,7 +386,9 @@ def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int,
     check_writable(chart, [forecast_csv, *input_paths(cfg.data)])
     panel = load_panel(cfg)
     export = tr.read_forecast(forecast_csv, panel)
-    report = tr.trend_report(panel, export, cfg.output.trend_threshold, min_products)
+    level = tr.report_level(export, cfg.evaluation.levels[0])
+    log.info("trend report at the %s level of the forecast's range", f"{level:.0%}")
+    report = tr.trend_report(panel, export, cfg.output.trend_threshold, min_products, level)
     if model is not None:
         report = tr.word_effects(model, panel, report, export)
     write_csv_atomic(report, output)

@@ -86,7 +86,7 @@ def plot_metric_bars(summary, path: str | Path, metric: str = "wape") -> Path:
 
 def plot_trends(report, path: str | Path, top: int = 5) -> Path:
     """Per dimension (attribute, word), the ``top`` highest and lowest shrunk changes with their
-    intervals: a dot per value (colour = direction), its COVERAGE interval as a bar, and the raw,
+    intervals: a dot per value (colour = direction), its interval (at the forecast range's level) as a bar, and the raw,
     unshrunk change as a cross, so a planner sees what volume and uncertainty did to it."""
     from forecast.trends import OVERALL
 
@@ -133,3 +133,38 @@ def _extremes(part, top: int):
     if len(ordered) <= 2 * top:
         return ordered
     return ordered.iloc[np.r_[:top, len(ordered) - top:len(ordered)]]
+
+
+def plot_band_coverage(bands, path: str | Path) -> Path:
+    """Coverage of the forecast ranges per volume band (quintiles of forecast level, top 5 %),
+    held out in the backtest: per item group and level, each model's chosen method (solid) against
+    the nominal level (dashed) and one absolute error for every item (``absolute``, dotted), so a
+    planner sees whether a best seller's range holds as often as a slow seller's."""
+    from forecast.metrics import BANDS
+
+    keys = list(dict.fromkeys(zip(bands["group"], bands["level"])))
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.5 * max(len(keys), 1), 3.4), squeeze=False)
+    if not keys:
+        axes[0, 0].text(0.5, 0.5, "no held-out coverage (one backtest fold)", ha="center", va="center")
+    x = np.arange(len(BANDS))
+    for ax, (group, level) in zip(axes.flat, keys):
+        part = bands[(bands["group"] == group) & (bands["level"] == level)]
+        for k, (model, rows) in enumerate(part.groupby("model", sort=False)):
+            colour = f"C{k % 10}"
+            for chosen, style in ((True, "-"), (False, ":")):
+                line = rows[rows["chosen"] if chosen else rows["method"] == "absolute"]
+                if len(line) and (chosen or not line["chosen"].any()):
+                    values = line.set_index("band")["coverage"].reindex(BANDS).to_numpy(float)
+                    label = f"{model} ({line['method'].iloc[0]}{'' if chosen else ', one width for all'})"
+                    ax.plot(x, values, style, marker="o" if chosen else None, color=colour, ms=4, label=label)
+        ax.axhline(level, color="black", ls="--", lw=1, label="nominal")
+        ax.set_xticks(x, [b.replace("top5", "top 5%") for b in BANDS], fontsize=7)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{group}: {level:.0%} ranges, coverage by volume", fontsize=9)
+        ax.legend(fontsize=6, loc="lower left")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -10,7 +10,7 @@ column saying which table a row belongs to (``sales`` or ``products``) and every
 as text, as a CSV holds it (``""`` where a table has no such column). :func:`tables_frame`
 builds it from two frames. The rows are validated exactly like the CLI's files.
 
-Output: the export a ``fit`` writes (``item_id, date, model, units, units_lo, units_hi, ...``)
+Output: the export a ``fit`` writes (``item_id, date, model, units, units_p10, units_p90, ...``)
 for every product the model forecasts.
 """
 

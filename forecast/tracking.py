@@ -33,7 +33,7 @@ import pandas as pd
 
 from forecast.config import RunConfig, TrackingConfig
 from forecast.errors import ConfigError, ForecastError
-from forecast.metrics import METRICS
+from forecast.metrics import INTERVAL_METRICS, METRICS
 
 log = logging.getLogger(__name__)
 
@@ -224,13 +224,13 @@ def mlflow_logger(cfg: RunConfig, run_id: str, prefix: str = ""):
                         experiment_name=cfg.tracking.experiment)
 
 
-INTERVAL_METRICS = ("coverage", "interval_width")  # the forecast range's backtest quality (forecast.intervals)
-
-
 @_rank_zero_only
-def log_model_runs(table: pd.DataFrame, interval: float) -> dict[str, str] | None:
+def log_model_runs(table: pd.DataFrame, interval: float | list[float],
+                   bands: pd.DataFrame | None = None) -> dict[str, str] | None:
     """One finished child run of the active run per model of the backtest table, holding that
-    model's metrics under the same keys as every other child; returns {model: run id} (None off rank 0)."""
+    model's metrics under the same keys as every other child (with ``bands``, the backtest's
+    per-band coverage, its ranges' ``<group>/coverage_<band>`` and ``<group>/width_<band>``);
+    returns {model: run id} (None off rank 0)."""
     import time
 
     import mlflow
@@ -243,7 +243,10 @@ def log_model_runs(table: pd.DataFrame, interval: float) -> dict[str, str] | Non
     for model, part in table.groupby("model", sort=False):
         run = client.create_run(parent.info.experiment_id, run_name=model,
                                 tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, "forecast.model": model})
-        metrics = [Metric(key, value, now, step) for key, value, step in _model_metrics(part)]
+        rows = _model_metrics(part)
+        if bands is not None:
+            rows = [*rows, *_band_metrics(bands[bands["model"] == model])]
+        metrics = [Metric(key, value, now, step) for key, value, step in rows]
         client.log_batch(run.info.run_id, metrics=metrics,
                          params=[Param("model", model), Param("evaluation.interval", str(interval))])
         client.set_terminated(run.info.run_id)
@@ -263,6 +266,18 @@ def _model_metrics(part: pd.DataFrame) -> Iterator[tuple[str, float, int]]:
         elif np.isfinite(row.wape):
             yield f"{row.group}/wape_by_step", float(row.wape), int(row.step)
     yield "fit_seconds", float(part["fit_seconds"].iloc[0]), 0
+
+
+def _band_metrics(bands: pd.DataFrame) -> Iterator[tuple[str, float, int]]:
+    """(key, value, 0) of the chosen range method's coverage and width per volume band, at the headline
+    level (the first of the table's levels)."""
+    chosen = bands[bands["chosen"]]
+    if chosen.empty:
+        return
+    for row in chosen[chosen["level"] == chosen["level"].iloc[0]].itertuples(index=False):
+        for name, value in (("coverage", row.coverage), ("width", row.width)):
+            if np.isfinite(value):
+                yield f"{row.group}/{name}_{row.band}", float(value), 0
 
 
 @contextmanager

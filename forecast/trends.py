@@ -23,6 +23,7 @@ Definitions (README, "Trends"):
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from statistics import NormalDist
 from typing import TYPE_CHECKING
@@ -34,18 +35,32 @@ from forecast.data.panel import Panel, attribute_columns
 from forecast.data.smoothing import centred_moving_average
 from forecast.data.words import remove_word, words
 from forecast.errors import DataError
+from forecast.intervals import QUANTILE_COLUMN, range_columns
 from forecast.models.base import Prediction
 
 if TYPE_CHECKING:
     from forecast.models.neural.estimator import NeuralEstimator
 
+log = logging.getLogger(__name__)
+
 RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
 OVERALL = "all"  # the report's first row: every product in it, the change the groups are shrunk toward
-COVERAGE = 0.8  # of the forecast range units_lo..units_hi (the export's default) and of every interval here
-Z = NormalDist().inv_cdf(0.5 + COVERAGE / 2)  # 1.2816: half-width of a COVERAGE interval in standard errors
 PSEUDO = 0.5  # units added to both sides of a log change, so that 0 -> 9 units is finite and uncertain
 REPORT_COLUMNS = ["dimension", "value", "products", "reference_units", "forecast_units", "forecast_lo",
                   "forecast_hi", "change", "shrunk_change", "change_lo", "change_hi", "direction"]
+
+
+def z_score(level: float) -> float:
+    """Half-width of a central ``level`` interval in standard errors (1.2816 for 0.8)."""
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def report_level(export: pd.DataFrame, fallback: float) -> float:
+    """The level of the export's forecast range, read from its quantile columns (units_p5 and
+    units_p95: 0.9), or ``fallback`` (the configured evaluation.interval) when it has none. The
+    report's own intervals are at that level too."""
+    found = range_columns(list(export.columns))
+    return found[2] if found else fallback
 
 
 def direction(change: np.ndarray, threshold: float) -> np.ndarray:
@@ -107,7 +122,7 @@ def reference_dispersion(panel: Panel, rows: np.ndarray, horizon: int) -> float:
     E(A − P)² ≈ A + P + c²(A² + P²) for independent Poisson counts with relative error c,
     c² = max(0, Σ[(A − P)² − A − P]) / Σ(A² + P²). 0 (Poisson noise only) when the history
     is shorter than 2H periods. A stand-in for the model's backtest error when the forecast
-    has no units_lo/units_hi: it is the reference rule's error, which the models beat.
+    has no range columns: it is the reference rule's error, which the models beat.
     """
     T = panel.n_periods
     if T < 2 * horizon:
@@ -122,21 +137,23 @@ def reference_dispersion(panel: Panel, rows: np.ndarray, horizon: int) -> float:
     return max(0.0, float(np.sum((a - p) ** 2 - a - p)) / scale) if scale > 0 else 0.0
 
 
-def item_totals(export: pd.DataFrame, dispersion: float) -> pd.DataFrame:
-    """Per item: forecast units over the horizon and the squared half-widths of its COVERAGE range.
+def item_totals(export: pd.DataFrame, dispersion: float, level: float) -> pd.DataFrame:
+    """Per item: forecast units over the horizon and the squared half-widths of its ``level`` range.
 
-    With ``units_lo``/``units_hi`` (the export's forecast range) an item's range is the sum of
-    its periods' bounds (an item's errors move together across its weeks). An item without
-    them gets the band ±Z·√(F + c²F²) (Poisson noise plus the relative error c² of
-    :func:`reference_dispersion`).
+    With the export's forecast range (its first pair of quantile columns, e.g. ``units_p10`` and
+    ``units_p90``, whose level is ``level``) an item's range is the sum of its periods' bounds (an
+    item's errors move together across its weeks). An item without them gets the band
+    ±Z·√(F + c²F²) (Poisson noise plus the relative error c² of :func:`reference_dispersion`),
+    Z = :func:`z_score` of ``level``.
     """
-    frame = export.assign(down=export["units"] - export.get("units_lo", np.nan),
-                          up=export.get("units_hi", np.nan) - export["units"])
+    lower, upper, _ = range_columns(list(export.columns)) or (None, None, level)
+    frame = export.assign(down=export["units"] - (export[lower] if lower else np.nan),
+                          up=(export[upper] if upper else np.nan) - export["units"])
     grouped = frame.groupby("item_id", sort=False)
     totals = pd.DataFrame({"units": grouped["units"].sum(),
                            "down": grouped["down"].sum(min_count=1), "up": grouped["up"].sum(min_count=1)})
     missing = (frame["down"].isna() | frame["up"].isna()).groupby(frame["item_id"], sort=False).any()
-    band = Z * np.sqrt(totals["units"] + dispersion * totals["units"] ** 2)
+    band = z_score(level) * np.sqrt(totals["units"] + dispersion * totals["units"] ** 2)
     totals.loc[missing, "down"] = band[missing]
     totals.loc[missing, "up"] = band[missing]
     totals["down2"], totals["up2"] = totals["down"].clip(lower=0) ** 2, totals["up"].clip(lower=0) ** 2
@@ -144,7 +161,8 @@ def item_totals(export: pd.DataFrame, dispersion: float) -> pd.DataFrame:
 
 
 def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
-    """The item_id, units (and units_lo, units_hi when present) of a forecast CSV written by ``fit``.
+    """The item_id, units (and the range's quantile columns, e.g. units_p10 and units_p90, when
+    present) of a forecast CSV written by ``fit``.
 
     Units must be numbers and every item a product of the panel (a forecast made from other
     tables would otherwise give an empty report without a word). Item ids that the export
@@ -158,11 +176,13 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
     require_columns(frame, ("item_id", "units"), path.name)
     item_ids = frame["item_id"].str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
     export = pd.DataFrame({"item_id": item_ids, "units": parse_numeric(frame, "units", path.name)})
-    for column in ("units_lo", "units_hi"):
-        if column in frame:
-            blank = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
-            export[column] = np.nan
-            export.loc[~blank, column] = parse_numeric(frame[~blank], column, path.name)
+    for column in (c for c in frame.columns if QUANTILE_COLUMN.fullmatch(c)):
+        blank = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+        export[column] = np.nan
+        export.loc[~blank, column] = parse_numeric(frame[~blank], column, path.name)
+    if {"units_lo", "units_hi"} <= set(frame.columns) and range_columns(list(export.columns)) is None:
+        log.warning("%s: units_lo/units_hi (an export of an earlier version) do not say their level; the report "
+                    "uses a Poisson band instead (re-export with fit or predict for units_p10/units_p90)", path.name)
     unknown = pd.unique(item_ids[~item_ids.isin(set(panel.item_ids))])
     if len(unknown):
         shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
@@ -171,13 +191,14 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
     return export
 
 
-def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_products: int,
+def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_products: int, level: float,
                  attributes: list[str] | None = None) -> pd.DataFrame:
-    """Which attribute values and description words are forecast to rise or fall, how much, how surely."""
+    """Which attribute values and description words are forecast to rise or fall, how much, how surely.
+    ``level``: of the export's forecast range and of the report's intervals (:func:`report_level`)."""
     horizon = int(export.groupby("item_id").size().max())
     rows = np.flatnonzero(panel.has_history & np.isin(panel.item_ids, export["item_id"].unique()))
     item_ids = panel.item_ids[rows]
-    totals = item_totals(export, reference_dispersion(panel, rows, horizon)).reindex(item_ids)
+    totals = item_totals(export, reference_dispersion(panel, rows, horizon), level).reindex(item_ids)
     items = pd.DataFrame({"forecast_units": totals["units"].to_numpy(),
                           "reference_units": reference_units(panel, rows, horizon),
                           "down2": totals["down2"].to_numpy(), "up2": totals["up2"].to_numpy()})
@@ -191,8 +212,8 @@ def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_produ
     if groups.empty:
         return pd.DataFrame(columns=REPORT_COLUMNS)
     everything = _groups(items, OVERALL, pd.Series("all products", index=items.index))
-    report = pd.concat([shrink(everything, everything.iloc[0], threshold),  # the row the others shrink toward
-                        shrink(groups, everything.iloc[0], threshold)], ignore_index=True)
+    report = pd.concat([shrink(everything, everything.iloc[0], threshold, level),  # what the others shrink toward
+                        shrink(groups, everything.iloc[0], threshold, level)], ignore_index=True)
     report = report.sort_values(["dimension", "shrunk_change"], ascending=[True, False], kind="stable")
     return report[REPORT_COLUMNS].reset_index(drop=True)
 
@@ -207,7 +228,7 @@ def _groups(items: pd.DataFrame, dimension: str, keys: pd.Series) -> pd.DataFram
     return sums.rename_axis("value").reset_index().assign(dimension=dimension)
 
 
-def shrink(groups: pd.DataFrame, overall: pd.Series, threshold: float) -> pd.DataFrame:
+def shrink(groups: pd.DataFrame, overall: pd.Series, threshold: float, level: float) -> pd.DataFrame:
     """The change of each group, shrunk toward the overall change, its interval and its direction.
 
     On the log scale, l = log((F + ½)/(R + ½)) with standard error
@@ -218,11 +239,13 @@ def shrink(groups: pd.DataFrame, overall: pd.Series, threshold: float) -> pd.Dat
     each is estimated as l₀ + B(l − l₀), B = τ²/(τ² + s²), with variance
     B s² + (1 − B)² s₀². So a group of a few units moves little from the overall change, one
     of thousands keeps its own. ``direction`` is ``rising`` when the shrunk change exceeds
-    +threshold and its COVERAGE interval lies above 0, ``falling`` when below −threshold and the
-    interval lies below 0, else ``flat``.
+    +threshold and its ``level`` interval (Z = :func:`z_score` of it, the export's range level)
+    lies above 0, ``falling`` when below −threshold and the interval lies below 0, else ``flat``.
     """
+    z = z_score(level)
+
     def log_change(f, r, lo, hi):
-        se2 = ((hi - lo) / (2 * Z) / (f + PSEUDO)) ** 2 + 1 / (r + PSEUDO)
+        se2 = ((hi - lo) / (2 * z) / (f + PSEUDO)) ** 2 + 1 / (r + PSEUDO)
         return np.log((f + PSEUDO) / (r + PSEUDO)), se2
 
     out = groups.copy()
@@ -235,8 +258,8 @@ def shrink(groups: pd.DataFrame, overall: pd.Series, threshold: float) -> pd.Dat
     centre = ell0 + weight * (ell - ell0)
     sd = np.sqrt(weight * se2 + (1 - weight) ** 2 * se20)
     out["change"] = relative_change(out["forecast_units"], out["reference_units"])
-    out["shrunk_change"], out["change_lo"], out["change_hi"] = (np.expm1(centre), np.expm1(centre - Z * sd),
-                                                                np.expm1(centre + Z * sd))
+    out["shrunk_change"], out["change_lo"], out["change_hi"] = (np.expm1(centre), np.expm1(centre - z * sd),
+                                                                np.expm1(centre + z * sd))
     out["direction"] = direction_of(out["shrunk_change"], out["change_lo"], out["change_hi"], threshold)
     for column in ("reference_units", "forecast_units", "forecast_lo", "forecast_hi"):
         out[column] = out[column].round(2)

@@ -49,7 +49,7 @@ def test_load_sample_gives_the_planners_two_tables(sample):
 def test_fit_chooses_per_group_and_predicts_the_export_columns(fitted, sample):
     assert fitted.chosen_ == {"history": "moving_average", "new": "knn"}
     frame = fitted.predict()
-    assert {"item_id", "date", "model", "units", "units_lo", "units_hi"} <= set(frame.columns)
+    assert {"item_id", "date", "model", "units", "units_p10", "units_p90"} <= set(frame.columns)
     assert frame.groupby("item_id").size().eq(6).all()
     assert frame["item_id"].nunique() == sample[1]["item_id"].nunique()
 
@@ -91,7 +91,7 @@ def test_a_saved_ensemble_forecasts_new_tables_as_fitted(sample, tmp_path):
     fc = forecast.Forecaster(horizon=6, models=models, folds=2, progress=False, model="ensemble").fit(*sample)
     assert fc.chosen_["history"] == "ensemble" and set(fc.ensemble_["history"].members) == set(models[:3])
     frame = fc.predict()
-    assert set(frame.loc[frame["units_lo"].notna(), "model"]) == {"ensemble"}
+    assert set(frame.loc[frame["units_p10"].notna(), "model"]) == {"ensemble"}
     fc.save(tmp_path / "model")
     again = forecast.Forecaster.load(tmp_path / "model").predict(*sample)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), frame.reset_index(drop=True))

@@ -37,7 +37,7 @@ def fitted(tmp_path_factory, synthetic_csv):
 def test_fit_exports_every_product_with_the_promised_columns(fitted):
     folder, _, products = fitted
     export = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
-    assert list(export.columns) == ["item_id", "date", "model", "units", "units_lo", "units_hi", "price", "trend",
+    assert list(export.columns) == ["item_id", "date", "model", "units", "units_p10", "units_p90", "price", "trend",
                                     "trend_direction", "description"]
     catalogue = pd.read_csv(products, dtype={"item_id": str})
     assert set(export["item_id"]) == set(catalogue["item_id"])
@@ -71,14 +71,15 @@ def test_fit_records_a_parent_run_and_one_child_run_per_model_with_the_same_keys
         assert child.info.status == "FINISHED"
     for model in ("seasonal_naive", "moving_average", "theta", "fusion"):
         keys = set(children[model].data.metrics)
-        assert {"history/wape", "history/mase", "history/coverage", "history/interval_width",
-                "history/wape_by_step"} <= keys
+        assert {"history/wape", "history/mase", "history/coverage", "history/interval_width", "history/msis",
+                "history/wql", "history/coverage_q1", "history/coverage_top5", "history/wape_by_step"} <= keys
     assert "new/wape" in set(children["knn"].data.metrics) & set(children["fusion"].data.metrics)
     assert any("train/loss" in k for k in children["fusion"].data.metrics)  # Lightning's curves in its child
     assert parent.data.tags["forecast.model.history"] == "fusion" and "history/wape" in parent.data.metrics
     assert "evaluation.horizon" in parent.data.params
     artifacts = {p.name for p in (folder / "mlruns" / "artifacts").rglob("*") if p.is_file()}
-    assert {"forecast.csv", "backtest.csv", "forecast_vs_actual.png", "config.yaml"} <= artifacts
+    assert {"forecast.csv", "backtest.csv", "forecast_vs_actual.png", "config.yaml", "interval_bands.csv",
+            "interval_coverage.png"} <= artifacts
 
 
 def test_the_refit_model_is_an_mlflow_model_that_loads_predicts_and_is_registered(fitted, monkeypatch):
@@ -100,7 +101,7 @@ def test_the_refit_model_is_an_mlflow_model_that_loads_predicts_and_is_registere
     both = exported.merge(frame, on=["item_id", "date"], suffixes=("", "_m"))
     assert len(both) == len(exported)
     assert (both["units"] - both["units_m"]).abs().max() < 0.011
-    assert (both["units_hi"] - both["units_hi_m"]).abs().max() < 0.011
+    assert (both["units_p90"] - both["units_p90_m"]).abs().max() < 0.011
     versions = MlflowClient(uri).search_model_versions("name='demand'")
     assert [v.run_id for v in versions] == [run_id]
     logged = {p.name for p in (folder / "mlruns" / "artifacts").rglob("*") if p.is_file()}
@@ -131,10 +132,10 @@ def test_export_ranges_hold_the_forecast_and_units_are_rounded(fitted):
     folder, _, _ = fitted
     text = (folder / "forecast.csv").read_text().splitlines()
     export = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
-    assert export[["units_lo", "units_hi"]].notna().all().all()
-    assert (export["units_lo"] >= 0).all()
-    assert (export["units_lo"] <= export["units"]).all() and (export["units"] <= export["units_hi"]).all()
-    for column in ("units", "units_lo", "units_hi", "trend"):
+    assert export[["units_p10", "units_p90"]].notna().all().all()
+    assert (export["units_p10"] >= 0).all()
+    assert (export["units_p10"] <= export["units"]).all() and (export["units"] <= export["units_p90"]).all()
+    for column in ("units", "units_p10", "units_p90", "trend"):
         decimals = export[column].astype(str).str.partition(".")[2].str.len()
         assert decimals.max() <= 2, column
     assert not any(",0.0002," in line for line in text)
@@ -160,7 +161,8 @@ def test_predict_reloads_the_saved_model_without_retraining(fitted, monkeypatch)
     mine = exported[exported["model"] == name].merge(predicted, on=["item_id", "date"], suffixes=("", "_p"))
     assert len(mine) > 0
     assert (mine["units"] - mine["units_p"]).abs().max() < 1e-3
-    assert (mine["units_lo"] == mine["units_lo_p"]).all()  # the ranges travel with the saved model
+    assert (mine["units_p10"] == mine["units_p10_p"]).all()  # the ranges travel with the saved model
+    assert (mine["units_p90"] == mine["units_p90_p"]).all()
 
 
 def test_trends_report_from_the_export(fitted, monkeypatch):

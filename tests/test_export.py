@@ -39,11 +39,12 @@ def test_export_has_one_row_per_item_and_period_with_dates_after_history(panel):
 
 def test_units_and_their_range_are_rounded_to_two_decimals_in_the_csv(panel, tmp_path):
     fc = Prediction("m", np.array([0]), np.array([3]), np.array([[0.0002, 3.14159]]),
-                    lower=np.array([[0.0, 1.005001]]), upper=np.array([[1.23456, 5.0]]))
+                    quantiles={0.1: np.array([[0.0, 1.005001]]), 0.9: np.array([[1.23456, 5.0]])})
     path = write_csv_atomic(forecast_frame(panel, [fc], trend_window=3, threshold=0.1), tmp_path / "f.csv")
     rows = pd.read_csv(path, dtype=str)
     assert list(rows["units"]) == ["0.0", "3.14"]
-    assert list(rows["units_lo"]) == ["0.0", "1.01"] and list(rows["units_hi"]) == ["1.23", "5.0"]
+    assert list(rows["units_p10"]) == ["0.0", "1.01"] and list(rows["units_p90"]) == ["1.23", "5.0"]
+    assert list(rows.columns[:6]) == ["item_id", "date", "model", "units", "units_p10", "units_p90"]
 
 
 def test_price_column_dropped_when_no_price_is_known(panel):
@@ -81,7 +82,7 @@ def test_relative_change_handles_zero_reference():
 
 def test_trend_report_aggregates_by_attribute_and_word(panel):
     export = pd.DataFrame({"item_id": ["A", "A", "B", "B"], "units": [8.0, 8.0, 2.0, 2.0]})
-    report = trend_report(panel, export, threshold=0.1, min_products=1)
+    report = trend_report(panel, export, threshold=0.1, min_products=1, level=0.8)
     colour = report[report["dimension"] == "colour"].set_index("value")
     # reference = last 2 periods of actuals: A 4+4, B 10+10
     assert colour.loc["red", "change"] == pytest.approx(1.0)
@@ -92,3 +93,17 @@ def test_trend_report_aggregates_by_attribute_and_word(panel):
     wool = report[(report["dimension"] == "word") & (report["value"] == "wool")].iloc[0]
     assert wool["products"] == 2
     assert wool["change"] == pytest.approx(20 / 28 - 1, abs=1e-4)  # rounded to 4 places
+
+
+def test_trends_reads_the_range_columns_and_warns_on_a_range_without_a_level(panel, tmp_path, caplog):
+    from forecast.trends import read_forecast
+
+    ranged = tmp_path / "ranged.csv"
+    ranged.write_text("item_id,date,units,units_p5,units_p95\nA,2024-01-22,8,6,\nA,2024-01-29,8,,11\n")
+    export = read_forecast(ranged, panel)
+    assert list(export.columns) == ["item_id", "units", "units_p5", "units_p95"]
+    assert export["units_p5"].tolist()[0] == 6.0 and np.isnan(export["units_p5"].tolist()[1])
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_text("item_id,date,units,units_lo,units_hi\nA,2024-01-22,8,6,11\n")
+    assert list(read_forecast(legacy, panel).columns) == ["item_id", "units"]
+    assert "do not say their level" in caplog.text

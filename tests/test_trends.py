@@ -10,9 +10,11 @@ from forecast.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.trends import Z, _horizon_totals, item_totals, occlusion, remove_word, shrink, word_effects, words
+from forecast.trends import _horizon_totals, item_totals, occlusion, remove_word, shrink, word_effects, words, z_score
 
 H = 8
+LEVEL = 0.8
+Z = z_score(LEVEL)
 
 
 def groups(rows: list[tuple[str, float, float, float, float]]) -> tuple[pd.DataFrame, pd.Series]:
@@ -25,7 +27,7 @@ def groups(rows: list[tuple[str, float, float, float, float]]) -> tuple[pd.DataF
 
 
 def poisson(value: str, reference: float, forecast: float) -> tuple:
-    """A group whose forecast range is Poisson noise only (what a forecast without units_lo/hi gets)."""
+    """A group whose forecast range is Poisson noise only (what a forecast without a range gets)."""
     half = Z * np.sqrt(forecast)
     return value, reference, forecast, max(forecast - half, 0), forecast + half
 
@@ -36,7 +38,7 @@ def test_a_big_change_on_tiny_volume_is_flat_and_a_modest_one_on_large_volume_wi
         ("lace", 3000, 3600, 3500, 3700),  # +20 %, sure
         poisson("a", 500, 420), poisson("b", 400, 440), poisson("c", 600, 520), poisson("d", 300, 330),
     ])
-    report = shrink(frame, total, threshold=0.1).set_index("value")
+    report = shrink(frame, total, threshold=0.1, level=LEVEL).set_index("value")
     assert report.loc["baroque", "change"] == pytest.approx(5.0)
     assert report.loc["baroque", "direction"] == "flat"
     assert report.loc["baroque", "shrunk_change"] < 0.5  # pulled toward the overall change, not ranked first
@@ -51,16 +53,27 @@ def test_the_same_change_with_a_wide_range_is_flat():
                             poisson("c", 600, 520)])
     wide = narrow.assign(forecast_lo=np.where(narrow["value"] == "x", 300, narrow["forecast_lo"]),
                          forecast_hi=np.where(narrow["value"] == "x", 2300, narrow["forecast_hi"]))
-    assert shrink(narrow, total, 0.1).set_index("value").loc["x", "direction"] == "rising"
-    assert shrink(wide, total, 0.1).set_index("value").loc["x", "direction"] == "flat"
+    assert shrink(narrow, total, 0.1, LEVEL).set_index("value").loc["x", "direction"] == "rising"
+    assert shrink(wide, total, 0.1, LEVEL).set_index("value").loc["x", "direction"] == "flat"
 
 
 def test_the_forecast_range_is_used_when_the_export_has_it_else_a_poisson_band():
     export = pd.DataFrame({"item_id": ["A", "A", "B", "B"], "units": [10.0, 10.0, 5.0, 5.0],
-                           "units_lo": [9.0, 9.0, np.nan, 4.0], "units_hi": [12.0, 12.0, np.nan, 6.0]})
-    totals = item_totals(export, dispersion=0.0)
+                           "units_p10": [9.0, 9.0, np.nan, 4.0], "units_p90": [12.0, 12.0, np.nan, 6.0]})
+    totals = item_totals(export, dispersion=0.0, level=LEVEL)
     assert totals.loc["A", "down2"] == pytest.approx(2.0 ** 2) and totals.loc["A", "up2"] == pytest.approx(4.0 ** 2)
     assert totals.loc["B", "down2"] == pytest.approx(Z ** 2 * 10)  # a blank bound: the band for the whole item
+
+
+def test_the_report_reads_its_level_from_the_range_columns_and_uses_it():
+    from forecast.trends import report_level
+
+    ninety = pd.DataFrame({"item_id": ["A"], "units": [10.0], "units_p5": [6.0], "units_p95": [15.0]})
+    assert report_level(ninety, fallback=0.8) == pytest.approx(0.9)
+    assert report_level(ninety[["item_id", "units"]], fallback=0.8) == 0.8  # no range: the configured level
+    narrow, total = groups([("x", 1000, 1300, 1250, 1350), poisson("a", 500, 420), poisson("b", 400, 470)])
+    at_80, at_90 = (shrink(narrow, total, 0.1, level).set_index("value").loc["x"] for level in (0.8, 0.9))
+    assert at_90["change_hi"] - at_90["change_lo"] != pytest.approx(at_80["change_hi"] - at_80["change_lo"])
 
 
 def test_remove_word_removes_whole_words_only_in_any_case():

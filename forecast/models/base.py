@@ -38,8 +38,9 @@ class Prediction:
     # changed, e.g. {"average_text_new": ...}. The backtest scores each as the model "name:label", so a
     # setting that only changes predictions is chosen on the backtest like a model, at no training cost.
     variants: dict[str, np.ndarray] = field(default_factory=dict)
-    lower: np.ndarray | None = None  # [m, horizon] forecast range, set from the backtest (forecast.intervals)
-    upper: np.ndarray | None = None
+    # quantile (0.1, 0.9, ...) -> units [m, horizon]: the forecast ranges' bounds, set from the backtest
+    # (forecast.intervals); exported as units_p10, units_p90, ...
+    quantiles: dict[float, np.ndarray] = field(default_factory=dict)
 
     @property
     def horizon(self) -> int:
@@ -50,7 +51,7 @@ class Prediction:
         pick = lambda a: None if a is None else a[mask]  # noqa: E731
         return Prediction(self.model, self.item_index[mask], self.start[mask], self.units[mask],
                           pick(self.price), pick(self.trend), {k: v[mask] for k, v in self.variants.items()},
-                          pick(self.lower), pick(self.upper))
+                          {q: v[mask] for q, v in self.quantiles.items()})
 
     def for_groups(self, has_history: np.ndarray, groups: list[str]) -> "Prediction":
         """Only the rows of products in ``groups`` (``has_history``: the panel's, per item)."""
