@@ -9,12 +9,17 @@ as a formula are neutralised (:func:`neutralise_formulas`).
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -38,6 +43,7 @@ def check_writable(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
     Returns the path written to: a symlink's target.
     """
     link = Path(path)
+    check_name_length(link)
     path = Path(os.path.realpath(link))
     parent = path.parent
     if path.is_dir():
@@ -56,6 +62,23 @@ def check_writable(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
     return path
 
 
+TMP_EXTRA = len("..") + 10 + len(".") + 8 + len(".tmp")  # a temporary name: .<name>.<pid>.<random>.tmp
+
+
+def check_name_length(link: Path) -> None:
+    """A file name the file system refuses (usually over 255 bytes, counting the temporary file
+    written beside it) is refused now, not when the export is written at the end."""
+    try:
+        limit = os.pathconf(link.parent if str(link.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    size = len(os.fsencode(link.name))
+    if size + TMP_EXTRA > limit:
+        raise ForecastError(f"export path {link}: the file name is {size} bytes long; this file system allows "
+                            f"{limit - TMP_EXTRA} for an export (its temporary file adds {TMP_EXTRA}); give a "
+                            f"shorter name")
+
+
 def _kind(path: Path) -> str:
     mode = path.stat().st_mode
     kinds = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a pipe",
@@ -70,20 +93,93 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     file gets the mode of the one it replaces, or the umask's default for a new file
     (mkstemp alone would make every export 0600).
     """
+    return write_atomic(path, lambda handle: neutralise_formulas(frame).to_csv(handle, index=False))
+
+
+def write_atomic(path: str | Path, write: Callable[[IO[str]], object]) -> Path:
+    """``write(handle)`` into a temporary file beside ``path``, then renamed into place (see
+    write_csv_atomic). A temporary file left by a killed earlier run is removed first; a disk that
+    is full or read-only is a ForecastError naming the path, and leaves no temporary file."""
     path = check_writable(path)
+    clear_stale_temporaries(path)
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            neutralise_formulas(frame).to_csv(handle, index=False)
+            write(handle)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and (problem := disk_problem(err)):
+            raise ForecastError(f"cannot write {path}: {problem}; the previous file (if any) is unchanged") from None
         raise
     return path
+
+
+# errors of the disk or its permissions, which the user can fix: what to tell them
+DISK_ERRORS = {
+    errno.ENOSPC: "no space left on the device (free some space, or write to another disk)",
+    errno.EDQUOT: "the disk quota is exceeded (free some space, or write to another disk)",
+    errno.EROFS: "the file system is read-only (write to another folder)",
+    errno.EACCES: "permission denied (check the folder's permissions, or write to another folder)",
+    errno.EPERM: "operation not permitted (check the folder's permissions, or write to another folder)",
+    errno.EIO: "an input/output error of the disk",
+    errno.EFBIG: "the file is too large for this file system",
+}
+
+
+def disk_problem(err: BaseException | None) -> str | None:
+    """What went wrong in words, when ``err`` (or what it was raised from) is a disk fault the user
+    can fix; None for anything else. Libraries that wrap the OSError (torch's checkpoint writer,
+    safetensors) keep its text, e.g. "No space left on device (os error 28)"."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in DISK_ERRORS:
+            return DISK_ERRORS[err.errno]
+        if "No space left on device" in str(err) or "os error 28" in str(err):
+            return DISK_ERRORS[errno.ENOSPC]
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextmanager
+def disk_faults(what: str) -> Iterator[None]:
+    """A disk fault inside the block (a full disk while a checkpoint or a model is saved) becomes a
+    ForecastError saying what was being written and what to do, instead of an internal error."""
+    try:
+        yield
+    except ForecastError:
+        raise
+    except Exception as err:
+        problem = disk_problem(err)
+        if problem is None:
+            raise
+        raise ForecastError(f"cannot write {what}: {problem}") from None
+
+
+STALE_SECONDS = 60  # a temporary file without a live writer's pid, untouched this long, is left over
+
+
+def clear_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files (``.<name>.<pid>.<random>.tmp``) that a killed write of ``path``
+    left beside it: those whose process is gone, or (older names without a pid) untouched for a minute."""
+    from forecast.tracking import _alive
+
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".")[0]
+        try:
+            stale = not _alive(int(pid)) if pid.isdigit() else time.time() - tmp.stat().st_mtime > STALE_SECONDS
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
 
 
 def _umask() -> int:

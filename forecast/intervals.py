@@ -81,10 +81,21 @@ def with_range(prediction: Prediction, has_history: np.ndarray, widths: dict[str
     return replace(prediction, lower=lower, upper=upper)  # a copy: the caller's prediction is left as it was
 
 
-def save(directory: Path, level: float, widths: dict[str, np.ndarray]) -> None:
-    """The half-widths a model's export used, so ``predict`` with the saved model gives the same ranges."""
-    data = {"level": level, "half_width": {g: [float(v) for v in w] for g, w in widths.items()}}
+def save(directory: Path, level: float, widths: dict[str, np.ndarray], missing: dict[str, str] | None = None) -> None:
+    """The half-widths a model's export used, so ``predict`` with the saved model gives the same ranges;
+    ``missing``: for a group without them, why (e.g. no new product in any backtest fold)."""
+    data = {"level": level, "half_width": {g: [float(v) for v in w] for g, w in widths.items()},
+            "missing": dict(missing or {})}
     (Path(directory) / FILE).write_text(json.dumps(data, indent=2))
+
+
+def missing_reasons(directory: Path) -> dict[str, str] | None:
+    """Per group without saved half-widths, why; None for a model saved without intervals.json."""
+    path = Path(directory) / FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return {g: data.get("missing", {}).get(g, "none were saved") for g in (HISTORY, NEW) if g not in data["half_width"]}
 
 
 def load(directory: Path) -> dict[str, np.ndarray]:

@@ -25,11 +25,11 @@ from forecast.config import RunConfig
 from forecast.data.contract import input_paths, load_tables
 from forecast.data.panel import Panel, build_panel
 from forecast.errors import ConfigError, DataError
-from forecast.export import check_writable, forecast_frame, write_csv_atomic
+from forecast.export import check_writable, disk_faults, forecast_frame, write_csv_atomic
 from forecast.metrics import METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Prediction, forecast_targets, variant_name
-from forecast.models.neural.devices import is_rank_zero
+from forecast.models.neural.devices import check_devices, is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ def check_checkpoint_dir(cfg: RunConfig) -> None:
     backtest, not after it, when the first model is saved."""
     if not any(m in registry.NEURAL for m in cfg.models):
         return
+    check_devices(cfg.train)  # before any training, like the folder: an accelerator or device count the machine lacks
     folder = Path(cfg.output.checkpoint_dir)
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
@@ -223,7 +224,9 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
             forecasts.append(_for_groups(panel, ranged, [group]))
         if hasattr(model, "save") and is_rank_zero():
             model_dirs[base] = model.save(Path(cfg.output.checkpoint_dir) / run_id / base)
-            intervals.save(model_dirs[base], cfg.evaluation.interval, widths)
+            saved, missing = saved_widths(backtest, base, widths, panel)
+            with disk_faults(f"the forecast ranges of {model_dirs[base]}"):
+                intervals.save(model_dirs[base], cfg.evaluation.interval, saved, missing)
             _log_served_model(cfg, model_runs[base], model_dirs[base], panel, forecasts[-1])
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
@@ -232,6 +235,23 @@ def fit_in_run(cfg: RunConfig, panel: Panel, run_id: str, export_path: Path | No
         tracking.log_file(export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return FitResult(run_id, backtest, chosen, frame, export_path, model_dirs)
+
+
+def saved_widths(backtest: BacktestResult, base: str, chosen: dict[str, np.ndarray],
+                 panel: Panel) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The half-widths a saved model carries: those of the groups it was chosen for (as exported), and
+    for the others its own backtest errors, since ``predict`` forecasts every group the model serves;
+    with, for a group it was never scored on, the reason (so predict can say it plainly)."""
+    widths = backtest.half_widths(base) | chosen
+    missing = {}
+    for group in sorted(set(registry.MODELS[base].groups) - set(widths)):
+        what = "with history at a backtest origin" if group == HISTORY else "launched after a backtest origin"
+        missing[group] = (f"no product {what} had actuals in the {len(backtest.folds)} backtest fold(s), so {base} was "
+                          f"never scored on {group} products (more --folds or a later --step give it some)")
+    for group, reason in missing.items():
+        if _count_targets(panel, group):
+            log.warning("the saved %s model has no forecast range for %s products: %s", base, group, reason)
+    return widths, missing
 
 
 def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction) -> None:
@@ -274,10 +294,10 @@ def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -
         raise DataError(f"{data_paths(cfg)[0]}: the data's periods are {panel.freq} but the model in {model_dir} "
                         f"was trained on {model.freq} periods; aggregate the sales to {model.freq} (or give "
                         f"--freq {model.freq}), or fit a model on this data")
+    panel = model.checked_inputs(panel, data_paths(cfg)[0], model_dir)
     forecast = model.predict(panel, horizon)
     widths = intervals.load(Path(model_dir))
-    if not widths:
-        log.warning("%s holds no forecast ranges (saved by an older version): units_lo/units_hi are empty", model_dir)
+    _warn_missing_ranges(Path(model_dir), panel, forecast)
     forecast = intervals.with_range(forecast, panel.has_history[forecast.item_index], widths)
     frame = forecast_frame(panel, [forecast], cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
@@ -285,6 +305,20 @@ def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -
         write_csv_atomic(frame, export_path)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return frame
+
+
+def _warn_missing_ranges(model_dir: Path, panel: Panel, forecast: Prediction) -> None:
+    """Say plainly which forecast rows get no range (empty units_lo/units_hi), and why."""
+    reasons = intervals.missing_reasons(model_dir)
+    if reasons is None:
+        log.warning("%s holds no forecast ranges (saved by a version before they were kept): units_lo/units_hi "
+                    "are empty; refit to get them", model_dir)
+        return
+    history = panel.has_history[forecast.item_index]
+    for group, reason in reasons.items():
+        rows = int((history if group == HISTORY else ~history).sum())
+        if rows:
+            log.warning("%d %s product(s) get no forecast range (empty units_lo/units_hi): %s", rows, group, reason)
 
 
 def _for_groups(panel: Panel, forecast: Prediction, groups: list[str]) -> Prediction:
