@@ -234,11 +234,10 @@ def test_bad_search_spaces_are_refused_before_any_trial(case, data, workdir, cap
 
 @pytest.mark.parametrize("name", ["a/../b", "x:y", " ", "n" * 300])
 def test_bad_register_names_are_refused_before_training(name, data, workdir, capsys):
-    tic = time.perf_counter()
     code, err = run(capsys, "fit", *tables(data), "--models", "moving_average,fusion", "--register", name)
     refused(code, err, "--register")
-    assert not Path("checkpoints").exists() and not Path("forecast.csv").exists()
-    assert time.perf_counter() - tic < 60  # no training ran (a fusion fit takes longer on this data)
+    assert not Path("checkpoints").exists() and not Path("forecast.csv").exists()  # no training ran
+    assert not Path("mlruns").exists()  # nor was a run opened
 
 
 def test_an_export_name_too_long_for_the_file_system_is_refused_first(data, workdir, capsys):
