@@ -19,14 +19,19 @@ from forecast.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError, DataError
 from forecast.export import forecast_frame
+from forecast.files import disk_faults
+from forecast.models.base import HISTORY
 
 log = logging.getLogger("forecast.pipeline")
 
 
-def save(model, directory: Path, levels: tuple[float, ...], calibrations: dict[str, Calibration]) -> Path:
-    """A refitted model's folder: its own files (``model.save``) and the ranges it exports with."""
+def save(model, directory: Path, levels: tuple[float, ...], calibrations: dict[str, Calibration],
+         missing: dict[str, str] | None = None) -> Path:
+    """A refitted model's folder: its own files (``model.save``) and the ranges it exports with
+    (``missing``: for a group without a range, why; predict says it)."""
     saved = model.save(directory)
-    intervals.save(saved, levels, calibrations)
+    with disk_faults(f"the forecast ranges of {saved}"):
+        intervals.save(saved, levels, calibrations, missing)
     return saved
 
 
@@ -58,9 +63,21 @@ class SavedModel:
             raise DataError(f"{source}: the data's periods are {panel.freq} but the model in {self.directory} "
                             f"was trained on {model.freq} periods; aggregate the sales to {model.freq} (or give "
                             f"--freq {model.freq}), or fit a model on this data")
+        panel = model.checked_inputs(panel, source, self.directory)
         prediction = model.predict(panel, horizon)
-        if not self.calibrations:
-            log.warning("%s holds no forecast ranges (saved by an older version): the export has no range",
-                        self.directory)
+        self._warn_missing_ranges(panel, prediction)
         ranged = intervals.with_range(prediction, panel.has_history[prediction.item_index], self.calibrations)
         return forecast_frame(panel, [ranged], cfg.neural.trend_window, cfg.output.trend_threshold)
+
+    def _warn_missing_ranges(self, panel: Panel, prediction) -> None:
+        """Say plainly which forecast rows get no range, and why."""
+        reasons = intervals.missing_reasons(self.directory)
+        if reasons is None:
+            log.warning("%s holds no forecast ranges (saved by a version before they were kept): the export has "
+                        "no range; refit to get them", self.directory)
+            return
+        history = panel.has_history[prediction.item_index]
+        for group, reason in reasons.items():
+            rows = int((history if group == HISTORY else ~history).sum())
+            if rows:
+                log.warning("%d %s product(s) get no forecast range: %s", rows, group, reason)

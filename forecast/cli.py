@@ -240,6 +240,9 @@ def run(args: argparse.Namespace) -> int:
 
         return launch_ui(args.tracking_uri, args.port)
     cfg = config_from_args(args)
+    from forecast.outputs import check_verb_paths
+
+    check_verb_paths(args.verb, args, cfg)  # every output against every input and other output, before work
     if not cfg.train.progress:  # also the text encoder's "Loading weights" and MLflow's download bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -283,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = getattr(args, "debug", False)
+    from forecast.models.neural.devices import die_with_parent
+
+    die_with_parent()  # a distributed training's other ranks stop when rank 0 does
     _setup_logging(debug, args.verb)
     _sigterm_as_interrupt()
     try:
@@ -294,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # a bug, not a user error: say so briefly
+        from forecast.files import disk_problem
+
+        if (problem := disk_problem(err)) and not debug:  # a disk fault somewhere not wrapped by name
+            where = getattr(err, "filename", None)
+            print(f"error: cannot write {where or 'a file'}: {problem}", file=sys.stderr)
+            return 2
         if debug:
             raise
         print(f"internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)

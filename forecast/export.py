@@ -9,18 +9,14 @@ as a formula are neutralised (:func:`neutralise_formulas`).
 
 from __future__ import annotations
 
-import os
 import re
-import stat
-import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from forecast.data.panel import Panel
-from forecast.errors import ForecastError
+from forecast.files import write_atomic
 from forecast.intervals import quantile_column
 from forecast.models.base import Prediction
 from forecast.trends import trend_columns
@@ -32,38 +28,6 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number in a text cell is not a formula
 
 
-def check_writable(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
-    """Fail before any work if the file could not, or must not, be written at the end.
-
-    ``inputs`` are the files the run reads: writing over one of them is refused.
-    Returns the path written to: a symlink's target.
-    """
-    link = Path(path)
-    path = Path(os.path.realpath(link))
-    parent = path.parent
-    if path.is_dir():
-        raise ForecastError(f"export path {link} is a directory; give a file name such as {link / 'forecast.csv'}")
-    if path.exists() and not path.is_file():
-        raise ForecastError(f"export path {link} is not a regular file ({_kind(path)}); give the path of a CSV file")
-    for given in inputs:
-        if path.exists() and Path(given).exists() and os.path.samefile(path, given):
-            raise ForecastError(f"export path {link} is the input file {given}; write the output to another file")
-    if parent.exists() and not parent.is_dir():
-        raise ForecastError(f"export path {link}: {parent} is a file, not a folder")
-    if not parent.is_dir():
-        raise ForecastError(f"export path {link}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ForecastError(f"export path {link}: not writable (check the folder's permissions)")
-    return path
-
-
-def _kind(path: Path) -> str:
-    mode = path.stat().st_mode
-    kinds = {stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device", stat.S_ISFIFO: "a pipe",
-             stat.S_ISSOCK: "a socket"}
-    return next((name for test, name in kinds.items() if test(mode)), "not a file")
-
-
 def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write to a temporary file beside the target and rename it into place.
 
@@ -71,26 +35,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     file gets the mode of the one it replaces, or the umask's default for a new file
     (mkstemp alone would make every export 0600).
     """
-    path = check_writable(path)
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            neutralise_formulas(frame).to_csv(handle, index=False)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
+    return write_atomic(path, lambda handle: neutralise_formulas(frame).to_csv(handle, index=False))
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:

@@ -257,10 +257,23 @@ def with_range(prediction: Prediction, has_history: np.ndarray, calibrations: di
     return replace(prediction, quantiles=quantiles)  # a copy: the caller's prediction is left as it was
 
 
-def save(directory: Path, levels: tuple[float, ...], calibrations: dict[str, Calibration]) -> None:
-    """The calibration a model's export used, so ``predict`` with the saved model gives the same ranges."""
-    data = {"levels": list(levels), "groups": {g: c.to_json() for g, c in calibrations.items()}}
+def save(directory: Path, levels: tuple[float, ...], calibrations: dict[str, Calibration],
+         missing: dict[str, str] | None = None) -> None:
+    """The calibration a model's export used, so ``predict`` with the saved model gives the same ranges;
+    ``missing``: for a group without one, why (e.g. no new product in any backtest fold)."""
+    data = {"levels": list(levels), "groups": {g: c.to_json() for g, c in calibrations.items()},
+            "missing": dict(missing or {})}
     (Path(directory) / FILE).write_text(json.dumps(data, indent=2))
+
+
+def missing_reasons(directory: Path) -> dict[str, str] | None:
+    """Per group without a saved calibration, why; None for a model saved without intervals.json."""
+    path = Path(directory) / FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    saved = data.get("groups", data.get("half_width", {}))
+    return {g: data.get("missing", {}).get(g, "none were saved") for g in (HISTORY, NEW) if g not in saved}
 
 
 def load(directory: Path) -> dict[str, Calibration]:

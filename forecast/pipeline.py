@@ -26,11 +26,12 @@ from forecast.data.contract import input_paths
 from forecast.data.loading import data_paths, load_panel
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError
-from forecast.export import check_writable, forecast_frame, write_csv_atomic
+from forecast.export import forecast_frame, write_csv_atomic
+from forecast.files import check_writable
 from forecast.metrics import INTERVAL_METRICS, METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Model, Prediction, forecast_targets, variant_name
-from forecast.models.neural.devices import is_rank_zero
+from forecast.models.neural.devices import check_devices, is_rank_zero
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def check_checkpoint_dir(cfg: RunConfig) -> None:
     backtest, not after it, when the first model is saved."""
     if not any(m in registry.NEURAL for m in cfg.models):
         return
+    check_devices(cfg.train)  # before any training, like the folder: an accelerator or device count the machine lacks
     folder = Path(cfg.output.checkpoint_dir)
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
@@ -259,8 +261,9 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             model = fitted.models[base]
             if not hasattr(model, "save"):
                 continue
+            saved, missing = saved_widths(fitted.plan.backtest, base, fitted.widths[base], panel)
             model_dirs[base] = artifact.save(model, Path(cfg.output.checkpoint_dir) / run_id / base,
-                                             cfg.evaluation.levels, fitted.widths[base])
+                                             cfg.evaluation.levels, saved, missing)
             if base in model_runs:
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
                 _log_served_model(cfg, model_runs[base], model_dirs[base], panel, served)
@@ -301,6 +304,23 @@ def _log_plan(cfg: RunConfig, panel: Panel, planned: Plan) -> dict[str, str]:
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     _log_chosen_metrics(backtest, chosen)
     return model_runs
+
+
+def saved_widths(backtest: BacktestResult, base: str, chosen: dict[str, np.ndarray],
+                 panel: Panel) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The half-widths a saved model carries: those of the groups it was chosen for (as exported), and
+    for the others its own backtest errors, since ``predict`` forecasts every group the model serves;
+    with, for a group it was never scored on, the reason (so predict can say it plainly)."""
+    widths = backtest.calibrations(base) | chosen
+    missing = {}
+    for group in sorted(set(registry.MODELS[base].groups) - set(widths)):
+        what = "with history at a backtest origin" if group == HISTORY else "launched after a backtest origin"
+        missing[group] = (f"no product {what} had actuals in the {len(backtest.folds)} backtest fold(s), so {base} was "
+                          f"never scored on {group} products (more --folds or a later --step give it some)")
+    for group, reason in missing.items():
+        if _count_targets(panel, group):
+            log.warning("the saved %s model has no forecast range for %s products: %s", base, group, reason)
+    return widths, missing
 
 
 def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction) -> None:

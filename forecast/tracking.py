@@ -33,6 +33,7 @@ import pandas as pd
 
 from forecast.config import RunConfig, TrackingConfig
 from forecast.errors import ConfigError, ForecastError
+from forecast.files import process_alive
 from forecast.metrics import INTERVAL_METRICS, METRICS
 
 log = logging.getLogger(__name__)
@@ -198,21 +199,11 @@ def mark_abandoned_runs(cfg: TrackingConfig) -> int:
     for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
         tags = run.data.tags
         pid = tags.get("forecast.pid")
-        if tags.get("forecast.host") != host or not pid or _alive(int(pid)):
+        if tags.get("forecast.host") != host or not pid or process_alive(int(pid)):
             continue
         client.set_terminated(run.info.run_id, status="KILLED")
         marked += 1
     return marked
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @_rank_zero_only
@@ -381,6 +372,8 @@ def check_store(cfg: TrackingConfig) -> str:
     fails mid-run). Returns the URI."""
     from urllib.parse import urlparse
 
+    if cfg.register is not None:
+        check_register_name(cfg.register)
     uri = resolve_uri(cfg)
     where = f"tracking URI {uri!r} (--tracking-uri or $MLFLOW_TRACKING_URI)"
     parsed = urlparse(uri)
@@ -405,6 +398,25 @@ def check_store(cfg: TrackingConfig) -> str:
     return uri
 
 
+REGISTERED_NAME_MAX = 256  # the model registry's name column (MLflow's SQL schema)
+
+
+def check_register_name(name: str) -> None:
+    """``--register NAME``, refused before training when MLflow's registry would refuse it at the end
+    (empty, a ``/`` or ``:``, a path such as ``a/../b``, too long)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as err:
+        raise ConfigError(f"--register {name!r}: not a valid model name ({err.message}); use letters, digits, "
+                          f"'-', '_' and '.', e.g. --register demand-fusion") from None
+    if len(name) > REGISTERED_NAME_MAX:
+        raise ConfigError(f"--register: the name is {len(name)} characters long; the model registry takes at most "
+                          f"{REGISTERED_NAME_MAX}")
+
+
 def launch_ui(uri: str | None, port: int) -> int:
     """`mlflow ui` on this store, bound to 127.0.0.1 (one worker: enough, and sqlite-friendly).
 
@@ -414,15 +426,31 @@ def launch_ui(uri: str | None, port: int) -> int:
     """
     import subprocess
 
-    uri = resolve_uri(TrackingConfig(uri=uri))
+    check_port(port)
+    uri = check_store(TrackingConfig(uri=uri))  # a non-database file, an unknown scheme: refused by name
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
     print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it", file=sys.stderr)
     server = subprocess.Popen(cmd, start_new_session=True)
     try:
-        return server.wait()
+        code = server.wait()
     finally:
         _stop_group(server)
+    # the server stops only when told to (an interrupt here, handled above): on its own it failed
+    raise ForecastError(f"the MLflow UI stopped on its own (exit code {code}) on port {port}, store {uri}; "
+                        f"see its messages above")
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """A port the UI can listen on: 1-65535 and free now (a busy port made the server exit at once)."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: a port is a number from 1 to 65535 (e.g. 5000)")
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror}; another program, "
+                              f"perhaps an MLflow UI, uses it); give another --port") from None
 
 
 def _stop_group(server) -> None:

@@ -38,6 +38,8 @@ from forecast.errors import DataError
 from forecast.intervals import QUANTILE_COLUMN, range_columns
 from forecast.models.base import Prediction
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from forecast.models.neural.estimator import NeuralEstimator
 
@@ -160,26 +162,42 @@ def item_totals(export: pd.DataFrame, dispersion: float, level: float) -> pd.Dat
     return totals.drop(columns=["down", "up"])
 
 
+FORECAST_REQUIRED = ("item_id", "date", "units")
+
+
 def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
     """The item_id, units (and the range's quantile columns, e.g. units_p10 and units_p90, when
     present) of a forecast CSV written by ``fit``.
 
-    Units must be numbers and every item a product of the panel (a forecast made from other
-    tables would otherwise give an empty report without a word). Item ids that the export
-    neutralised as formulas (a leading ``'``) are read back as they were.
+    Checked as strictly as fit checks its tables, naming the file, column and lines: units and
+    their range are non-negative numbers with ``units_lo <= units_hi``, dates readable, one row per
+    (item_id, date), every item a product of the panel (a forecast made from other tables would
+    otherwise give an empty report without a word), and its products with history forecast after
+    their history (a sales table given as the forecast lies wholly inside it: refused). Item ids
+    that the export neutralised as formulas (a leading ``'``) are read back as they were.
     """
-    from forecast.data.contract import parse_numeric, read_table, require_columns
+    from forecast.data.contract import _fail_rows, parse_dates, parse_numeric, read_table, require_columns
 
     if not path.is_file():
         raise DataError(f"{path}: forecast file not found; run `python -m forecast fit --export {path}` first")
     frame = read_table(path)
-    require_columns(frame, ("item_id", "units"), path.name)
-    item_ids = frame["item_id"].str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
+    require_columns(frame, FORECAST_REQUIRED, path.name)
+    item_ids = frame["item_id"].astype(str).str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
     export = pd.DataFrame({"item_id": item_ids, "units": parse_numeric(frame, "units", path.name)})
+    dates = parse_dates(frame, "date", path.name)
+    _fail_rows(path.name, "date", "duplicate an (item_id, date) pair: a forecast has one row per product and "
+               "period", pd.DataFrame({"i": item_ids, "d": dates}).duplicated(keep=False), frame)
     for column in (c for c in frame.columns if QUANTILE_COLUMN.fullmatch(c)):
         blank = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
         export[column] = np.nan
         export.loc[~blank, column] = parse_numeric(frame[~blank], column, path.name)
+    for column in [c for c in export.columns if c == "units" or QUANTILE_COLUMN.fullmatch(c)]:
+        _fail_rows(path.name, column, "are negative: a forecast never is (was the file edited?)",
+                   export[column].lt(0), frame)
+    if (pair := range_columns(list(export.columns))) is not None:
+        low, high, _ = pair
+        _fail_rows(path.name, low, f"lie above {high}: a range runs from {low} up to {high}",
+                   export[low].gt(export[high]), frame)
     if {"units_lo", "units_hi"} <= set(frame.columns) and range_columns(list(export.columns)) is None:
         log.warning("%s: units_lo/units_hi (an export of an earlier version) do not say their level; the report "
                     "uses a Poisson band instead (re-export with fit or predict for units_p10/units_p90)", path.name)
@@ -188,7 +206,26 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
         shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
         raise DataError(f"{path.name}: column 'item_id': {len(unknown)} item(s) are not in the products table "
                         f"({shown}); give the --sales and --products the forecast was made from")
+    _check_forecast_dates(path, panel, item_ids, dates)
     return export
+
+
+def _check_forecast_dates(path: Path, panel: Panel, item_ids: pd.Series, dates: pd.Series) -> None:
+    """A forecast of products with history starts after their history. Rows all dated inside it are a
+    sales table given as the forecast (refused); some of them, a forecast made from older sales than
+    --sales holds (said at WARNING: the report's reference weeks may not match it)."""
+    history = item_ids.isin(set(panel.item_ids[panel.has_history])).to_numpy()
+    old = history & (dates <= panel.dates[-1]).to_numpy()
+    if not old.any():
+        return
+    first = f"e.g. line {int(np.flatnonzero(old)[0]) + 2}: item_id={item_ids[old].iloc[0]} date={dates[old].iloc[0].date()}"
+    if old.sum() == history.sum():
+        raise DataError(f"{path}: every row of the products with history is dated inside their sales history (up to "
+                        f"{panel.dates[-1].date()}; {first}): this looks like a sales table, not a forecast; give "
+                        f"--forecast the CSV that fit or predict wrote")
+    log.warning("%s: %d forecast row(s) of products with history are dated on or before the sales' last period %s "
+                "(%s): the forecast was made from older sales than --sales holds", path, int(old.sum()),
+                panel.dates[-1].date(), first)
 
 
 def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_products: int, level: float,

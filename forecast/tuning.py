@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -35,7 +36,7 @@ from forecast.backtest import origins, run_backtest
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError
-from forecast.export import check_writable
+from forecast.files import check_writable, write_atomic
 from forecast.models.registry import check_models
 from forecast.models.base import HISTORY
 
@@ -47,33 +48,82 @@ DEFAULTS_ATTR = "defaults"  # user attribute of the trial that runs the current 
 
 
 def load_search_space(path: str | Path | None) -> dict[str, dict[str, Any]]:
-    """The search space YAML, checked against the config tree before any trial runs."""
+    """The search space YAML, checked before any trial runs: each entry must make a valid Optuna
+    distribution (``low <= high``, a log range above 0, a positive step) and every value it can
+    give must be one its config key accepts (an unknown key, a float range on an integer key)."""
     source = Path(path) if path else resources.files("forecast") / "search_space.yaml"
     if path and not Path(path).is_file():
         raise ConfigError(f"search space {path}: file not found")
-    space = yaml.safe_load(source.read_text()) or {}
+    try:
+        space = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"search space {source}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(space, dict):
         raise ConfigError(f"search space {source}: expected a mapping of config keys to distributions")
     probe = RunConfig()
     for key, spec in space.items():
-        if not isinstance(spec, dict) or spec.get("type") not in ("float", "int", "categorical"):
+        if not isinstance(spec, dict) or spec.get("type") not in SPEC_FIELDS:
             raise ConfigError(f"search space {source}: {key!r} needs type float, int or categorical")
+        _check_spec(source, key, spec)
         for value in _examples(key, spec):  # an unknown key, or a value its type refuses: ConfigError
-            probe.updated({key: value})
+            try:
+                probe.updated({key: value})
+            except ConfigError as err:
+                raise ConfigError(f"search space {source}: {key!r} ({spec['type']}) can give {value!r}, which the "
+                                  f"configuration refuses: {err}") from None
     return space
+
+
+# the fields each distribution type takes (as optuna's suggest_float, suggest_int, suggest_categorical)
+SPEC_FIELDS = {"float": {"type", "low", "high", "log", "step"}, "int": {"type", "low", "high", "log", "step"},
+               "categorical": {"type", "choices"}}
+
+
+def _check_spec(source: Path | Any, key: str, spec: dict[str, Any]) -> None:
+    """Optuna's own checks of a distribution, made now with the key named (in a trial they end the
+    sweep with Optuna's internal error), and the ones Optuna does not make: a categorical's choices
+    must be a list (a string would be split into its letters), bounds must be numbers of the type."""
+    import optuna
+
+    where, kind = f"search space {source}: {key!r}", spec["type"]
+    unknown = sorted(set(spec) - SPEC_FIELDS[kind])
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)} for type {kind}; "
+                          f"a {kind} takes {', '.join(sorted(SPEC_FIELDS[kind] - {'type'}))}")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}: choices must be a non-empty list, e.g. choices: [lstm, attention], "
+                              f"got {choices!r}")
+        return
+    number = int if kind == "int" else (int, float)
+    for bound in ("low", "high", "step"):
+        value = spec.get(bound)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, number)):
+            raise ConfigError(f"{where}: {bound} {value!r} is not {'an integer' if kind == 'int' else 'a number'}")
+    if not isinstance(spec.get("log", False), bool):
+        raise ConfigError(f"{where}: log must be true or false, got {spec['log']!r}")
+    if spec.get("low") is None or spec.get("high") is None:
+        return  # _examples names the missing bound
+    make = optuna.distributions.IntDistribution if kind == "int" else optuna.distributions.FloatDistribution
+    try:
+        make(spec["low"], spec["high"], log=spec.get("log", False),
+             step=spec.get("step", 1 if kind == "int" else None))
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _examples(key: str, spec: dict[str, Any]) -> list[Any]:
     """Every value a trial could be given, as far as the config's type checks can tell: the
-    choices of a categorical, the bounds of a range."""
+    choices of a categorical, the bounds of a range (and a fraction, for a float range)."""
     if spec["type"] == "categorical":
-        if not spec.get("choices"):
-            raise ConfigError(f"search space: {key!r} is categorical with no choices")
         return list(spec["choices"])
     absent = [bound for bound in ("low", "high") if spec.get(bound) is None]
     if absent:
         raise ConfigError(f"search space: {key!r} is a {spec['type']} range without {' and '.join(map(repr, absent))}; "
                           f"give both, e.g. {{type: {spec['type']}, low: 1, high: 10}}")
+    if spec["type"] == "float":  # a float range gives fractions: an integer key refuses them
+        return [float(spec["low"]), float(spec["high"]), (spec["low"] + spec["high"]) / 2]
     return [spec["low"], spec["high"]]
 
 
@@ -150,10 +200,31 @@ def open_study(study_name: str, storage: str | None):
 
     storage = storage or DEFAULT_STORAGE
     sqlite = storage.startswith("sqlite")
-    with sqlite_lock(storage):
-        rdb = _rdb_storage(storage, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
-        return optuna.create_study(study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True,
-                                   pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2))
+    _check_sqlite_folder(storage)
+    try:
+        with sqlite_lock(storage):
+            rdb = _rdb_storage(storage, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else None)
+            return optuna.create_study(study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True,
+                                       pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2))
+    except Exception as err:  # sqlalchemy, optuna or OS errors: an unknown scheme, a missing driver, a bad file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(" (Background on")[0]
+        raise ConfigError(f"--storage {storage}: Optuna cannot open it ({first[:300]}); give a writable "
+                          f"sqlite:///path/optuna.db or a database URL such as postgresql://user@host/db") from None
+
+
+def _check_sqlite_folder(storage: str) -> None:
+    """A sqlite study needs its folder writable (the database, its journal and the lock file beside it)."""
+    if not storage.startswith("sqlite:///"):
+        return
+    db = Path(storage.removeprefix("sqlite:///"))
+    folder = next((p for p in (db.parent, *db.parent.parents) if p.exists()), Path("."))
+    if db.is_dir():
+        raise ConfigError(f"--storage {storage}: {db} is a folder; name a database file, e.g. {db / 'optuna.db'}")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigError(f"--storage {storage}: the folder {folder} is not writable (Optuna keeps the study, "
+                          f"its journal and a lock file there); give a --storage in a writable folder")
+    if db.exists() and not os.access(db, os.W_OK):
+        raise ConfigError(f"--storage {storage}: {db} is read-only; make it writable or give another --storage")
 
 
 def _rdb_storage(storage: str, engine_kwargs: dict | None, attempts: int = 5):
@@ -194,10 +265,10 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     export_path = check_writable(cfg.output.export) if cfg.output.export else None
     pipeline.check_checkpoint_dir(cfg)
     tracking.check_store(cfg.tracking)
-    panel = pipeline.load_panel(cfg)
-    origins(panel.n_periods, cfg.evaluation)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(study_name, storage)
+    panel = pipeline.load_panel(cfg)
+    origins(panel.n_periods, cfg.evaluation)
     tracking.mark_abandoned_runs(cfg.tracking)
 
     with tracking.tracked_run(cfg, "tune", pipeline.data_paths(cfg)[0]) as parent_id:
@@ -219,7 +290,7 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
             raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); run more trials")
         best = chosen_trial(study)
         winner = cfg.updated(best.params)
-        winner.to_yaml(best_path)
+        write_atomic(best_path, lambda handle: yaml.safe_dump(winner.to_dict(), handle, sort_keys=False))
         is_defaults = bool(best.user_attrs.get(DEFAULTS_ATTR))
         tracking.log_params({f"best.{k}": v for k, v in best.params.items()})
         tracking.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number,

@@ -67,13 +67,15 @@ def test_fit_forecasts_each_product_from_its_launch_and_stops_at_its_end(workdir
     with caplog.at_level(logging.INFO):
         export = fit(files)
     assert dates_of(export, "A") == ["2024-03-11", "2024-03-18", "2024-03-25"]
-    assert dates_of(export, "C") == ["2024-02-05", "2024-02-12", "2024-02-19"]  # a past launch, not after the table
-    assert dates_of(export, "D") == ["2023-12-04", "2023-12-11", "2023-12-18"]  # before the table's start
+    # a past launch without sales rows (inside the table, or before it): missing sales, forecast for the coming weeks
+    assert dates_of(export, "C") == ["2024-03-11", "2024-03-18", "2024-03-25"]
+    assert dates_of(export, "D") == ["2024-03-11", "2024-03-18", "2024-03-25"]
     assert dates_of(export, "E") == ["2024-03-11", "2024-03-18", "2024-03-25"]  # no launch_date: after the table
     assert dates_of(export, "B") == []  # ended before the forecast start
     assert dates_of(export, "G") == ["2024-03-11", "2024-03-18"]  # ends inside the horizon
     assert dates_of(export, "F") == ["2024-03-11", "2024-03-18", "2024-03-25"]  # series-end table: runs on
-    assert "2 new product(s) launch before the sales table ends" in caplog.text
+    assert "2 product(s) have a launch_date before the sales table ends (2024-03-04) but no sales rows (C, D)" \
+        in caplog.text
     assert "1 product(s) end before their forecast start: no future rows" in caplog.text
 
 
@@ -87,7 +89,7 @@ def test_new_products_no_model_serves_get_the_knn_fallback_and_every_missing_pro
     export = pd.read_csv("forecast.csv", dtype={"item_id": str})
     assert set(export["item_id"]) == set("ACDEFGL")
     assert set(export.loc[export["item_id"].isin(list("CDE")), "model"]) == {"knn"}
-    assert dates_of(export, "C") == ["2024-02-05", "2024-02-12", "2024-02-19"]
+    assert dates_of(export, "C") == ["2024-03-11", "2024-03-18", "2024-03-25"]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("none of --models moving_average forecasts new products: fitting knn for the 3" in w
                for w in warnings), warnings
@@ -152,7 +154,7 @@ def test_launch_position_and_history_are_separate_facts(files):
     p = panel_of(files)
     row = {item: k for k, item in enumerate(p.item_ids)}
     T = p.n_periods
-    assert [p.start[row[i]] for i in "CDEL"] == [5, -4, T, 5]
+    assert [p.start[row[i]] for i in "CDEL"] == [T, T, T, 5]  # C, D: past launches without rows start now
     assert [bool(p.has_history[row[i]]) for i in "ACDEL"] == [True, False, False, False, True]
     assert p.first_sale[row["L"]] == 7
     np.testing.assert_array_equal(p.units[row["L"], 5:], [0, 0, 5, 5, 5])  # zero weeks after its launch

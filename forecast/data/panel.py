@@ -242,6 +242,7 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", ser
     np.maximum.at(last_sale, row, col)
     start = _series_start(products, dates, offset, first_sale)
     end = _series_end(tables, dates, offset, last_sale, series_end)
+    start = _unsold_past_launches_start_now(start, first_sale, end, dates, item_ids)
 
     observed = np.zeros((n, T), dtype=bool)
     observed[row, col] = True
@@ -268,6 +269,29 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", ser
     )
     _log_life_cycle(panel)
     return panel
+
+
+def _unsold_past_launches_start_now(start: np.ndarray, first_sale: np.ndarray, end: np.ndarray,
+                                    dates: pd.DatetimeIndex, item_ids: np.ndarray) -> np.ndarray:
+    """A product launched before the table ends (its ``launch_date``) with no sales row at all, and not
+    ended: its sales are missing from the table, not zero (a product the table covers has rows; one it
+    does not cover cannot be told from one that sold nothing). It is forecast as a new product from
+    the first period after the table, the weeks a planner needs, rather than from its past launch."""
+    T = len(dates)
+    moved = (first_sale >= T) & (start < T)  # those that ended by then get no rows (said by _log_life_cycle)
+    unsold = moved & (end > T)
+    if not unsold.any():
+        return np.where(moved, T, start)
+    log.warning("%d product(s) have a launch_date before the sales table ends (%s) but no sales rows (%s): their "
+                "sales are taken as missing, not zero, and they are forecast as new products from their "
+                "description for the periods from %s; if they sold nothing, add rows with units 0 to forecast them "
+                "from that history", int(unsold.sum()), dates[-1].date(), _first_of(item_ids[unsold]),
+                (dates[-1] + dates.freq).date())
+    return np.where(moved, T, start)
+
+
+def _first_of(ids: np.ndarray, shown: int = 5) -> str:
+    return ", ".join(map(str, ids[:shown])) + (f", ... ({len(ids) - shown} more)" if len(ids) > shown else "")
 
 
 def _log_gaps(gap_mask: np.ndarray, inside: np.ndarray, data_freq: str | None = None) -> None:
@@ -352,7 +376,7 @@ def _series_end(tables: Tables, dates: pd.DatetimeIndex, offset, last_sale: np.n
     given = products["end_date"].notna().to_numpy()
     at = np.full(len(end), OPEN_END, dtype=np.int64)
     at[given] = grid_positions(dates, offset, products.loc[given, "end_date"], "right")
-    sold_after = given & (last_sale >= at)
+    sold_after = given & (last_sale >= 0) & (last_sale >= at)  # no sales row: nothing sold after it
     if sold_after.any():
         lines = [int(i) + 2 for i in np.flatnonzero(sold_after)[:5]]
         shown = ", ".join(f"line {ln}: item_id={products['item_id'].iloc[ln - 2]}" for ln in lines)

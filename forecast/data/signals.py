@@ -26,6 +26,7 @@ import pandas as pd
 from forecast.data.contract import LIFE_CYCLE_DATES, load_signals
 from forecast.data.panel import Panel, Signals, grid_positions
 from forecast.data.words import words
+from forecast.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,28 @@ def attach_signals(panel: Panel, path: str | Path, date_format: str | None = Non
     """The panel with the signals of ``path`` on its grid and each product's matches."""
     frame, file = load_signals(path, date_format)
     values, first = on_grid(panel, frame, file)
+    _check_overlap(panel, first, first + values.shape[1] - 1, file)
     names = [c for c in frame.columns if c != "date"]
     items = match_products(panel.products, names, file)
     return replace(panel, signals=Signals(names, values, first, items))
+
+
+def _check_overlap(panel: Panel, first: int, last: int, file: str) -> None:
+    """Signals that end before the sales start are never seen (a model reads only values dated before
+    its origin, within its context window): refused. Signals that stop long before the table ends leave
+    the latest forecasts without them: said, with the gap."""
+    T, season = panel.n_periods, panel.season_length or 52
+    start, stop = panel.date_at(np.array([first, last]))
+    if last < 0:
+        raise DataError(f"{file}: the signals end on {stop.date()}, {-last} period(s) before the sales start on "
+                        f"{panel.dates[0].date()}: no forecast would ever see a value; give signals that cover the "
+                        f"sales period")
+    if first >= T:
+        log.warning("%s: the signals start on %s, after the sales end on %s: only launches after that see them",
+                    file, start.date(), panel.dates[-1].date())
+    if T - 1 - last > season:
+        log.warning("%s: the signals end on %s, %d periods before the sales end on %s: forecasts from the latest "
+                    "origins see no signal values", file, stop.date(), T - 1 - last, panel.dates[-1].date())
 
 
 def on_grid(panel: Panel, frame: pd.DataFrame, file: str) -> tuple[np.ndarray, int]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from forecast.errors import ConfigError
+from forecast.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ def embed_texts(texts: list[str], path: str | None = None, max_tokens: int = 32,
         tokenizer, model = load_pretrained(path)
         log.info("embedding %d description(s) with %s", len(todo), Path(path).name)
         todo = _by_token_length(todo, tokenizer, max_tokens)
+        progress = Progress("embedding descriptions", len(todo))
         for lo in range(0, len(todo), batch_size):
+            progress.step(lo)
             chunk = todo[lo: lo + batch_size]
             batch = tokenizer([t for _, t in chunk], padding=True, truncation=True,
                               max_length=max_tokens, return_tensors="pt")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from forecast.config import RunConfig, TrainConfig
+from forecast.errors import ConfigError
 
 # the environment variables Lightning (and torchrun, SLURM) give each rank, in Lightning's order
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
@@ -51,3 +52,68 @@ def resolve_text_mode(cfg: RunConfig) -> RunConfig:
     if cfg.neural.text_mode != "auto":
         return cfg
     return cfg.updated({"neural.text_mode": "last-k" if on_cuda(cfg.train) else "frozen"})
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_devices(train: TrainConfig) -> None:
+    """Refuse, before any training, device options this machine cannot honour: an accelerator it
+    lacks (Lightning would fail mid-run with an internal error), more devices than it has (on CPU each
+    device is a training process: ``--devices 64`` on 2 cores started 64 of them and exhausted memory)."""
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator, XLAAccelerator
+
+    shown = ",".join(map(str, train.devices)) if isinstance(train.devices, list) else train.devices
+    where = f"--accelerator {train.accelerator} --devices {shown}"
+    available = {"gpu": CUDAAccelerator.is_available, "cuda": CUDAAccelerator.is_available,
+                 "mps": MPSAccelerator.is_available, "tpu": XLAAccelerator.is_available}
+    if train.accelerator == "hpu" or (train.accelerator in available and not available[train.accelerator]()):
+        raise ConfigError(f"{where}: this machine has no {train.accelerator.upper()} device that torch can use; "
+                          f"give --accelerator cpu (or auto, which takes a GPU when there is one)")
+    devices = train.devices
+    if devices == "auto" or devices == -1:
+        return
+    on_gpu = train.accelerator in ("gpu", "cuda") or (train.accelerator == "auto" and CUDAAccelerator.is_available())
+    if isinstance(devices, int) and devices < 1:
+        raise ConfigError(f"{where}: give a positive number of devices, -1 or auto (all), or a list such as 0,1")
+    if on_gpu:
+        count = CUDAAccelerator.auto_device_count()
+        wanted = devices if isinstance(devices, list) else list(range(devices))
+        if max(wanted) >= count or len(set(wanted)) != len(wanted):
+            raise ConfigError(f"{where}: this machine has {count} GPU(s) (indices 0-{count - 1}); give at most "
+                              f"{count} devices, or distinct indices below {count}")
+        return
+    if train.accelerator not in ("cpu", "auto"):
+        return
+    if isinstance(devices, list):
+        raise ConfigError(f"{where}: on CPU, --devices is a number of training processes (e.g. 2), not a list "
+                          f"of device indices")
+    cores = cpu_cores()
+    if devices > cores:
+        raise ConfigError(f"{where}: on CPU each device is a training process and this machine has {cores} "
+                          f"core(s); give --devices {cores} or fewer")
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """In a rank other than 0 of a distributed training (Lightning starts them by rerunning the
+    command from rank 0), ask Linux to kill this process when its parent dies: a killed or crashed
+    rank 0 must not leave the other ranks running (or waiting on it) for ever. Elsewhere nothing."""
+    import signal
+    import sys
+
+    if is_rank_zero() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent or parent == 1:  # the parent died before the request took effect
+        os._exit(1)

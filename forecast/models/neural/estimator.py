@@ -35,6 +35,7 @@ import signal
 import tempfile
 import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -44,7 +45,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from forecast.config import RunConfig
 from forecast.data.panel import Panel
-from forecast.errors import ConfigError, ForecastError
+from forecast.errors import ConfigError, DataError, ForecastError
+from forecast.files import disk_faults
 from forecast.models.base import BOTH_GROUPS, Prediction, forecast_targets
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trainer_devices
@@ -52,6 +54,7 @@ from forecast.models.neural.features import PanelDataModule, Scaler, build_featu
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
 from forecast.models.neural.system import ForecastSystem
 from forecast.models.neural.variants import READS
+from forecast.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ class NeuralEstimator:
         self.freq: str | None = None  # the training panel's frequency: predict data must have the same
         self.fit_info: dict = {}
         self.correction = BiasCorrection()
+        self.sales_price: bool | None = None  # whether the training sales had a price column (None: unknown)
 
     @property
     def uses_text(self) -> bool:
@@ -129,7 +133,9 @@ class NeuralEstimator:
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:
             dirpath = Path(root) / self.name if persistent else Path(root)
             trainer = self._trainer(dirpath, datamodule.has_validation)
-            _fit_interruptibly(trainer, system, datamodule, ckpt_path)
+            with disk_faults(f"training checkpoints in {dirpath} (--checkpoint-dir, or the temporary folder "
+                             f"$TMPDIR when not resuming)"):
+                _fit_interruptibly(trainer, system, datamodule, ckpt_path)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if best:
                 state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
@@ -137,6 +143,7 @@ class NeuralEstimator:
             trainer.strategy.barrier("best weights loaded")  # DDP: rank 0 keeps the folder until every rank has read
         self.network = network.cpu().eval()
         self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq
+        self.sales_price = panel.price is not None
         self.correction = self._fit_correction(datamodule)
         self.fit_info = {
             "epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - tic, 2),
@@ -240,7 +247,9 @@ class NeuralEstimator:
         levels = []
         self.network.eval()
         with torch.inference_mode(), _threads(self.config.train.num_threads):
+            progress = Progress(f"{self.name}: forecasting products", len(rows))
             for lo in range(0, len(rows), PREDICT_BATCH):
+                progress.step(lo)
                 batch = features.gather(rows[lo:lo + PREDICT_BATCH], start[lo:lo + PREDICT_BATCH])
                 part = history[lo:lo + PREDICT_BATCH]
                 weights = self._text_weights(part)
@@ -284,11 +293,15 @@ class NeuralEstimator:
     # --- persistence -----------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Weights (safetensors), RunConfig (YAML), metadata (JSON) and their checksums in ``directory``."""
-        from safetensors.torch import save_file
-
         if self.network is None:
             raise ForecastError(f"{self.name}: nothing to save before fit")
         directory = Path(directory)
+        with disk_faults(f"the {self.name} model to {directory} (--checkpoint-dir)"):
+            return self._save(directory)
+
+    def _save(self, directory: Path) -> Path:
+        from safetensors.torch import save_file
+
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
         save_file(state, str(directory / WEIGHTS), metadata={"format": FORMAT})
@@ -297,6 +310,7 @@ class NeuralEstimator:
             "format": FORMAT, "name": self.name, "horizon": self.horizon, "freq": self.freq,
             "spec": self.network.spec.to_dict(), "scaler": self.scaler.to_dict(),
             "text_mode": self.text_mode, "fit": self.fit_info, "bias_correction": self.correction.to_dict(),
+            "sales_price": self.sales_price,
         }
         (directory / META).write_text(json.dumps(meta, indent=2))
         (directory / SUMS).write_text("".join(f"{_sha256(directory / name)}  {name}\n"
@@ -333,7 +347,32 @@ class NeuralEstimator:
         model.horizon, model.freq = int(meta["horizon"]), meta["freq"]
         model.fit_info = meta.get("fit", {})
         model.correction = BiasCorrection(**meta["bias_correction"])
+        model.sales_price = meta.get("sales_price")  # absent in models saved before it was recorded
         return model
+
+    def checked_inputs(self, panel: Panel, sales_file: str, where: str | Path) -> Panel:
+        """The panel as this model reads it, or a DataError naming the column it lacks.
+
+        A sales ``price`` column or a covariate the model was trained with must be in the data (without
+        it the model would forecast from different inputs without a word); a covariate it was not
+        trained with is left out, with a WARNING naming it."""
+        trained = list(self.scaler.covariates)
+        lacking = [name for name in trained if name not in panel.covariates]
+        if self.sales_price and panel.price is None:
+            lacking.insert(0, "price")
+        if lacking:
+            raise DataError(f"{sales_file}: no column(s) {', '.join(map(repr, lacking))}, which the model in {where} "
+                            f"was trained with; add them to the sales table (as in the training data), or fit a "
+                            f"model on data without them")
+        extra = sorted(set(panel.covariates) - set(trained))
+        if extra:
+            log.warning("%s: column(s) %s are ignored: the model in %s was not trained with them (refit to use them)",
+                        sales_file, ", ".join(map(repr, extra)), where)
+            panel = replace(panel, covariates={name: panel.covariates[name] for name in trained})
+        if self.sales_price is False and panel.price is not None:
+            log.warning("%s: column 'price' is ignored: the model in %s was trained without prices", sales_file, where)
+            panel = replace(panel, price=None)
+        return panel
 
 
 class ResumableNeural:
