@@ -128,9 +128,9 @@ def test_trends_refuses_a_forecast_edited_to_negative_units(data, forecast_csv, 
 
 def test_trends_refuses_a_range_upside_down(data, forecast_csv, workdir, capsys):
     def upside_down(frame):
-        frame.loc[0, ["units_lo", "units_hi"]] = [9.0, 2.0]
+        frame.loc[0, ["units_p10", "units_p90"]] = [9.0, 2.0]
     code, err = trends(capsys, data, edited(forecast_csv, workdir, upside_down))
-    refused(code, err, "fc.csv", "'units_lo'", "above units_hi", "line 2")
+    refused(code, err, "fc.csv", "'units_p10'", "above units_p90", "line 2")
 
 
 def test_trends_refuses_a_forecast_with_repeated_rows(data, forecast_csv, workdir, capsys):
@@ -394,14 +394,14 @@ def test_signals_that_stop_long_before_the_table_ends_are_named(workdir, capsys,
 
 def test_a_saved_model_carries_its_ranges_or_says_why_not(data, saved, workdir, capsys, caplog):
     saved_ranges = json.loads((saved / "intervals.json").read_text())
-    assert "history" in saved_ranges["half_width"]  # fusion was scored on products with history
+    assert "history" in saved_ranges["groups"]  # fusion was scored on products with history
     assert "no product launched after a backtest origin" in saved_ranges["missing"]["new"]
     code, err = predict(capsys, saved, str(data / "sales.csv"), str(data / "products.csv"))
     assert code == 0, err
     export = pd.read_csv("out.csv", dtype={"item_id": str})
     new = export["item_id"].isin(["P0016", "P0017"])
-    assert export.loc[~new, ["units_lo", "units_hi"]].notna().all().all()
-    assert export.loc[new, ["units_lo", "units_hi"]].isna().all().all()
+    assert export.loc[~new, ["units_p10", "units_p90"]].notna().all().all()
+    assert export.loc[new, ["units_p10", "units_p90"]].isna().all().all()
     assert "older version" not in caplog.text and "before they were kept" not in caplog.text
     assert "2 new product(s) get no forecast range" in caplog.text
 
