@@ -81,7 +81,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(MODELS)}")
     group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
-    group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping)")
+    group.add_argument("--max-epochs", type=int, help="neural training epochs (default 8; all of them "
+                       "are trained unless train.val_periods in --config holds periods out for early stopping)")
     devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see README 'Scaling out')")
     devices.add_argument("--accelerator", choices=choices("train.accelerator"), help="default auto (a GPU if there is one)")
     devices.add_argument("--devices", type=_devices, help="how many devices (e.g. 2; -1 or auto: all) or which (0,1)")
@@ -139,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--study-name", default="forecast-fusion", help="Optuna study; rerun the same to resume")
     tune.add_argument("--storage", help="Optuna RDB storage (default sqlite:///mlruns/optuna.db)")
     tune.add_argument("--best-config", default="best_config.yaml", help="YAML written with the best configuration")
-    tune.add_argument("--export", help="forecast CSV of the refit best model (default forecast.csv)")
+    tune.add_argument("--export", help=f"forecast CSV of the refit best model (default {TUNE_EXPORT}: "
+                      "a fit's forecast.csv is never overwritten unasked)")
 
     trends = verbs.add_parser("trends", help="trend report by attribute and description word from a forecast CSV")
     _data_options(trends)
@@ -156,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui = verbs.add_parser("ui", help="start the MLflow UI on the tracking store (127.0.0.1)")
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite under ./mlruns)")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--experiment", default="forecast", help="experiment whose runs table it prints (default forecast)")
+    ui.add_argument("--open", action="store_true", help="also open that address in the default browser")
     return parser
 
 
@@ -191,7 +195,17 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return check_models(cfg.updated(overrides).validate())
 
 
-TRAINING_VERBS = ("fit", "tune", "predict")  # the verbs that import Lightning
+TRAINING_VERBS = ("fit", "tune", "predict")
+TUNE_EXPORT = "forecast_tuned.csv"  # tune's own export, beside (not over) the fit's forecast.csv
+
+
+def tune_export(cfg: RunConfig, given: str | None) -> RunConfig:
+    """``tune`` writes TUNE_EXPORT unless --export or the config names another file."""
+    from forecast.config import OutputConfig
+
+    if given is None and cfg.output.export == OutputConfig.export:
+        return cfg.updated({"output.export": TUNE_EXPORT})
+    return cfg  # the verbs that import Lightning
 
 
 def _setup_logging(debug: bool, verb: str) -> None:
@@ -230,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "ui":
         from forecast.tracking import launch_ui
 
-        return launch_ui(args.tracking_uri, args.port)
+        return launch_ui(args.tracking_uri, args.port, args.experiment, args.open)
     cfg = config_from_args(args)
     if not cfg.train.progress:  # also the text encoder's "Loading weights" and MLflow's download bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -255,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "tune":
         from forecast.tuning import tune
 
-        tune(cfg, trials=args.trials, study_name=args.study_name, storage=args.storage,
+        tune(tune_export(cfg, args.export), trials=args.trials, study_name=args.study_name, storage=args.storage,
              search_space=args.search_space, best_config=args.best_config)
     elif args.verb == "trends":
         from forecast.pipeline import trends

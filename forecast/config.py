@@ -135,6 +135,7 @@ class TrackingConfig:
     run_name: str | None = None  # None: named after what the run did, e.g. "fit sales.csv h12"
     plot_items: int = 12
     register: str | None = None  # model registry name the refit neural model is registered under
+    tuned_from: str | None = None  # set by tune in the best config it writes ("study forecast-fusion trial 7")
 
 
 @dataclass

@@ -153,7 +153,7 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     study = open_study(study_name, storage)
     tracking.mark_abandoned_runs(cfg.tracking)
 
-    with tracking.tracked_run(cfg, "tune", pipeline.data_paths(cfg)[0]) as parent_id:
+    with tracking.tracked_run(cfg, "tune", pipeline.data_paths(cfg)[0], panel.n_items) as parent_id:
         tracking.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
         todo = trials - finished_trials(study)
         if todo > 0:
@@ -169,7 +169,7 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         if not completed:
             raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); run more trials")
         best = study.best_trial
-        winner = cfg.updated(best.params)
+        winner = cfg.updated(best.params | {"tracking.tuned_from": f"study {study_name} trial {best.number}"})
         winner.to_yaml(best_path)
         tracking.log_params({f"best.{k}": v for k, v in best.params.items()})
         tracking.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number})
