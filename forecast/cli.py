@@ -93,6 +93,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     devices.add_argument("--scheduler", help="the Dask scheduler's address for --engine dask, e.g. tcp://HOST:8786")
 
 
+def _excel_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--excel", action="store_true", default=None,
+                        help="write the export as UTF-8 with a byte order mark, so Excel shows £ and accents right")
+
+
 def _devices(text: str) -> int | list[int] | str:
     """--devices: a count (2, -1), the word auto, or a comma-separated list of device indices (0,1)."""
     try:
@@ -116,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(fit)
     fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
     fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
+    _excel_option(fit)
     fit.add_argument("--checkpoint-dir", help="where neural models are saved (default checkpoints/)")
     fit.add_argument("--register", help="register the refit neural model in the MLflow model registry under this name")
     fit.add_argument("--resume", action="store_true",
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "models:/<registered name>/<version> (from $MLFLOW_TRACKING_URI or ./mlruns)")
     predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's)")
     predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
+    _excel_option(predict)
 
     tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best")
     _data_options(tune)
@@ -142,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--best-config", default="best_config.yaml", help="YAML written with the best configuration")
     tune.add_argument("--export", help=f"forecast CSV of the refit best model (default {TUNE_EXPORT}: "
                       "a fit's forecast.csv is never overwritten unasked)")
+    _excel_option(tune)
 
     trends = verbs.add_parser("trends", help="trend report by attribute and description word from a forecast CSV")
     _data_options(trends)
@@ -175,7 +183,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "step": "evaluation.step", "seed": "seed", "tracking_uri": "tracking.uri",
         "interval": "evaluation.interval", "register": "tracking.register",
         "experiment": "tracking.experiment", "run_name": "tracking.run_name", "model": "output.model",
-        "export": "output.export", "checkpoint_dir": "output.checkpoint_dir", "text_mode": "neural.text_mode",
+        "export": "output.export", "excel": "output.excel", "checkpoint_dir": "output.checkpoint_dir",
+        "text_mode": "neural.text_mode",
         "text_encoder": "neural.text_encoder", "max_epochs": "train.max_epochs",
         "accelerator": "train.accelerator", "devices": "train.devices", "strategy": "train.strategy",
         "precision": "train.precision", "engine": "baselines.engine", "scheduler": "baselines.scheduler",

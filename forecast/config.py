@@ -146,6 +146,7 @@ class OutputConfig:
     model: str | None = None  # None: the best model on the backtest, per item group
     checkpoint_dir: str = "checkpoints"  # saved models, and the work folder a --resume continues from
     trend_threshold: float = 0.1  # |change| below this is "flat" (see forecast.trends)
+    excel: bool = False  # the export as UTF-8 with a byte order mark, so Excel reads "£" right (--excel)
 
 
 @dataclass

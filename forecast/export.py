@@ -21,10 +21,10 @@ import pandas as pd
 
 from forecast.data.panel import Panel
 from forecast.errors import ForecastError
-from forecast.models.base import Prediction
+from forecast.models.base import HISTORY, NEW, Prediction
 from forecast.trends import trend_columns
 
-EXPORT_COLUMNS = ["item_id", "date", "model", "units", "units_lo", "units_hi", "price", "trend", "trend_direction",
+EXPORT_COLUMNS = ["item_id", "date", "step", "group", "origin", "model", "units", "units_lo", "units_hi", "price", "trend", "trend_direction",
                   "description"]
 DECIMALS = 2  # units, their range, price and trend in the export: what a planner orders or reads, not 0.0002
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a spreadsheet may evaluate
@@ -63,8 +63,9 @@ def _kind(path: Path) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "not a file")
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write to a temporary file beside the target and rename it into place.
+def write_csv_atomic(frame: pd.DataFrame, path: str | Path, bom: bool = False) -> Path:
+    """Write to a temporary file beside the target and rename it into place; ``bom``: UTF-8 with a byte
+    order mark, which Excel needs to read "£" as "£" rather than "Â£" (other tools ignore it).
 
     A crash or a full disk leaves the previous file (or none), never half a CSV. The
     file gets the mode of the one it replaces, or the umask's default for a new file
@@ -74,7 +75,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as handle:
             neutralise_formulas(frame).to_csv(handle, index=False)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
@@ -134,6 +135,9 @@ def _one_model(panel: Panel, forecast: Prediction, trend_window: int, threshold:
     return pd.DataFrame({
         "item_id": np.repeat(panel.item_ids[forecast.item_index], h),
         "date": dates.strftime("%Y-%m-%d"),
+        "step": np.tile(np.arange(1, h + 1), m),  # 1 = the first forecast period of the product
+        "group": np.repeat(np.where(panel.has_history[forecast.item_index], HISTORY, NEW), h),
+        "origin": panel.dates[-1].strftime("%Y-%m-%d"),  # the last period of data the forecast starts from
         "model": forecast.model,
         "units": rounded(forecast.units),
         "units_lo": rounded(lower),

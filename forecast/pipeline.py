@@ -245,7 +245,7 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
                 _log_served_model(cfg, model_runs[base], model_dirs[base], panel, served)
         if export_path:
-            write_csv_atomic(fitted.frame, export_path)
+            write_csv_atomic(fitted.frame, export_path, bom=cfg.output.excel)
             tracking.log_file(export_path)
             log.info("wrote %d rows for %d products to %s", len(fitted.frame), fitted.frame["item_id"].nunique(),
                      export_path)
@@ -314,7 +314,7 @@ def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -
     frame = saved.forecast(panel, cfg, horizon, source=data_paths(cfg)[0])
     warn_products_without_rows(panel, frame)
     if export_path:
-        write_csv_atomic(frame, export_path)
+        write_csv_atomic(frame, export_path, bom=cfg.output.excel)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return frame
 

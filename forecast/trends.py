@@ -6,11 +6,13 @@ Definitions (README, "Trends"):
   9 weeks), taken over the item's history followed by its forecast; at the ends
   of the series the window shrinks to what exists. It smooths week-to-week noise
   and promotions away and keeps the seasonal level.
-- **trend_direction** of a forecast period: its trend compared with the trend of
-  the same period one season earlier (52 weeks for weekly data) when the history
-  reaches that far back, otherwise with the trend at the end of the history.
-  ``rising`` when higher by more than ``threshold`` (default 10%), ``falling``
-  when lower by more than that, else ``flat``; ``new`` for products with no history.
+- **trend_direction** of a product, one for its whole horizon: the total of its trend
+  over the forecast periods compared with the total of its trend over the same periods
+  one season earlier (52 weeks for weekly data) where the history reaches that far
+  back, otherwise the trend at the end of the history. ``rising`` when higher by more
+  than ``threshold`` (default 10%) and by more than Poisson noise of those totals could
+  make it (:func:`horizon_direction`), ``falling`` likewise, else ``flat``; ``new``
+  for products with no history.
 - **trend report**: for every attribute value (category, colour, ...) and every
   description word shared by at least ``min_products`` products, the forecast
   units over the horizon against the same items' units over the reference periods,
@@ -43,6 +45,7 @@ RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
 OVERALL = "all"  # the report's first row: every product in it, the change the groups are shrunk toward
 COVERAGE = 0.8  # of the forecast range units_lo..units_hi (the export's default) and of every interval here
 Z = NormalDist().inv_cdf(0.5 + COVERAGE / 2)  # 1.2816: half-width of a COVERAGE interval in standard errors
+Z_SURE = 1.96  # a product's direction: its change must exceed ~95% Poisson noise of its totals (horizon_direction)
 PSEUDO = 0.5  # units added to both sides of a log change, so that 0 -> 9 units is finite and uncertain
 REPORT_COLUMNS = ["dimension", "value", "products", "reference_units", "forecast_units", "forecast_lo",
                   "forecast_hi", "change", "shrunk_change", "change_lo", "change_hi", "direction"]
@@ -81,8 +84,21 @@ def trend_columns(panel: Panel, forecast: Prediction, window: int, threshold: fl
         smooth_history = centred_moving_average(history, window)
         lagged = forecast.start[k] + np.arange(h) - season - panel.start[row]
         reference = np.where(lagged >= 0, smooth_history[np.clip(lagged, 0, len(history) - 1)], smooth_history[-1])
-        directions[k] = direction(relative_change(trend[k], reference), threshold)
+        directions[k] = horizon_direction(trend[k], reference, threshold)
     return trend, directions
+
+
+def horizon_direction(trend: np.ndarray, reference: np.ndarray, threshold: float) -> str:
+    """One direction for a product over its whole horizon: its trend's total against the reference's.
+
+    ``rising``/``falling`` only when the relative change passes ``threshold`` *and* the difference
+    is larger than Poisson noise could make it (|F − R| > Z_SURE·√(F + R) units, F and R the two
+    totals); otherwise ``flat``, so that 0.1 → 0.3 units a week is not called rising.
+    """
+    new, old = float(np.nansum(trend)), float(np.nansum(reference))
+    if abs(new - old) <= Z_SURE * np.sqrt(max(new + old, 0.0)):
+        return FLAT
+    return str(direction(relative_change(np.array([new]), np.array([old])), threshold)[0])
 
 
 def reference_units(panel: Panel, rows: np.ndarray, horizon: int) -> np.ndarray:
