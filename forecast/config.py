@@ -132,7 +132,7 @@ class TrackingConfig:
 
     uri: str | None = None
     experiment: str = "forecast"
-    run_name: str | None = None  # None: named after what the run did, e.g. "fit sales.csv h12"
+    run_name: str | None = None  # None: named after what ran on what, e.g. "fit retail/sales.csv 300 items h12"
     plot_items: int = 12
     register: str | None = None  # model registry name the refit neural model is registered under
     tuned_from: str | None = None  # set by tune in the best config it writes ("study forecast-fusion trial 7")

@@ -271,8 +271,8 @@ def _log_plan(cfg: RunConfig, panel: Panel, backtest: BacktestResult, chosen: di
         model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
-                                                  cfg.tracking.plot_items))
-        tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
+                                                  cfg.tracking.plot_items, chosen))
+        tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png", chosen=chosen))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     _log_chosen_metrics(backtest, chosen)
     return model_runs
@@ -399,7 +399,7 @@ def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int,
     if model is not None:
         report = tr.word_effects(model, panel, report, export)
     write_csv_atomic(report, output)
-    plot_trends(report, chart)
+    plot_trends(report, chart, weeks=f"Trends: {tr.compared_weeks(panel, export)}")
     log.info("wrote %d trend rows to %s and their chart to %s", len(report), output, chart)
     _log_trends(cfg, output, chart)
     return report

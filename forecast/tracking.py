@@ -5,7 +5,7 @@ through the functions here; Lightning's ``MLFlowLogger`` writes training curves 
 Default store: ``sqlite:///mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts``
 (MLflow 3 refuses a plain file store), overridable by ``--tracking-uri`` or
 ``$MLFLOW_TRACKING_URI``. One ``fit`` (or ``tune``) is one parent run named after what it
-did (``fit sales.csv h12``) holding the overview: config, backtest table, plots, export, the
+did (``fit retail/sales.csv 300 items h12``) holding the overview: config, backtest table, plots, export, the
 model chosen per group. Every model of the backtest gets a child run nested in it, named
 after the model, with a ``model`` param and the same metric keys in every child
 (``history/wape``, ``new/mase``, ``history/coverage``, ...; per-horizon-step curves as

@@ -114,6 +114,16 @@ def _reference_columns(T: int, season: int, horizon: int) -> np.ndarray:
     return np.arange(max(T - horizon, 0), T)
 
 
+def compared_weeks(panel: Panel, export: pd.DataFrame) -> str:
+    """Which periods the report compares, in words: the forecast's dates against the reference's."""
+    horizon = int(export.groupby("item_id").size().max())
+    reference = panel.date_at(_reference_columns(panel.n_periods, panel.season_length, horizon))
+    forecast = panel.date_at(np.arange(panel.n_periods, panel.n_periods + horizon))
+    unit = "weeks" if panel.freq.startswith("W") else "periods"
+    return (f"{unit} {forecast[0].date()} to {forecast[-1].date()} (forecast) vs "
+            f"{reference[0].date()} to {reference[-1].date()} (the same items' sales)")
+
+
 def reference_dispersion(panel: Panel, rows: np.ndarray, horizon: int) -> float:
     """Squared relative error c² of an item's H-period total beyond Poisson noise, from the history.
 

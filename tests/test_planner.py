@@ -4,7 +4,6 @@ summary, the export's columns and directions, the console table, README's comman
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from pathlib import Path
 from types import SimpleNamespace
@@ -215,4 +214,8 @@ def test_readmes_then_commands_run_in_order_on_tiny_data(tmp_path, monkeypatch):
             assert (tmp_path / "forecast_tuned.csv").is_file()
             assert (tmp_path / "forecast.csv").read_bytes() == fitted
     assert ran == ["fit", "trends", "predict", "tune", "fit"]
-    assert re.search(r"trend", (tmp_path / "trends.csv").read_text())
+    assert (tmp_path / "trends.csv").read_text().startswith("dimension,value,products")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    [last] = client.search_runs([client.get_experiment_by_name("forecast").experiment_id],
+                                "tags.`forecast.verb` = 'fit'", order_by=["attributes.start_time DESC"], max_results=1)
+    assert last.info.run_name.endswith(" tuned")  # the fit of tune's best config says so
