@@ -219,3 +219,25 @@ def test_readmes_then_commands_run_in_order_on_tiny_data(tmp_path, monkeypatch):
     [last] = client.search_runs([client.get_experiment_by_name("forecast").experiment_id],
                                 "tags.`forecast.verb` = 'fit'", order_by=["attributes.start_time DESC"], max_results=1)
     assert last.info.run_name.endswith(" tuned")  # the fit of tune's best config says so
+
+
+def test_a_model_whose_every_series_fell_back_says_so_once(caplog):
+    import logging
+
+    from forecast.baselines import statistical
+
+    records = [statistical.FallbackRecord(i, "seasonal_naive", "naive", "history shorter than two seasons")
+               for i in range(3)]
+    with caplog.at_level(logging.DEBUG, logger=statistical.logger.name):
+        for _ in range(3):  # three backtest folds
+            statistical._log_fallbacks("seasonal_naive_once_test", 3, records)
+    said = [r for r in caplog.records if "every series fell back to naive" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+
+
+def test_the_training_bar_shows_no_logger_version():
+    from forecast.models.neural.progress import EpochBar
+
+    trainer = SimpleNamespace(progress_bar_metrics={"train/loss": 1.5},
+                              loggers=[SimpleNamespace(version="0123456789abcdef")])
+    assert EpochBar("fusion").get_metrics(trainer, None) == {"train/loss": 1.5}
