@@ -83,7 +83,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
     group.add_argument("--max-epochs", type=int, help="neural training epochs (default 8; all of them "
                        "are trained unless train.val_periods in --config holds periods out for early stopping)")
-    devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see README 'Scaling out')")
+    devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see docs/scaling.md)")
     devices.add_argument("--accelerator", choices=choices("train.accelerator"), help="default auto (a GPU if there is one)")
     devices.add_argument("--devices", type=_devices, help="how many devices (e.g. 2; -1 or auto: all) or which (0,1)")
     devices.add_argument("--strategy", choices=choices("train.strategy"), help="ddp: one process per device")

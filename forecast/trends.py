@@ -1,6 +1,6 @@
 """The seasonal trend of a forecast, its direction, and the trend report by attribute and word.
 
-Definitions (README, "Trends"):
+Definitions (docs/methods.md, "Trends"):
 
 - **trend**: the centred moving average of units over ``window`` periods (default
   9 weeks), taken over the item's history followed by its forecast; at the ends
@@ -18,7 +18,7 @@ Definitions (README, "Trends"):
   units over the horizon against the same items' units over the reference periods,
   the relative change, an empirical-Bayes estimate of it that shrinks small groups
   toward the overall change, its interval, and a direction that is ``rising`` or
-  ``falling`` only when the change is both material and sure (:func:`shrink`, README "Trends").
+  ``falling`` only when the change is both material and sure (:func:`shrink`, docs/methods.md "Trends").
 - **model effect** of a word: how much a text-reading neural model's forecast moves
   when the word is removed from the descriptions that hold it (:func:`occlusion`).
 """
