@@ -24,8 +24,8 @@ from forecast.errors import ForecastError
 from forecast.models.base import HISTORY, NEW, Prediction
 from forecast.trends import trend_columns
 
-EXPORT_COLUMNS = ["item_id", "date", "step", "group", "origin", "model", "units", "units_lo", "units_hi", "price", "trend", "trend_direction",
-                  "description"]
+EXPORT_COLUMNS = ["item_id", "date", "step", "group", "origin", "model", "units", "units_lo", "units_hi", "price",
+                  "trend", "trend_direction", "description"]
 DECIMALS = 2  # units, their range, price and trend in the export: what a planner orders or reads, not 0.0002
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a spreadsheet may evaluate
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number in a text cell is not a formula

@@ -33,6 +33,7 @@ from forecast.metrics import METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Model, Prediction, forecast_targets, variant_name
 from forecast.models.neural.devices import is_rank_zero
+from forecast.summary import WHY, fit_summary
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,6 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
         result = fit_in_run(cfg, panel, run_id, export_path, workdir, resume)
     shutil.rmtree(workdir, ignore_errors=True)
     if is_rank_zero():
-        from forecast.summary import fit_summary
-
         log.info("%s", "\n".join(fit_summary(result, cfg)))
     return result
 
@@ -176,8 +175,6 @@ def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None,
     backtest = run_backtest(panel, factories, cfg.evaluation)
     log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
     chosen = choose_models(cfg, backtest, panel)
-    from forecast.summary import WHY
-
     log.info("chosen models: %s (%s)", ", ".join(f"{g}: {m}" for g, m in chosen.items()), WHY)
     return backtest, chosen
 

@@ -45,6 +45,24 @@ def test_ui_address_opens_the_runs_table_in_the_training_view_with_the_headline_
             "metrics.`new/wape`"} <= set(view["selectedColumns"])
 
 
+def test_ui_open_opens_the_address_once_the_server_listens(monkeypatch):
+    import socket
+    import webbrowser
+
+    from forecast.tracking import _open_when_listening
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    with socket.socket() as server_socket:
+        server_socket.bind(("127.0.0.1", 0))
+        server_socket.listen()
+        port = server_socket.getsockname()[1]
+        _open_when_listening("http://127.0.0.1/x", port, SimpleNamespace(poll=lambda: None), wait_s=5)
+    assert opened == ["http://127.0.0.1/x"]
+    _open_when_listening("http://127.0.0.1/y", port, SimpleNamespace(poll=lambda: 1), wait_s=5)  # server exited
+    assert opened == ["http://127.0.0.1/x"]
+
+
 def test_ui_in_a_folder_without_a_store_says_so_and_creates_none(workdir, capsys):
     assert main(["ui", "--port", "5999"]) == 2
     err = capsys.readouterr().err
@@ -171,6 +189,17 @@ def test_the_fit_run_is_named_after_its_data_and_holds_its_input_tables(baseline
         assert abs((child.info.end_time - child.info.start_time) / 1000 - seconds) < 0.01
 
 
+def _run_the_pyfunc_snippet(run_id: str, folder: Path) -> None:
+    """docs/mlflow.md's Python snippet as written (the run id filled in): it loads the logged model from
+    the fit's store, forecasts every product, and leaves no stray ./mlflow.db."""
+    text = (README.parent / "docs" / "mlflow.md").read_text()
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0].replace("<run id>", run_id)
+    scope: dict = {}
+    exec(compile(snippet, "docs/mlflow.md", "exec"), scope)  # noqa: S102 -- the documented snippet itself
+    assert set(scope["export"]["item_id"]) == set(pd.read_csv(folder / "products.csv", dtype=str)["item_id"])
+    assert not (folder / "mlflow.db").exists()
+
+
 README_SKIPPED = ("ui", "--help")  # a server that runs until stopped; the help text
 
 
@@ -203,6 +232,7 @@ def test_readmes_then_commands_run_in_order_on_tiny_data(tmp_path, monkeypatch):
             [fusion] = client.search_runs([client.get_experiment_by_name("forecast").experiment_id],
                                           "attributes.run_name = 'fusion'", max_results=1)
             words = [w.replace("RUN_ID", fusion.info.run_id) for w in words]
+            _run_the_pyfunc_snippet(fusion.info.run_id, tmp_path)
         if verb == "fit" and "--config" not in words:
             assert main(words + tiny["fit"]) == 0, words
         else:
