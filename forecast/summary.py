@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from forecast.pipeline import FitResult
 
 CHOSEN_BY = "wape"  # the metric that chooses the model per group (BacktestResult.best_models)
-WHY = ("chosen by backtest WAPE: the units missed over the units sold, so it weighs each product by its volume "
-       "as a planner's stock does; MASE and sMAPE weigh every series alike and favour the many tiny ones")
+WHY = ("chosen by backtest WAPE, units missed over units sold: it weighs products by volume as stock does; "
+       "MASE and sMAPE weigh tiny series alike")
 
 
 def fit_summary(result: FitResult, cfg: RunConfig) -> list[str]:
