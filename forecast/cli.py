@@ -81,8 +81,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(MODELS)}")
     group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
-    group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping)")
-    devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see README 'Scaling out')")
+    group.add_argument("--max-epochs", type=int, help="neural training epochs (default 8; all of them "
+                       "are trained unless train.val_periods in --config holds periods out for early stopping)")
+    devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see docs/scaling.md)")
     devices.add_argument("--accelerator", choices=choices("train.accelerator"), help="default auto (a GPU if there is one)")
     devices.add_argument("--devices", type=_devices, help="how many devices (e.g. 2; -1 or auto: all) or which (0,1)")
     devices.add_argument("--strategy", choices=choices("train.strategy"), help="ddp: one process per device")
@@ -90,6 +91,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     devices.add_argument("--engine", choices=choices("baselines.engine"),
                          help="where per-series baselines run: local processes (default) or a Dask cluster")
     devices.add_argument("--scheduler", help="the Dask scheduler's address for --engine dask, e.g. tcp://HOST:8786")
+
+
+def _excel_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--excel", action="store_true", default=None,
+                        help="write the export as UTF-8 with a byte order mark, so Excel shows £ and accents right")
 
 
 def _devices(text: str) -> int | list[int] | str:
@@ -123,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(fit)
     fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
     fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
+    _excel_option(fit)
     fit.add_argument("--checkpoint-dir", help="where neural models are saved (default checkpoints/)")
     fit.add_argument("--register", help="register the refit neural model in the MLflow model registry under this name")
     fit.add_argument("--resume", action="store_true",
@@ -136,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "models:/<registered name>/<version> (from $MLFLOW_TRACKING_URI or ./mlruns)")
     predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's)")
     predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
+    _excel_option(predict)
 
     tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best")
     _data_options(tune)
@@ -147,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--study-name", default="forecast-fusion", help="Optuna study; rerun the same to resume")
     tune.add_argument("--storage", help="Optuna RDB storage (default sqlite:///mlruns/optuna.db)")
     tune.add_argument("--best-config", default="best_config.yaml", help="YAML written with the best configuration")
-    tune.add_argument("--export", help="forecast CSV of the refit best model (default forecast.csv)")
+    tune.add_argument("--export", help=f"forecast CSV of the refit best model (default {TUNE_EXPORT}: "
+                      "a fit's forecast.csv is never overwritten unasked)")
+    _excel_option(tune)
 
     trends = verbs.add_parser("trends", help="trend report by attribute and description word from a forecast CSV")
     _data_options(trends)
@@ -164,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui = verbs.add_parser("ui", help="start the MLflow UI on the tracking store (127.0.0.1)")
     ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite under ./mlruns)")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--experiment", default="forecast", help="experiment whose runs table it prints (default forecast)")
+    ui.add_argument("--open", action="store_true", help="also open that address in the default browser")
     return parser
 
 
@@ -179,7 +191,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         "step": "evaluation.step", "seed": "seed", "tracking_uri": "tracking.uri",
         "interval": "evaluation.interval", "register": "tracking.register",
         "experiment": "tracking.experiment", "run_name": "tracking.run_name", "model": "output.model",
-        "export": "output.export", "checkpoint_dir": "output.checkpoint_dir", "text_mode": "neural.text_mode",
+        "export": "output.export", "excel": "output.excel", "checkpoint_dir": "output.checkpoint_dir",
+        "text_mode": "neural.text_mode",
         "text_encoder": "neural.text_encoder", "max_epochs": "train.max_epochs",
         "accelerator": "train.accelerator", "devices": "train.devices", "strategy": "train.strategy",
         "precision": "train.precision", "engine": "baselines.engine", "scheduler": "baselines.scheduler",
@@ -199,7 +212,17 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return check_models(cfg.updated(overrides).validate())
 
 
-TRAINING_VERBS = ("fit", "tune", "predict")  # the verbs that import Lightning
+TRAINING_VERBS = ("fit", "tune", "predict")
+TUNE_EXPORT = "forecast_tuned.csv"  # tune's own export, beside (not over) the fit's forecast.csv
+
+
+def tune_export(cfg: RunConfig, given: str | None) -> RunConfig:
+    """``tune`` writes TUNE_EXPORT unless --export or the config names another file."""
+    from forecast.config import OutputConfig
+
+    if given is None and cfg.output.export == OutputConfig.export:
+        return cfg.updated({"output.export": TUNE_EXPORT})
+    return cfg  # the verbs that import Lightning
 
 
 def _setup_logging(debug: bool, verb: str) -> None:
@@ -238,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "ui":
         from forecast.tracking import launch_ui
 
-        return launch_ui(args.tracking_uri, args.port)
+        return launch_ui(args.tracking_uri, args.port, args.experiment, args.open)
     cfg = config_from_args(args)
     from forecast.outputs import check_verb_paths
 
@@ -266,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "tune":
         from forecast.tuning import tune
 
-        tune(cfg, trials=args.trials, study_name=args.study_name, storage=args.storage,
+        tune(tune_export(cfg, args.export), trials=args.trials, study_name=args.study_name, storage=args.storage,
              search_space=args.search_space, best_config=args.best_config)
     elif args.verb == "trends":
         from forecast.pipeline import trends

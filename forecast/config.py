@@ -142,9 +142,10 @@ class TrackingConfig:
 
     uri: str | None = None
     experiment: str = "forecast"
-    run_name: str | None = None  # None: named after what the run did, e.g. "fit sales.csv h12"
+    run_name: str | None = None  # None: named after what ran on what, e.g. "fit retail/sales.csv 300 items h12"
     plot_items: int = 12
     register: str | None = None  # model registry name the refit neural model is registered under
+    tuned_from: str | None = None  # set by tune in the best config it writes ("study forecast-fusion trial 7")
 
 
 @dataclass
@@ -155,6 +156,7 @@ class OutputConfig:
     model: str | None = None  # None: the best model on the backtest, per item group
     checkpoint_dir: str = "checkpoints"  # saved models, and the work folder a --resume continues from
     trend_threshold: float = 0.1  # |change| below this is "flat" (see forecast.trends)
+    excel: bool = False  # the export as UTF-8 with a byte order mark, so Excel reads "£" right (--excel)
 
 
 @dataclass

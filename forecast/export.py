@@ -18,24 +18,27 @@ import pandas as pd
 from forecast.data.panel import Panel
 from forecast.files import write_atomic
 from forecast.intervals import quantile_column
-from forecast.models.base import Prediction
+from forecast.models.base import Prediction, group_of
 from forecast.trends import trend_columns
 
-EXPORT_COLUMNS = ["item_id", "date", "model", "units", "price", "trend", "trend_direction", "description"]
+EXPORT_COLUMNS = ["item_id", "date", "step", "group", "origin", "model", "units", "price", "trend", "trend_direction",
+                  "description"]
 # after units: the range's quantiles units_p10, units_p90 (an 80 % range), one pair per level (forecast.intervals)
 DECIMALS = 2  # units, their range, price and trend in the export: what a planner orders or reads, not 0.0002
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a spreadsheet may evaluate
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number in a text cell is not a formula
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write to a temporary file beside the target and rename it into place.
+def write_csv_atomic(frame: pd.DataFrame, path: str | Path, bom: bool = False) -> Path:
+    """Write to a temporary file beside the target and rename it into place; ``bom``: UTF-8 with a byte
+    order mark, which Excel needs to read "£" as "£" rather than "Â£" (other tools ignore it).
 
     A crash or a full disk leaves the previous file (or none), never half a CSV. The
     file gets the mode of the one it replaces, or the umask's default for a new file
     (mkstemp alone would make every export 0600).
     """
-    return write_atomic(path, lambda handle: neutralise_formulas(frame).to_csv(handle, index=False))
+    return write_atomic(path, lambda handle: neutralise_formulas(frame).to_csv(handle, index=False),
+                        encoding="utf-8-sig" if bom else "utf-8")
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -81,6 +84,9 @@ def _one_model(panel: Panel, forecast: Prediction, trend_window: int, threshold:
     return pd.DataFrame({
         "item_id": np.repeat(panel.item_ids[forecast.item_index], h),
         "date": dates.strftime("%Y-%m-%d"),
+        "step": np.tile(np.arange(1, h + 1), m),  # 1 = the first forecast period of the product
+        "group": np.repeat(group_of(panel.has_history[forecast.item_index]), h),
+        "origin": panel.dates[-1].strftime("%Y-%m-%d"),  # the last period of data the forecast starts from
         "model": forecast.model,
         "units": rounded(forecast.units),
         **{quantile_column(q): rounded(values) for q, values in forecast.quantiles.items()},

@@ -70,7 +70,7 @@ def _kind(path: Path) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "not a file")
 
 
-def write_atomic(path: str | Path, write: Callable[[IO[str]], object]) -> Path:
+def write_atomic(path: str | Path, write: Callable[[IO[str]], object], encoding: str = "utf-8") -> Path:
     """``write(handle)`` into a temporary file beside ``path``, then renamed into place (see
     write_csv_atomic). A temporary file left by a killed earlier run is removed first; a disk that
     is full or read-only is a ForecastError naming the path, and leaves no temporary file."""
@@ -80,7 +80,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[str]], object]) -> Path:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", newline="", encoding=encoding) as handle:
             write(handle)
             handle.flush()
             os.fchmod(handle.fileno(), mode)

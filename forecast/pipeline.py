@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +34,7 @@ from forecast.metrics import INTERVAL_METRICS, METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Model, Prediction, forecast_targets, variant_name
 from forecast.models.neural.devices import check_devices, is_rank_zero
+from forecast.summary import WHY, fit_summary
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +152,13 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
     if resume and not workdir.is_dir():
         log.warning("--resume: no interrupted fit with this configuration and data in %s; starting afresh", workdir)
     tracking.mark_abandoned_runs(cfg.tracking)
-    with tracking.tracked_run(cfg, "fit", data_paths(cfg)[0]) as run_id:
+    with tracking.tracked_run(cfg, "fit", data_paths(cfg)[0], panel.n_items) as run_id:
         if resume:
             tracking.set_tags({"forecast.resumed": "true"})
         result = fit_in_run(cfg, panel, run_id, export_path, workdir, resume)
     shutil.rmtree(workdir, ignore_errors=True)
+    if is_rank_zero():
+        log.info("%s", "\n".join(fit_summary(result, cfg)))
     return result
 
 
@@ -201,7 +206,7 @@ def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None, resume: bool
         backtest, ensemble = combination.add_to_backtest(backtest, ensemble.shrinkage)
     log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
     chosen = choose_models(cfg, backtest, panel)
-    log.info("chosen models: %s", ", ".join(f"{g}: {m}" for g, m in chosen.items()))
+    log.info("chosen models: %s (%s)", ", ".join(f"{g}: {m}" for g, m in chosen.items()), WHY)
     return Plan(backtest, chosen, ensemble)
 
 
@@ -268,7 +273,7 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
                 _log_served_model(cfg, model_runs[base], model_dirs[base], panel, served)
         if export_path:
-            write_csv_atomic(fitted.frame, export_path)
+            write_csv_atomic(fitted.frame, export_path, bom=cfg.output.excel)
             tracking.log_file(export_path)
             log.info("wrote %d rows for %d products to %s", len(fitted.frame), fitted.frame["item_id"].nunique(),
                      export_path)
@@ -292,14 +297,15 @@ def _log_plan(cfg: RunConfig, panel: Panel, planned: Plan) -> dict[str, str]:
     backtest, chosen = planned.backtest, planned.chosen
     with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
+        _log_inputs(cfg, panel)
         combination.log_ensemble(planned.ensemble, Path(tmp))
         model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval,
                                              backtest.bands) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         _log_table(backtest.bands, Path(tmp) / "interval_bands.csv")
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
-                                                  cfg.tracking.plot_items))
-        tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png"))
+                                                  cfg.tracking.plot_items, chosen))
+        tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png", chosen=chosen))
         tracking.log_file(plot_band_coverage(backtest.bands, Path(tmp) / "interval_coverage.png"))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
     _log_chosen_metrics(backtest, chosen)
@@ -329,9 +335,12 @@ def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel
 
     example = serving.example_input(*data_paths(cfg))
     output = forecast_frame(panel, [prediction], cfg.neural.trend_window, cfg.output.trend_threshold).head(5)
-    with tracking.in_run(run_id):
-        uri = tracking.log_pyfunc_model(model_dir, serving.__name__, example, serving.REQUIRED_INPUTS, output,
-                                        serving.requirements(), cfg.tracking.register)
+    # MLflow checks the input example by forecasting its 2 products: their data lines and warnings
+    # would read as the user's data's, so the check runs quietly
+    with tracking.in_run(run_id), quiet_logs("forecast"):
+        uri = tracking.log_pyfunc_model(model_dir, serving.__name__, example, serving.REQUIRED_INPUTS,
+                                        serving.typed_output(output), serving.requirements(), cfg.tracking.register,
+                                        name=variant_name(prediction.model)[0], code_paths=serving.code_paths())
     log.info("logged %s as an MLflow model; reuse it with: python -m forecast predict --model %s%s",
              prediction.model, uri, f" (registered as {cfg.tracking.register})" if cfg.tracking.register else "")
 
@@ -356,7 +365,7 @@ def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -
     frame = saved.forecast(panel, cfg, horizon, source=data_paths(cfg)[0])
     warn_products_without_rows(panel, frame)
     if export_path:
-        write_csv_atomic(frame, export_path)
+        write_csv_atomic(frame, export_path, bom=cfg.output.excel)
         log.info("wrote %d rows for %d products to %s", len(frame), frame["item_id"].nunique(), export_path)
     return frame
 
@@ -369,6 +378,32 @@ def _log_data_summary(panel: Panel) -> None:
                        "panel.season_length": panel.season_length, "panel.gaps_filled": panel.gaps_filled})
 
 
+def _log_inputs(cfg: RunConfig, panel: Panel) -> None:
+    """The products table and the sales as validated onto the grid (item_id, date, units: what the
+    models train on) as the run's MLflow datasets, with their source files."""
+    from forecast import tracking
+
+    sales_path, products_path = data_paths(cfg)
+    observed = ~np.isnan(panel.units)
+    rows, columns = np.nonzero(observed)
+    sales = pd.DataFrame({"item_id": panel.item_ids[rows], "date": panel.dates[columns],
+                          "units": panel.units[observed]})
+    products = panel.products.assign(item_id=panel.item_ids)
+    tracking.log_inputs({"sales": (sales, sales_path), "products": (products, products_path)})
+
+
+@contextmanager
+def quiet_logs(name: str) -> Iterator[None]:
+    """Only errors from logger ``name`` during the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _log_table(table: pd.DataFrame, path: Path) -> None:
     from forecast import tracking
 
@@ -376,10 +411,15 @@ def _log_table(table: pd.DataFrame, path: Path) -> None:
     tracking.log_file(path)
 
 
+CONSOLE_COLUMNS = {"group": "group", "model": "model", "wape": "wape", "bias": "bias", "mase": "mase",
+                   "smape": "smape", "coverage": "cover", "wql": "wql", "fit_seconds": "fit_s"}
+
+
 def format_summary(summary: pd.DataFrame) -> str:
-    """The backtest table as a person reads it: per group, best first."""
-    cols = ["group", "model", *METRICS, *INTERVAL_METRICS, "interval_method", "fit_seconds"]
-    shown = summary[cols].sort_values(["group", "wape"], kind="stable")
+    """The backtest table as a person reads it in a 100-column terminal: per group, best first, the
+    choosing metric (WAPE) first; MAE and RMSE are in backtest.csv and MLflow."""
+    shown = summary[list(CONSOLE_COLUMNS)].rename(columns=CONSOLE_COLUMNS).sort_values(["group", "wape"],
+                                                                                       kind="stable")
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
@@ -412,7 +452,7 @@ def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int,
     if model is not None:
         report = tr.word_effects(model, panel, report, export)
     write_csv_atomic(report, output)
-    plot_trends(report, chart)
+    plot_trends(report, chart, weeks=f"Trends: {tr.compared_weeks(panel, export)}")
     log.info("wrote %d trend rows to %s and their chart to %s", len(report), output, chart)
     _log_trends(cfg, output, chart)
     return report

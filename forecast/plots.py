@@ -16,17 +16,22 @@ from forecast.models.base import HISTORY, NEW  # noqa: E402
 
 
 def plot_forecast_vs_actual(panel: Panel, result: BacktestResult, models: list[str], path: str | Path,
-                            n_items: int = 12) -> Path:
-    """Latest backtest fold: history, actuals and each model's forecast for a sample of items.
+                            n_items: int = 12, chosen: dict[str, str] | None = None) -> Path:
+    """Latest backtest fold: history, actuals and each model's forecast for a sample of items, by date.
 
     Items with history are the highest-volume ones (what a planner checks first);
-    a few new items show the launch forecasts.
+    a few new items show the launch forecasts. The chosen model of each group (``chosen``)
+    is drawn thick with its forecast range as a band; the others thin, behind it.
     """
+    from forecast.intervals import bounds
+
+    chosen = chosen or {}
     fold = result.folds[-1]
     picks = _pick_items(panel, fold, n_items)
+    widths = {name: result.half_widths(name) for name in set(chosen.values())}
     cols = 3
     rows = max(1, -(-len(picks) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.4 * rows), squeeze=False)
     for ax in axes.flat[len(picks):]:
         ax.axis("off")
     for ax, (group, k) in zip(axes.flat, picks):
@@ -34,24 +39,42 @@ def plot_forecast_vs_actual(panel: Panel, result: BacktestResult, models: list[s
         first = fold.cutoff if group == HISTORY else panel.start[row]
         horizon = fold.truth[group].shape[1]
         steps = np.arange(first, first + horizon)
+        dates = _dates(panel, steps)
         context = np.arange(max(panel.start[row], fold.cutoff - 26), fold.cutoff) if group == HISTORY else []
         if len(context):
-            ax.plot(context, panel.units[row, context], color="0.6", lw=1, label="history")
-        ax.plot(steps, fold.truth[group][k], color="black", lw=1.5, marker=".", label="actual")
+            ax.plot(_dates(panel, context), panel.units[row, context], color="0.6", lw=1, label="history")
+        ax.plot(dates, fold.truth[group][k], color="black", lw=1.5, marker=".", label="actual")
         for colour, name in enumerate(models):  # one colour per model across all panels
-            if group in fold.forecasts.get(name, {}):
-                ax.plot(steps, fold.forecasts[name][group][k], lw=1.2, label=name, color=f"C{colour % 10}")
+            if group not in fold.forecasts.get(name, {}):
+                continue
+            values = fold.forecasts[name][group][k]
+            best = chosen.get(group) == name
+            label = f"{name} (chosen)" if best else name
+            ax.plot(dates, values, lw=2.4 if best else 1, alpha=1 if best else 0.6, label=label,
+                    color=f"C{colour % 10}", zorder=3 if best else 2)
+            if best and group in widths.get(name, {}):
+                lower, upper = bounds(values[None, :], np.asarray(widths[name][group], float)[None, :horizon])
+                ax.fill_between(dates, lower[0], upper[0], color=f"C{colour % 10}", alpha=0.18, lw=0,
+                                label=f"{name} range")
         title = panel.products["description"].iloc[row][:40]
-        ax.set_title(f"{'NEW: ' if group == NEW else ''}{title}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
-    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="lower center", ncol=min(len(handles), 8))
-    fig.suptitle(f"Forecast vs actual, cut-off {result.cutoffs_dates[-1].date()}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+        ax.set_title(f"{'NEW: ' if group == NEW else ''}{title}", fontsize=11)
+        ax.set_xlabel("week", fontsize=10)
+        ax.set_ylabel("units", fontsize=10)
+        ax.tick_params(labelsize=9)
+        ax.tick_params(axis="x", labelrotation=30)
+    handles = {h.get_label(): h for ax in axes.flat for h in [*ax.get_lines(), *ax.collections]}
+    fig.legend(handles.values(), handles.keys(), fontsize=10, loc="lower center", ncol=min(len(handles), 6))
+    fig.suptitle(f"Backtest: forecast vs actual from the cut-off {result.cutoffs_dates[-1].date()}", fontsize=13)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _dates(panel: Panel, periods: np.ndarray):
+    """Grid positions as dates (positions past the table's end continue its frequency)."""
+    return panel.date_at(np.asarray(periods, dtype=int))
 
 
 def _pick_items(panel: Panel, fold, n_items: int) -> list[tuple[str, int]]:
@@ -63,31 +86,38 @@ def _pick_items(panel: Panel, fold, n_items: int) -> list[tuple[str, int]]:
     return [(HISTORY, int(k)) for k in top] + [(NEW, int(k)) for k in top_new]
 
 
-def plot_metric_bars(summary, path: str | Path, metric: str = "wape") -> Path:
-    """One bar per model and group: the backtest table at a glance."""
+def plot_metric_bars(summary, path: str | Path, metric: str = "wape", chosen: dict[str, str] | None = None) -> Path:
+    """One bar per model and group, best on top: the backtest table at a glance, the chosen model
+    of each group (``chosen``) marked."""
+    chosen = chosen or {}
     groups = list(dict.fromkeys(summary["group"]))
-    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(5 * max(len(groups), 1), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(6 * max(len(groups), 1), 4), squeeze=False)
     if not groups:  # e.g. only the kNN, and no product launched inside the backtest: nothing was scored
         axes[0, 0].text(0.5, 0.5, "no model could be scored in the backtest", ha="center", va="center")
     for ax, group in zip(axes.flat, groups):
         part = summary[summary["group"] == group].sort_values(metric)
-        ax.barh(part["model"], part[metric], color="tab:blue")
+        picked = (part["model"] == chosen.get(group)).to_numpy()
+        labels = [f"{m} (chosen)" if p else m for m, p in zip(part["model"], picked)]
+        ax.barh(labels, part[metric], color=np.where(picked, "tab:orange", "tab:blue"))
         ax.invert_yaxis()
         ax.set_title(f"{metric.upper()} — items with {'history' if group == HISTORY else 'no history (new)'}",
-                     fontsize=9)
+                     fontsize=12)
+        ax.set_xlabel(f"backtest {metric.upper()} (lower is better)", fontsize=10)
+        ax.tick_params(labelsize=10)
         for y, v in enumerate(part[metric]):
-            ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
+            ax.text(v, y, f" {v:.3f}", va="center", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def plot_trends(report, path: str | Path, top: int = 5) -> Path:
+def plot_trends(report, path: str | Path, top: int = 5, weeks: str = "") -> Path:
     """Per dimension (attribute, word), the ``top`` highest and lowest shrunk changes with their
     intervals: a dot per value (colour = direction), its interval (at the forecast range's level) as a bar, and the raw,
-    unshrunk change as a cross, so a planner sees what volume and uncertainty did to it."""
+    unshrunk change as a cross, so a planner sees what volume and uncertainty did to it. ``weeks``
+    names the periods compared (the figure's title)."""
     from forecast.trends import OVERALL
 
     colours = {"rising": "tab:green", "falling": "tab:red", "flat": "0.5"}
@@ -120,6 +150,8 @@ def plot_trends(report, path: str | Path, top: int = 5) -> Path:
     handles.append(plt.Line2D([], [], marker="x", ls="", color="black", label="unshrunk change"))
     handles.append(plt.Line2D([], [], ls="--", color="tab:blue", label="all products (what small groups shrink to)"))
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=3)
+    if weeks:
+        fig.suptitle(weeks, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=90, bbox_inches="tight")

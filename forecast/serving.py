@@ -16,7 +16,7 @@ for every product the model forecasts.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -60,11 +60,34 @@ def example_input(sales_path: str, products_path: str, items: int = 2) -> pd.Dat
 
 
 def requirements() -> list[str]:
-    """pip requirements of a logged model: this package (which pins the rest)."""
+    """pip requirements of a logged model: this package's own runtime dependencies (all on PyPI), not
+    ``forecast`` itself, a name a clean serving environment would look up in the public index: the
+    package's code travels inside the model instead (:func:`code_paths`)."""
+    from importlib.metadata import requires
+
     try:
-        return [f"forecast=={version('forecast')}"]
+        found = requires("forecast") or []
     except PackageNotFoundError:
-        return ["forecast"]
+        return []
+    return [r for r in found if "extra ==" not in r]
+
+
+def code_paths() -> list[str]:
+    """The ``forecast`` package folder, copied into the logged model so that MLflow puts it on the
+    path of whoever loads it (``mlflow.pyfunc.load_model``, ``mlflow models serve``)."""
+    return [str(Path(__file__).resolve().parent)]
+
+
+DATE_COLUMNS = ("date", "origin")  # the export's dates, as datetimes in the model's typed output
+
+
+def typed_output(frame: pd.DataFrame) -> pd.DataFrame:
+    """The export as the model's signature types it: dates as datetimes (the CSV holds them as text)."""
+    out = frame.copy()
+    for column in DATE_COLUMNS:
+        if column in out:
+            out[column] = pd.to_datetime(out[column])
+    return out
 
 
 class ForecastModel:
@@ -88,7 +111,8 @@ class ForecastModel:
             cfg = RunConfig.from_yaml(self.directory / CONFIG).updated({
                 "data.sales": paths["sales"], "data.products": paths["products"], "data.signals": None,
                 "output.export": None})
-            return SavedModel.load(self.directory).forecast(load_panel(cfg), cfg, source="model input")
+            frame = SavedModel.load(self.directory).forecast(load_panel(cfg), cfg, source="model input")
+            return typed_output(frame)
 
 
 def _load_pyfunc(path: str) -> ForecastModel:

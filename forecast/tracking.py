@@ -5,7 +5,7 @@ through the functions here; Lightning's ``MLFlowLogger`` writes training curves 
 Default store: ``sqlite:///mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts``
 (MLflow 3 refuses a plain file store), overridable by ``--tracking-uri`` or
 ``$MLFLOW_TRACKING_URI``. One ``fit`` (or ``tune``) is one parent run named after what it
-did (``fit sales.csv h12``) holding the overview: config, backtest table, plots, export, the
+did (``fit retail/sales.csv 300 items h12``) holding the overview: config, backtest table, plots, export, the
 model chosen per group. Every model of the backtest gets a child run nested in it, named
 after the model, with a ``model`` param and the same metric keys in every child
 (``history/wape``, ``new/mase``, ``history/coverage``, ...; per-horizon-step curves as
@@ -124,9 +124,17 @@ def flatten(data: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def run_name(cfg: RunConfig, verb: str, sales: str) -> str:
-    """``--run-name``, else what the run did: ``fit sales.csv h12``."""
-    return cfg.tracking.run_name or f"{verb} {Path(sales).name} h{cfg.evaluation.horizon}"
+def run_name(cfg: RunConfig, verb: str, sales: str, items: int | None = None) -> str:
+    """``--run-name``, else what ran on what: ``fit retail/sales.csv 300 items h12 tuned``. The data's
+    folder tells two ``sales.csv`` apart; "tuned" marks a config written by ``tune``."""
+    where = Path(sales).resolve()
+    parts = [verb, f"{where.parent.name}/{where.name}" if where.parent.name else where.name]
+    if items is not None:
+        parts.append(f"{items} items")
+    parts.append(f"h{cfg.evaluation.horizon}")
+    if cfg.tracking.tuned_from and verb != "tune":
+        parts.append("tuned")
+    return cfg.tracking.run_name or " ".join(parts)
 
 
 def _tag_experiment(client, experiment: str) -> None:
@@ -145,10 +153,23 @@ def _tag_experiment(client, experiment: str) -> None:
                 raise
 
 
+def publish_runs_view(client, experiment: str) -> None:
+    """The experiment's headline runs view (:mod:`forecast.runs_view`), tolerating a concurrent fit
+    that writes the same tag at the same moment."""
+    from mlflow.exceptions import MlflowException
+
+    from forecast import runs_view
+
+    try:
+        runs_view.publish(client, experiment)
+    except MlflowException:
+        log.debug("the runs view tag was being written by another process", exc_info=True)
+
+
 @contextmanager
-def tracked_run(cfg: RunConfig, verb: str, sales: str) -> Iterator[str]:
-    """An MLflow run for the duration of the block; yields its run id. Its experiment becomes the
-    active one, so runs nested in it (models, tuning trials) land beside it."""
+def tracked_run(cfg: RunConfig, verb: str, sales: str, items: int | None = None) -> Iterator[str]:
+    """An MLflow run for the duration of the block, named by :func:`run_name`; yields its run id. Its
+    experiment becomes the active one, so runs nested in it (models, tuning trials) land beside it."""
     from forecast.models.neural.devices import is_rank_zero
 
     if not is_rank_zero():
@@ -163,7 +184,8 @@ def tracked_run(cfg: RunConfig, verb: str, sales: str) -> Iterator[str]:
     experiment = _experiment_id(cfg.tracking.experiment, uri)
     mlflow.set_experiment(experiment_id=experiment)
     _tag_experiment(MlflowClient(), experiment)
-    run = mlflow.start_run(experiment_id=experiment, run_name=run_name(cfg, verb, sales),
+    publish_runs_view(MlflowClient(), experiment)
+    run = mlflow.start_run(experiment_id=experiment, run_name=run_name(cfg, verb, sales, items),
                            tags={"forecast.verb": verb, "forecast.pid": str(os.getpid()),
                                  "forecast.host": socket.gethostname()})
     run_id = run.info.run_id
@@ -232,7 +254,9 @@ def log_model_runs(table: pd.DataFrame, interval: float | list[float],
     client, parent = MlflowClient(), mlflow.active_run()
     now, runs = int(time.time() * 1000), {}
     for model, part in table.groupby("model", sort=False):
-        run = client.create_run(parent.info.experiment_id, run_name=model,
+        # started fit_seconds before it ends, so the runs table's Duration is the model's backtest fit time
+        started = now - int(1000 * float(part["fit_seconds"].iloc[0]))
+        run = client.create_run(parent.info.experiment_id, run_name=model, start_time=started,
                                 tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, "forecast.model": model})
         rows = _model_metrics(part)
         if bands is not None:
@@ -240,7 +264,7 @@ def log_model_runs(table: pd.DataFrame, interval: float | list[float],
         metrics = [Metric(key, value, now, step) for key, value, step in rows]
         client.log_batch(run.info.run_id, metrics=metrics,
                          params=[Param("model", model), Param("evaluation.interval", str(interval))])
-        client.set_terminated(run.info.run_id)
+        client.set_terminated(run.info.run_id, end_time=now)
         runs[model] = run.info.run_id
     return runs
 
@@ -281,21 +305,48 @@ def in_run(run_id: str) -> Iterator[None]:
 
 
 def log_pyfunc_model(model_dir: Path, loader_module: str, input_example: pd.DataFrame, required: tuple[str, ...],
-                     output_example: pd.DataFrame, pip_requirements: list[str], register: str | None = None) -> str:
-    """Log a saved model to the active run as an MLflow pyfunc model (``runs:/<id>/model``): its
-    folder as the model's data, loaded by ``loader_module`` (nothing is pickled), a signature of
-    text input columns (only ``required`` ones required) and of the output, and an input example.
+                     output_example: pd.DataFrame, pip_requirements: list[str], register: str | None = None,
+                     name: str = MODEL_PATH, code_paths: list[str] | None = None) -> str:
+    """Log a saved model to the active run as an MLflow pyfunc model named ``name`` (the model's own
+    name, e.g. ``runs:/<id>/fusion``): its folder as the model's data, loaded by ``loader_module``
+    (nothing is pickled), a signature of text input columns (only ``required`` ones required) and of
+    the typed output (:func:`output_schema`), an input example, and ``code_paths`` copied in.
     ``register`` also registers it in the model registry under that name. Returns its URI."""
     import mlflow
-    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
     inputs = Schema([ColSpec("string", c, required=c in required) for c in input_example.columns])
-    outputs = infer_signature(output_example).inputs
-    mlflow.pyfunc.log_model(name=MODEL_PATH, loader_module=loader_module, data_path=str(model_dir),
-                            signature=ModelSignature(inputs, outputs), input_example=input_example,
-                            registered_model_name=register, pip_requirements=pip_requirements)
-    return f"runs:/{active_run_id()}/{MODEL_PATH}"
+    mlflow.pyfunc.log_model(name=name, loader_module=loader_module, data_path=str(model_dir),
+                            signature=ModelSignature(inputs, output_schema(output_example)),
+                            input_example=input_example, registered_model_name=register,
+                            pip_requirements=pip_requirements, code_paths=code_paths)
+    return f"runs:/{active_run_id()}/{name}"
+
+
+def output_schema(example: pd.DataFrame):
+    """The output's columns typed as a planner reads them: numbers as doubles, ``date`` as a
+    datetime, everything else as text (inferring from the example would type a column that
+    happens to hold only NaN, or dates written as text, as strings)."""
+    from mlflow.types import ColSpec, Schema
+
+    def kind(column: str) -> str:
+        if column == "date" or column == "origin":
+            return "datetime"
+        return "double" if pd.api.types.is_numeric_dtype(example[column]) else "string"
+
+    return Schema([ColSpec(kind(c), c) for c in example.columns])
+
+
+@_rank_zero_only
+def log_inputs(tables: dict[str, tuple[pd.DataFrame, str]]) -> None:
+    """The run's input tables as MLflow datasets (name, digest, rows, schema; the Dataset column of the
+    runs table): ``{name: (frame, source path)}``."""
+    import mlflow
+
+    for name, (frame, source) in tables.items():
+        dataset = mlflow.data.from_pandas(frame, source=str(Path(source).resolve()), name=name)
+        mlflow.log_input(dataset, context="training")
 
 
 def download_model(uri: str, destination: Path, loader_module: str) -> Path:
@@ -417,8 +468,28 @@ def check_register_name(name: str) -> None:
                           f"{REGISTERED_NAME_MAX}")
 
 
-def launch_ui(uri: str | None, port: int) -> int:
-    """`mlflow ui` on this store, bound to 127.0.0.1 (one worker: enough, and sqlite-friendly).
+def ui_address(uri: str, experiment: str, port: int) -> str:
+    """The address ``ui`` prints: the experiment's runs table in the model-training view with the
+    headline columns (:mod:`forecast.runs_view`), or the UI's home when the experiment does not exist."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from forecast import runs_view
+
+    base = f"http://127.0.0.1:{port}"
+    mlflow.set_tracking_uri(uri)
+    with sqlite_lock(uri):
+        found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return base
+    publish_runs_view(MlflowClient(uri), found.experiment_id)
+    return runs_view.runs_table_url(base, found.experiment_id)
+
+
+def launch_ui(uri: str | None, port: int, experiment: str = "forecast", open_browser: bool = False) -> int:
+    """`mlflow ui` on this store, bound to 127.0.0.1 (one worker: enough, and sqlite-friendly); prints
+    the address of the experiment's runs table (:func:`ui_address`) and opens it with ``open_browser``.
+    A local store that does not exist is not created: the line says where to fit first.
 
     The server runs in its own process group: Ctrl-C or SIGTERM here (which the CLI turns
     into a KeyboardInterrupt) stops that whole group (server and workers, freeing the port)
@@ -426,12 +497,25 @@ def launch_ui(uri: str | None, port: int) -> int:
     """
     import subprocess
 
+    from forecast import runs_view
+
     check_port(port)
+    given = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    default = f"sqlite:///{(DEFAULT_DIR / 'mlflow.db').resolve()}"
+    missing = runs_view.local_store_missing(given or default)
+    if missing is not None:
+        raise ConfigError(f"no MLflow store here: {missing} does not exist; run python -m forecast fit in this "
+                          f"folder first, or give the store of an earlier fit with --tracking-uri")
     uri = check_store(TrackingConfig(uri=uri))  # a non-database file, an unknown scheme: refused by name
+    quiet_mlflow()
+    address = ui_address(uri, experiment, port)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
-    print(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it", file=sys.stderr)
+    print(f"MLflow UI (store {uri}); Ctrl-C stops it\nruns of experiment {experiment!r}: {address}",
+          file=sys.stderr, flush=True)
     server = subprocess.Popen(cmd, start_new_session=True)
+    if open_browser:
+        _open_when_listening(address, port, server)
     try:
         code = server.wait()
     finally:
@@ -451,6 +535,21 @@ def check_port(port: int, host: str = "127.0.0.1") -> None:
         except OSError as err:
             raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror}; another program, "
                               f"perhaps an MLflow UI, uses it); give another --port") from None
+
+
+def _open_when_listening(address: str, port: int, server, wait_s: float = 60) -> None:
+    """Open ``address`` in the default browser once the server accepts connections (before that the
+    browser would show a connection error)."""
+    import time
+    import webbrowser
+
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and server.poll() is None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                webbrowser.open(address)
+                return
+        time.sleep(0.2)
 
 
 def _stop_group(server) -> None:

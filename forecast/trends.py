@@ -1,22 +1,24 @@
 """The seasonal trend of a forecast, its direction, and the trend report by attribute and word.
 
-Definitions (README, "Trends"):
+Definitions (docs/methods.md, "Trends"):
 
 - **trend**: the centred moving average of units over ``window`` periods (default
   9 weeks), taken over the item's history followed by its forecast; at the ends
   of the series the window shrinks to what exists. It smooths week-to-week noise
   and promotions away and keeps the seasonal level.
-- **trend_direction** of a forecast period: its trend compared with the trend of
-  the same period one season earlier (52 weeks for weekly data) when the history
-  reaches that far back, otherwise with the trend at the end of the history.
-  ``rising`` when higher by more than ``threshold`` (default 10%), ``falling``
-  when lower by more than that, else ``flat``; ``new`` for products with no history.
+- **trend_direction** of a product, one for its whole horizon: the total of its trend
+  over the forecast periods compared with the total of its trend over the same periods
+  one season earlier (52 weeks for weekly data) where the history reaches that far
+  back, otherwise the trend at the end of the history. ``rising`` when higher by more
+  than ``threshold`` (default 10%) and by more than Poisson noise of those totals could
+  make it (:func:`horizon_direction`), ``falling`` likewise, else ``flat``; ``new``
+  for products with no history.
 - **trend report**: for every attribute value (category, colour, ...) and every
   description word shared by at least ``min_products`` products, the forecast
   units over the horizon against the same items' units over the reference periods,
   the relative change, an empirical-Bayes estimate of it that shrinks small groups
   toward the overall change, its interval, and a direction that is ``rising`` or
-  ``falling`` only when the change is both material and sure (:func:`shrink`, README "Trends").
+  ``falling`` only when the change is both material and sure (:func:`shrink`, docs/methods.md "Trends").
 - **model effect** of a word: how much a text-reading neural model's forecast moves
   when the word is removed from the descriptions that hold it (:func:`occlusion`).
 """
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 RISING, FALLING, FLAT, NEW_ITEM = "rising", "falling", "flat", "new"
 OVERALL = "all"  # the report's first row: every product in it, the change the groups are shrunk toward
+Z_SURE = 1.96  # a product's direction: its change must exceed ~95% Poisson noise of its totals (horizon_direction)
 PSEUDO = 0.5  # units added to both sides of a log change, so that 0 -> 9 units is finite and uncertain
 REPORT_COLUMNS = ["dimension", "value", "products", "reference_units", "forecast_units", "forecast_lo",
                   "forecast_hi", "change", "shrunk_change", "change_lo", "change_hi", "direction"]
@@ -98,8 +101,21 @@ def trend_columns(panel: Panel, forecast: Prediction, window: int, threshold: fl
         smooth_history = centred_moving_average(history, window)
         lagged = forecast.start[k] + np.arange(h) - season - panel.start[row]
         reference = np.where(lagged >= 0, smooth_history[np.clip(lagged, 0, len(history) - 1)], smooth_history[-1])
-        directions[k] = direction(relative_change(trend[k], reference), threshold)
+        directions[k] = horizon_direction(trend[k], reference, threshold)
     return trend, directions
+
+
+def horizon_direction(trend: np.ndarray, reference: np.ndarray, threshold: float) -> str:
+    """One direction for a product over its whole horizon: its trend's total against the reference's.
+
+    ``rising``/``falling`` only when the relative change passes ``threshold`` *and* the difference
+    is larger than Poisson noise could make it (|F − R| > Z_SURE·√(F + R) units, F and R the two
+    totals); otherwise ``flat``, so that 0.1 → 0.3 units a week is not called rising.
+    """
+    new, old = float(np.nansum(trend)), float(np.nansum(reference))
+    if abs(new - old) <= Z_SURE * np.sqrt(max(new + old, 0.0)):
+        return FLAT
+    return str(direction(relative_change(np.array([new]), np.array([old])), threshold)[0])
 
 
 def reference_units(panel: Panel, rows: np.ndarray, horizon: int) -> np.ndarray:
@@ -113,6 +129,16 @@ def _reference_columns(T: int, season: int, horizon: int) -> np.ndarray:
     if horizon <= season <= T:
         return np.arange(T - season, T - season + horizon)
     return np.arange(max(T - horizon, 0), T)
+
+
+def compared_weeks(panel: Panel, export: pd.DataFrame) -> str:
+    """Which periods the report compares, in words: the forecast's dates against the reference's."""
+    horizon = int(export.groupby("item_id").size().max())
+    reference = panel.date_at(_reference_columns(panel.n_periods, panel.season_length, horizon))
+    forecast = panel.date_at(np.arange(panel.n_periods, panel.n_periods + horizon))
+    unit = "weeks" if panel.freq.startswith("W") else "periods"
+    return (f"{unit} {forecast[0].date()} to {forecast[-1].date()} (forecast) vs "
+            f"{reference[0].date()} to {reference[-1].date()} (the same items' sales)")
 
 
 def reference_dispersion(panel: Panel, rows: np.ndarray, horizon: int) -> float:

@@ -271,7 +271,7 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     origins(panel.n_periods, cfg.evaluation)
     tracking.mark_abandoned_runs(cfg.tracking)
 
-    with tracking.tracked_run(cfg, "tune", pipeline.data_paths(cfg)[0]) as parent_id:
+    with tracking.tracked_run(cfg, "tune", pipeline.data_paths(cfg)[0], panel.n_items) as parent_id:
         tracking.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
         todo = trials - finished_trials(study)
         if todo > 0:
@@ -289,9 +289,10 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         if not completed:
             raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); run more trials")
         best = chosen_trial(study)
-        winner = cfg.updated(best.params)
-        write_atomic(best_path, lambda handle: yaml.safe_dump(winner.to_dict(), handle, sort_keys=False))
         is_defaults = bool(best.user_attrs.get(DEFAULTS_ATTR))
+        tuned = {} if is_defaults else {"tracking.tuned_from": f"study {study_name} trial {best.number}"}
+        winner = cfg.updated(best.params | tuned)
+        write_atomic(best_path, lambda handle: yaml.safe_dump(winner.to_dict(), handle, sort_keys=False))
         tracking.log_params({f"best.{k}": v for k, v in best.params.items()})
         tracking.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number,
                               "best/is_defaults": float(is_defaults)})

@@ -37,7 +37,8 @@ def fitted(tmp_path_factory, synthetic_csv):
 def test_fit_exports_every_product_with_the_promised_columns(fitted):
     folder, _, products = fitted
     export = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
-    assert list(export.columns) == ["item_id", "date", "model", "units", "units_p10", "units_p90", "price", "trend",
+    assert list(export.columns) == ["item_id", "date", "step", "group", "origin", "model", "units", "units_p10",
+                                    "units_p90", "price", "trend",
                                     "trend_direction", "description"]
     catalogue = pd.read_csv(products, dtype={"item_id": str})
     assert set(export["item_id"]) == set(catalogue["item_id"])
@@ -63,7 +64,7 @@ def test_fit_records_a_parent_run_and_one_child_run_per_model_with_the_same_keys
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     [parent] = parents
     assert parent.info.status == "FINISHED"
-    assert parent.info.run_name == f"fit {Path(sales).name} h6"
+    assert parent.info.run_name == f"fit {Path(sales).parent.name}/{Path(sales).name} 68 items h6"
     # fusion's average-description forecast of new products is a candidate of its own (a prediction variant)
     assert set(children) == {"seasonal_naive", "moving_average", "theta", "knn", "fusion", "fusion:average_text_new"}
     for model, child in children.items():
@@ -94,9 +95,10 @@ def test_the_refit_model_is_an_mlflow_model_that_loads_predicts_and_is_registere
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     run_id = mlflow_runs(folder)[2]["fusion"].info.run_id
-    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/fusion")
     assert {"table", "item_id"} <= set(model.metadata.get_input_schema().input_names())
     frame = model.predict(tables_frame(pd.read_csv(sales, dtype=str), pd.read_csv(products, dtype=str)))
+    frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")  # typed output: a datetime, the CSV's text
     exported = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
     both = exported.merge(frame, on=["item_id", "date"], suffixes=("", "_m"))
     assert len(both) == len(exported)
@@ -113,7 +115,7 @@ def test_predict_through_the_cli_from_a_logged_model(fitted, monkeypatch):
     folder, sales, products = fitted
     monkeypatch.chdir(folder)
     run_id = mlflow_runs(folder)[2]["fusion"].info.run_id
-    assert main(["predict", "--model", f"runs:/{run_id}/model", "--sales", sales, "--products", products,
+    assert main(["predict", "--model", f"runs:/{run_id}/fusion", "--sales", sales, "--products", products,
                  "--export", "from_mlflow.csv"]) == 0
     predicted = pd.read_csv(folder / "from_mlflow.csv", dtype={"item_id": str})
     exported = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})

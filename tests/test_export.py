@@ -23,17 +23,17 @@ def panel(tmp_path):
 
 
 def test_export_has_one_row_per_item_and_period_with_dates_after_history(panel):
-    fc = Prediction("m", np.array([0, 1, 2]), np.array([3, 3, 3]), np.array([[8.0, 8.0], [5.0, 5.0], [1.0, 2.0]]),
+    fc = Prediction("m", np.array([0, 1, 2]), np.array([3, 3, 3]), np.array([[80.0, 80.0], [0.5, 0.5], [1.0, 2.0]]),
                   price=np.array([[2.0, 2.0], [np.nan, np.nan], [np.nan, np.nan]]))
     frame = forecast_frame(panel, [fc], trend_window=3, threshold=0.1)
     assert list(frame.columns) == EXPORT_COLUMNS
     assert list(frame["item_id"]) == ["A", "A", "B", "B", "N", "N"]
     assert list(frame["date"][:2]) == ["2024-01-22", "2024-01-29"]
     assert frame.loc[0, "description"] == "red wool coat"
-    # A doubles from 4 to 8: rising; B halves: falling; N is new
+    # A jumps from 4 to 80 a week: rising; B drops from 10 to 0.5: falling (both beyond Poisson noise); N is new
     assert list(frame["trend_direction"]) == ["rising", "rising", "falling", "falling", "new", "new"]
     # trend = centred moving average over history tail + forecast
-    np.testing.assert_allclose(frame["trend"][:2], centred_moving_average(np.array([4, 4, 4, 8, 8.0]), 3)[3:],
+    np.testing.assert_allclose(frame["trend"][:2], centred_moving_average(np.array([4, 4, 4, 80, 80.0]), 3)[3:],
                                atol=0.005)  # rounded to 2 decimals
 
 

@@ -33,10 +33,19 @@ def bindable(port: int) -> bool:
         return True
 
 
+def make_store(folder) -> None:
+    """An (empty) MLflow store in ``folder``'s ./mlruns: ``ui`` refuses a folder without one."""
+    from mlflow.tracking import MlflowClient
+
+    (folder / "mlruns").mkdir()
+    MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}").search_experiments()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_stopping_the_ui_frees_its_port(tmp_path, sig):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    make_store(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "forecast", "ui", "--port", str(port)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

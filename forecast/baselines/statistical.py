@@ -623,5 +623,20 @@ def _log_fallbacks(model: str, n_series: int, records: list[FallbackRecord]) -> 
                      record.series_index, record.model, record.used, record.reason)
     if records:
         used = Counter(record.used for record in records)
+        if len(records) == n_series and len(used) == 1:
+            _say_all_fell_back(model, next(iter(used)), records[0].reason)
+            return
         summary = ", ".join(f"{name}: {count}" for name, count in used.most_common())
         logger.info("%s: %d of %d series fell back (%s)", model, len(records), n_series, summary)
+
+
+_ALL_FELL_BACK: set[tuple[str, str]] = set()  # (model, fallback) pairs already reported in this process
+
+
+def _say_all_fell_back(model: str, used: str, reason: str) -> None:
+    """A model none of whose series it could forecast is the fallback under another name: a WARNING
+    the first time (e.g. seasonal_naive on less than two seasons of history), DEBUG on every later fold."""
+    first = (model, used) not in _ALL_FELL_BACK
+    _ALL_FELL_BACK.add((model, used))
+    logger.log(logging.WARNING if first else logging.DEBUG,
+               "%s: every series fell back to %s (%s); its forecasts are %s's", model, used, reason, used)

@@ -67,7 +67,7 @@ def embed_texts(texts: list[str], path: str | None = None, max_tokens: int = 32,
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in _EMBED_CACHE}.items())
     if todo:
         tokenizer, model = load_pretrained(path)
-        log.info("embedding %d description(s) with %s", len(todo), Path(path).name)
+        log.debug("embedding %d description(s) with %s", len(todo), path)
         todo = _by_token_length(todo, tokenizer, max_tokens)
         progress = Progress("embedding descriptions", len(todo))
         for lo in range(0, len(todo), batch_size):

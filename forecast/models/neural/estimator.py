@@ -52,6 +52,7 @@ from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trainer_devices
 from forecast.models.neural.features import PanelDataModule, Scaler, build_features
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
+from forecast.models.neural.progress import EpochBar
 from forecast.models.neural.system import ForecastSystem
 from forecast.models.neural.variants import READS
 from forecast.progress import Progress
@@ -150,9 +151,10 @@ class NeuralEstimator:
             "train_windows": len(datamodule.train_set), "val_windows": len(datamodule.val_set),
             "best_val_loss": _float(trainer.checkpoint_callback.best_model_score) if best else None,
         }
-        log.info("%s: trained %d epoch(s) on %d windows in %.1fs (best val/loss %s)", self.name,
+        best_val = self.fit_info["best_val_loss"]
+        log.info("%s: trained %d epoch(s) on %d windows in %.1fs%s", self.name,
                  self.fit_info["epochs"], self.fit_info["train_windows"], self.fit_info["seconds"],
-                 self.fit_info["best_val_loss"])
+                 f" (best val/loss {best_val:.4f})" if best_val is not None else "")
 
     def _spec(self, datamodule: PanelDataModule, horizon: int) -> NetworkSpec:
         f, nt = datamodule.features, self.config.neural
@@ -211,7 +213,7 @@ class NeuralEstimator:
         monitor = "val/loss" if validate else None
         checkpoint = ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode="min",
                                      save_top_k=1, save_last=True)
-        callbacks = [checkpoint, *self.callbacks, *([] if tc.progress else [EpochLine(self.name)])]
+        callbacks = [checkpoint, *self.callbacks, EpochBar(self.name) if tc.progress else EpochLine(self.name)]
         if validate:
             callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=tc.patience))
         cpu = not torch.cuda.is_available()
