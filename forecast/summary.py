@@ -10,20 +10,18 @@ from __future__ import annotations
 import math
 import os
 import shlex
-from typing import TYPE_CHECKING
+from typing import Any
 
 from forecast.config import RunConfig
-
-if TYPE_CHECKING:
-    from forecast.pipeline import FitResult
 
 CHOSEN_BY = "wape"  # the metric that chooses the model per group (BacktestResult.best_models)
 WHY = ("chosen by backtest WAPE, units missed over units sold: it weighs products by volume as stock does; "
        "MASE and sMAPE weigh tiny series alike")
 
 
-def fit_summary(result: FitResult, cfg: RunConfig) -> list[str]:
-    """The closing lines of a fit, in reading order."""
+def fit_summary(result: Any, cfg: RunConfig) -> list[str]:
+    """The closing lines of a fit, in reading order (``result``: the verb's ``pipeline.FitResult``; not
+    imported here, since the pipeline imports this module)."""
     lines = [f"fit done: MLflow run {result.run_id}" if result.run_id else "fit done"]
     scores = result.backtest.summary().set_index(["model", "group"])
     for group, model in result.chosen.items():
