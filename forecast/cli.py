@@ -12,11 +12,12 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
 
-from forecast.config import RunConfig, choices
+from forecast.config import RANGES, RunConfig, choices, ranges_text
 from forecast.errors import ConfigError, ForecastError
 from forecast.models.registry import MODELS, NEURAL, check_models
 
@@ -28,6 +29,15 @@ EPILOG = """Data contract: sales (item_id, date, units[, price, numeric covariat
 products (item_id, description[, attributes, launch_date, end_date]), CSV or Parquet.
 Without --sales/--products the embedded sample (300 products of the UCI Online
 Retail data) is used. See README.md for details."""
+
+
+CONFIG_EPILOG = EPILOG + "\n\nValid values of the numeric config keys (--config YAML, or the options setting them):\n" + \
+    "\n".join(textwrap.fill(line, 100, subsequent_indent="      ") for line in ranges_text().splitlines())
+
+
+def _within(key: str) -> str:
+    """An option's valid values, as declared in RANGES (forecast.config)."""
+    return str(RANGES[key])
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,12 +71,12 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 def _training_options(parser: argparse.ArgumentParser) -> None:
     """The backtest, the seed and the MLflow run: for the verbs that fit (fit, tune)."""
     task = parser.add_argument_group("task")
-    task.add_argument("--horizon", type=int, help="periods to forecast (default 12)")
-    task.add_argument("--folds", type=int, help="rolling-origin backtest folds (default 3)")
-    task.add_argument("--step", type=int, help="periods between backtest origins (default 4)")
-    task.add_argument("--seed", type=int, help="random seed (default 0)")
+    task.add_argument("--horizon", type=int, help=f"periods to forecast (default 12; {_within('evaluation.horizon')})")
+    task.add_argument("--folds", type=int, help=f"rolling-origin backtest folds (default 3; {_within('evaluation.folds')})")
+    task.add_argument("--step", type=int, help=f"periods between backtest origins (default 4; {_within('evaluation.step')})")
+    task.add_argument("--seed", type=int, help=f"random seed (default 0; {_within('seed')})")
     task.add_argument("--interval", type=float, help="coverage of the forecast range units_lo..units_hi "
-                      "(default 0.8: an 80%% range)")
+                      f"(default 0.8: an 80%% range; {_within('evaluation.interval')})")
     run = parser.add_argument_group("tracking")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite under ./mlruns)")
     run.add_argument("--experiment", help="MLflow experiment name (default 'forecast')")
@@ -80,7 +90,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(MODELS)}")
     group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
-    group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping)")
+    group.add_argument("--max-epochs", type=int, help="neural training epochs (upper bound; early stopping; "
+                       f"{_within('train.max_epochs')})")
     devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see README 'Scaling out')")
     devices.add_argument("--accelerator", choices=choices("train.accelerator"), help="default auto (a GPU if there is one)")
     devices.add_argument("--devices", type=_devices, help="how many devices (e.g. 2; -1 or auto: all) or which (0,1)")
@@ -107,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     fit = verbs.add_parser("fit", help="backtest all models, refit the best, export the forecast, log to MLflow",
-                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(fit)
     _training_options(fit)
     _model_options(fit)
@@ -118,16 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--resume", action="store_true",
                      help="continue a killed fit of the same config and data from its last checkpoints")
 
-    predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining")
+    predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining",
+                               epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(predict)
     saved = predict.add_mutually_exclusive_group(required=True)
     saved.add_argument("--model-dir", help="folder written by fit (printed at its end)")
     saved.add_argument("--model", dest="model_uri", help="MLflow model logged by fit: runs:/<run id>/model or "
                        "models:/<registered name>/<version> (from $MLFLOW_TRACKING_URI or ./mlruns)")
-    predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's)")
+    predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's; "
+                         f"{_within('evaluation.horizon')})")
     predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
 
-    tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best")
+    tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best",
+                            epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(tune)
     _training_options(tune)
     _model_options(tune)
