@@ -34,11 +34,24 @@ def conformal_quantile(errors: np.ndarray, level: float) -> float:
     return float(errors[k - 1])
 
 
+OUTLIER_FACTOR = 1000.0  # an error this many times the step's median error is clipped to it (robust_errors)
+
+
 def half_widths(truth: list[np.ndarray], forecasts: list[np.ndarray], level: float) -> np.ndarray:
     """Per horizon step, the conformal quantile of |truth - forecast| pooled over the folds given
-    (each a [items, H] array; NaN truth: a cell with no actual)."""
+    (each a [items, H] array; NaN truth: a cell with no actual), absurd errors clipped (robust_errors)."""
     errors = np.abs(np.concatenate(truth) - np.concatenate(forecasts))
-    return np.array([conformal_quantile(errors[:, h], level) for h in range(errors.shape[1])])
+    return np.array([conformal_quantile(robust_errors(errors[:, h]), level) for h in range(errors.shape[1])])
+
+
+def robust_errors(errors: np.ndarray) -> np.ndarray:
+    """``errors`` clipped at OUTLIER_FACTOR x their median positive error (at least 1 unit): one product's
+    absurd sales (a 1e12 typed for 12) must not widen every other product's range to 1e12. Ordinary
+    errors, however heavy-tailed, stay far below the clip and keep their conformal quantile."""
+    positive = errors[np.isfinite(errors) & (errors > 0)]
+    if positive.size == 0:
+        return errors
+    return np.minimum(errors, OUTLIER_FACTOR * max(float(np.median(positive)), 1.0))
 
 
 def bounds(units: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

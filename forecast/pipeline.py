@@ -22,7 +22,7 @@ import pandas as pd
 from forecast import intervals
 from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
-from forecast.data.contract import input_paths, load_tables
+from forecast.data.contract import input_paths, load_tables, visible
 from forecast.data.panel import Panel, build_panel
 from forecast.errors import ConfigError, DataError
 from forecast.export import check_writable, forecast_frame, write_csv_atomic
@@ -138,7 +138,7 @@ def warn_products_without_rows(panel: Panel, frame: pd.DataFrame) -> None:
 
 def _first_ids(ids: np.ndarray, shown: int = 10) -> str:
     more = f", ... ({len(ids) - shown} more)" if len(ids) > shown else ""
-    return ", ".join(map(str, ids[:shown])) + more
+    return ", ".join(map(visible, ids[:shown])) + more
 
 
 @dataclass

@@ -151,13 +151,13 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
     tables would otherwise give an empty report without a word). Item ids that the export
     neutralised as formulas (a leading ``'``) are read back as they were.
     """
-    from forecast.data.contract import parse_numeric, read_table, require_columns
+    from forecast.data.contract import parse_numeric, read_table, require_columns, visible
 
     if not path.is_file():
         raise DataError(f"{path}: forecast file not found; run `python -m forecast fit --export {path}` first")
     frame = read_table(path)
     require_columns(frame, ("item_id", "units"), path.name)
-    item_ids = frame["item_id"].str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
+    item_ids = frame["item_id"].str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True).str.normalize("NFC")
     export = pd.DataFrame({"item_id": item_ids, "units": parse_numeric(frame, "units", path.name)})
     for column in ("units_lo", "units_hi"):
         if column in frame:
@@ -166,7 +166,7 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
             export.loc[~blank, column] = parse_numeric(frame[~blank], column, path.name)
     unknown = pd.unique(item_ids[~item_ids.isin(set(panel.item_ids))])
     if len(unknown):
-        shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        shown = ", ".join(map(visible, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
         raise DataError(f"{path.name}: column 'item_id': {len(unknown)} item(s) are not in the products table "
                         f"({shown}); give the --sales and --products the forecast was made from")
     return export
