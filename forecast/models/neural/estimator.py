@@ -48,7 +48,7 @@ from forecast.errors import ConfigError, ForecastError
 from forecast.models.base import Prediction, forecast_targets
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trainer_devices
-from forecast.models.neural.features import PanelDataModule, Scaler, build_features
+from forecast.models.neural.features import PanelDataModule, Reference, Scaler, build_features
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
 from forecast.models.neural.system import ForecastSystem
 from forecast.models.registry import MODELS, NEURAL
@@ -83,8 +83,9 @@ class EpochLine(Callback):
 
 
 WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", "SHA256SUMS"
-FORMAT = "forecast-neural/5"  # /5: scaler.attributes (neural.attribute_curves); /4: text_dropout, age_curve, signals
-READABLE_FORMATS = (FORMAT, "forecast-neural/4")  # a /4 model reads as /5 with the new options off
+REFERENCE = "reference.safetensors"  # /6: the training products the retrieval features are computed from
+FORMAT = "forecast-neural/6"  # /6: REFERENCE; /5: scaler.attributes (neural.attribute_curves); /4: text_dropout, ...
+READABLE_FORMATS = (FORMAT, "forecast-neural/5", "forecast-neural/4")  # older: no REFERENCE (see predict)
 # Prediction variants fusion offers the backtest (see forecast.models.base.Prediction.variants):
 # new products forecast from the average description only, as when the words do not generalise.
 AVERAGE_TEXT_NEW = "average_text_new"
@@ -110,6 +111,7 @@ class NeuralEstimator:
         self.freq: str | None = None  # the training panel's frequency: predict data must have the same
         self.fit_info: dict = {}
         self.correction = BiasCorrection()
+        self.reference: Reference | None = None  # the training products (features.Reference); None: saved by /5
 
     @property
     def uses_text(self) -> bool:
@@ -151,6 +153,7 @@ class NeuralEstimator:
             trainer.strategy.barrier("best weights loaded")  # DDP: rank 0 keeps the folder until every rank has read
         self.network = network.cpu().eval()
         self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq
+        self.reference = Reference.of(panel, self.scaler, self.config, horizon, self.uses_text)
         self.correction = self._fit_correction(datamodule)
         self.fit_info = {
             "epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - tic, 2),
@@ -241,7 +244,10 @@ class NeuralEstimator:
         rows, start = forecast_targets(panel, self.groups)
         if len(rows) == 0:
             return Prediction(self.name, rows, start, np.zeros((0, horizon)))
-        features = build_features(panel, self.scaler, self.config, self.horizon, self.uses_text)
+        if self.reference is None:
+            log.warning("%s: saved by an older version without its training products: retrieval features come "
+                        "from the products forecast together (refit to make each forecast independent)", self.name)
+        features = build_features(panel, self.scaler, self.config, self.horizon, self.uses_text, self.reference)
         if features.widths != self.network.spec.blocks:
             raise ForecastError(f"{self.name}: the data's inputs {features.widths} differ from those the model "
                                 f"was trained with {self.network.spec.blocks} (covariates: "
@@ -311,8 +317,10 @@ class NeuralEstimator:
             "text_mode": self.text_mode, "fit": self.fit_info, "bias_correction": self.correction.to_dict(),
         }
         (directory / META).write_text(json.dumps(meta, indent=2))
+        tensors, about = self.reference.to_tensors()
+        save_file(tensors, str(directory / REFERENCE), metadata=about)
         (directory / SUMS).write_text("".join(f"{_sha256(directory / name)}  {name}\n"
-                                              for name in (WEIGHTS, CONFIG, META)))
+                                              for name in (WEIGHTS, CONFIG, META, REFERENCE)))
         return directory
 
     @classmethod
@@ -345,6 +353,8 @@ class NeuralEstimator:
         model.horizon, model.freq = int(meta["horizon"]), meta["freq"]
         model.fit_info = meta.get("fit", {})
         model.correction = BiasCorrection(**meta["bias_correction"])
+        if meta["format"] == FORMAT:
+            model.reference = _load_reference(directory / REFERENCE)
         return model
 
 
@@ -410,8 +420,10 @@ def work_directory(cfg: RunConfig, sales: str, products: str) -> Path:
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("tracking", "output")}
     settings["train"] = {k: v for k, v in settings["train"].items() if k != "progress"}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    from forecast.data.contract import file_bytes
+
     for path in (sales, products, *filter(None, [cfg.data.signals])):
-        digest.update(Path(path).read_bytes())
+        digest.update(file_bytes(path))  # a pipe (--sales /dev/stdin) was read once: its remembered bytes
     return Path(cfg.output.checkpoint_dir) / "work" / digest.hexdigest()[:16]
 
 
@@ -471,10 +483,21 @@ def _verify_checksums(directory: Path) -> None:
     for line in (directory / SUMS).read_text().splitlines():
         digest, _, name = line.partition("  ")
         sums[name] = digest
-    for name in (WEIGHTS, CONFIG, META):
+    reference = [REFERENCE] if REFERENCE in sums or (directory / REFERENCE).exists() else []  # none before /6
+    for name in (WEIGHTS, CONFIG, META, *reference):
+        if not (directory / name).is_file():
+            raise ForecastError(f"{directory}: not a saved neural model ({name} is missing)")
         if sums.get(name) != _sha256(directory / name):
             raise ForecastError(f"{directory / name}: the file is corrupt or was modified (its SHA-256 differs "
                                 f"from {SUMS}); retrain with `python -m forecast fit`")
+
+
+def _load_reference(path: Path) -> Reference:
+    """The training products saved beside the weights (checksummed with them)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return Reference.from_tensors({k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata())
 
 
 def _sha256(path: Path) -> str:
