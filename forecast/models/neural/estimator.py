@@ -7,8 +7,11 @@ number of epochs on every window; with ``train.val_periods > 0`` early stopping 
 forecasts every item from the panel's end (or a new product from its launch).
 
 ``save(dir)`` writes ``model.safetensors`` (weights, no pickle), ``config.yaml``
-(the RunConfig), ``meta.json`` (network shape, scaler statistics, the data's frequency)
-and ``SHA256SUMS`` (a SHA-256 of each of those three files, ``sha256sum -c`` format);
+(the RunConfig), ``meta.json`` (network shape, scaler statistics, the data's frequency),
+``reference.safetensors`` (the training products the retrieval features are computed from,
+:class:`~forecast.models.neural.features.Reference`: a product's forecast never depends on
+the other products passed to ``predict``) and ``SHA256SUMS`` (a SHA-256 of each of those
+files, ``sha256sum -c`` format);
 ``NeuralEstimator.load(dir)`` refuses a folder where any file differs from its sum and
 rebuilds the same network, so the forecasts are identical. In ``frozen`` text mode the encoder is not saved (it is
 reloaded from its path); in ``last-k``/``full`` its fine-tuned weights are part

@@ -79,7 +79,10 @@ Optional blocks (figures: experiments/results/ablations.md of the accuracy study
     ``MAX_AGE`` take the last value; stored in the Scaler). ``neural.knn_feature = k``
     (text models): future block ``neighbours``, the mean launch curve (first H
     periods, scaled) of the k products most similar by description embedding, the
-    product itself excluded (retrieval, as a kNN baseline would use it).
+    product itself excluded (retrieval, as a kNN baseline would use it). These retrieval blocks
+    (and ``attribute_curves``, ``recent_launches``) are computed from a :class:`Reference`, the
+    training panel's products, which a saved model keeps: at prediction time a product's
+    features depend on its own rows and the model, not on the other products passed with it.
 
 Windows without targets
     No training window lacks an observed target: :func:`training_windows` starts
