@@ -370,7 +370,8 @@ def parse_dates(frame: pd.DataFrame, column: str, file: str, allow_missing: bool
     dates are local).
     """
     raw = frame[column]
-    _refuse_stored_as(raw, column, file, "dates (YYYY-MM-DD)", ("true/false values", "numbers", "durations"))
+    if not raw.isna().all():  # an optional date column left empty may be stored as float NaN
+        _refuse_stored_as(raw, column, file, "dates (YYYY-MM-DD)", ("true/false values", "numbers", "durations"))
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw.dt.tz_localize(None) if raw.dt.tz is not None else raw
         return parsed.dt.normalize()
