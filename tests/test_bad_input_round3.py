@@ -5,6 +5,7 @@ forecast that must not depend on the products forecast with it. Every case goes 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sales_frame() -> pd.DataFrame:
-    return pd.read_csv(pd.io.common.StringIO(GOOD_SALES), dtype={"item_id": str})
+    return pd.read_csv(io.StringIO(GOOD_SALES), dtype={"item_id": str})
 
 
 # --- option values out of range ---------------------------------------------------------------------------
