@@ -12,12 +12,13 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
 
 from forecast.api import package_version
-from forecast.config import RunConfig, choices
+from forecast.config import RANGES, RunConfig, choices, ranges_text
 from forecast.errors import ConfigError, ForecastError
 from forecast.models.registry import MODELS, NEURAL, check_models
 
@@ -29,6 +30,15 @@ EPILOG = """Data contract: sales (item_id, date, units[, price, numeric covariat
 products (item_id, description[, attributes, launch_date, end_date]), CSV or Parquet.
 Without --sales/--products the embedded sample (300 products of the UCI Online
 Retail data) is used. See README.md for details."""
+
+
+CONFIG_EPILOG = EPILOG + "\n\nValid values of the numeric config keys (--config YAML, or the options setting them):\n" + \
+    "\n".join(textwrap.fill(line, 100, subsequent_indent="      ") for line in ranges_text().splitlines())
+
+
+def _within(key: str) -> str:
+    """An option's valid values, as declared in RANGES (forecast.config)."""
+    return str(RANGES[key])
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,12 +72,13 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 def _training_options(parser: argparse.ArgumentParser) -> None:
     """The backtest, the seed and the MLflow run: for the verbs that fit (fit, tune)."""
     task = parser.add_argument_group("task")
-    task.add_argument("--horizon", type=int, help="periods to forecast (default 12)")
-    task.add_argument("--folds", type=int, help="rolling-origin backtest folds (default 3)")
-    task.add_argument("--step", type=int, help="periods between backtest origins (default 4)")
-    task.add_argument("--seed", type=int, help="random seed (default 0)")
+    task.add_argument("--horizon", type=int, help=f"periods to forecast (default 12; {_within('evaluation.horizon')})")
+    task.add_argument("--folds", type=int, help=f"rolling-origin backtest folds (default 3; {_within('evaluation.folds')})")
+    task.add_argument("--step", type=int, help=f"periods between backtest origins (default 4; {_within('evaluation.step')})")
+    task.add_argument("--seed", type=int, help=f"random seed (default 0; {_within('seed')})")
     task.add_argument("--interval", type=_levels, help="coverage of the forecast range, or several comma-separated: "
-                      "0.8 (the default) exports units_p10 and units_p90; 0.8,0.9 also units_p5 and units_p95")
+                      "0.8 (the default) exports units_p10 and units_p90; 0.8,0.9 also units_p5 and units_p95 "
+                      f"({_within('evaluation.interval')})")
     run = parser.add_argument_group("tracking")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite under ./mlruns)")
     run.add_argument("--experiment", help="MLflow experiment name (default 'forecast')")
@@ -82,7 +93,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
     group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
     group.add_argument("--max-epochs", type=int, help="neural training epochs (default 8; all of them "
-                       "are trained unless train.val_periods in --config holds periods out for early stopping)")
+                       "are trained unless train.val_periods in --config holds periods out for early stopping; "
+                       f"{_within('train.max_epochs')})")
     devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see docs/scaling.md)")
     devices.add_argument("--accelerator", choices=choices("train.accelerator"), help="default auto (a GPU if there is one)")
     devices.add_argument("--devices", type=_devices, help="how many devices (e.g. 2; -1 or auto: all) or which (0,1)")
@@ -123,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     fit = verbs.add_parser("fit", help="backtest all models, refit the best, export the forecast, log to MLflow",
-                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(fit)
     _training_options(fit)
     _model_options(fit)
@@ -135,17 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--resume", action="store_true",
                      help="continue a killed fit of the same config and data from its last checkpoints")
 
-    predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining")
+    predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining",
+                               epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(predict)
     saved = predict.add_mutually_exclusive_group(required=True)
     saved.add_argument("--model-dir", help="folder written by fit (printed at its end)")
     saved.add_argument("--model", dest="model_uri", help="MLflow model logged by fit: runs:/<run id>/model or "
                        "models:/<registered name>/<version> (from $MLFLOW_TRACKING_URI or ./mlruns)")
-    predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's)")
+    predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's; "
+                         f"{_within('evaluation.horizon')})")
     predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
     _excel_option(predict)
 
-    tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best")
+    tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best",
+                            epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(tune)
     _training_options(tune)
     _model_options(tune)
@@ -257,6 +272,38 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def run_inputs(args: argparse.Namespace, cfg: RunConfig) -> list[str]:
+    """Every file the run reads: the tables, --config, --search-space, trends' --forecast, the files of a
+    --model-dir and of a local --text-encoder. No output may be one of them."""
+    given = [*(getattr(args, name, None) for name in ("config", "search_space", "forecast")),
+             cfg.data.sales, cfg.data.products, cfg.data.signals]
+    folders = [getattr(args, "model_dir", None), cfg.neural.text_encoder]
+    inside = [str(f) for folder in folders if folder and Path(folder).is_dir() for f in Path(folder).rglob("*")
+              if f.is_file()]
+    return [str(p) for p in given if p] + inside
+
+
+def run_outputs(args: argparse.Namespace, cfg: RunConfig) -> list[str]:
+    """Every file the run writes for the user (the export, trends' report and chart, tune's best config)."""
+    if args.verb == "trends":
+        return [] if args.item else [args.output, str(Path(args.output).with_suffix(".png"))]
+    return [p for p in (cfg.output.export, getattr(args, "best_config", None)) if p]
+
+
+def check_outputs(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """Before any work: no output overwrites an input of the run (e.g. --export onto the --config file)
+    or another output (tune's --best-config and --export)."""
+    from forecast.export import check_writable
+
+    inputs = run_inputs(args, cfg)
+    outputs = run_outputs(args, cfg)
+    for k, output in enumerate(outputs):
+        written = check_writable(output, inputs)
+        for other in outputs[:k]:
+            if os.path.realpath(other) == str(written):
+                raise ConfigError(f"output {output} is also where {other} is written; give them different files")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.verb == "ui":
         from forecast.tracking import launch_ui
@@ -266,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
     from forecast.outputs import check_verb_paths
 
     check_verb_paths(args.verb, args, cfg)  # every output against every input and other output, before work
+    check_outputs(args, cfg)
     if not cfg.train.progress:  # also the text encoder's "Loading weights" and MLflow's download bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

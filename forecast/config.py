@@ -8,6 +8,7 @@ This module knows nothing of torch or MLflow.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from types import UnionType
@@ -159,6 +160,100 @@ class OutputConfig:
     excel: bool = False  # the export as UTF-8 with a byte order mark, so Excel reads "£" right (--excel)
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric key: ``lo``/``hi`` bounds (None: unbounded), open or closed, plus
+    ``also``, single values allowed outside them (``-1``: all cores). ``None`` is allowed where the
+    key's type allows it; NaN and infinity never are."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    also: tuple = ()
+
+    def __contains__(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = self.lo is None or (value > self.lo if self.lo_open else value >= self.lo)
+        below = self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+        return above and below
+
+    def __str__(self) -> str:
+        lo, hi = _number(self.lo), _number(self.hi)
+        if self.lo is not None and self.hi is not None:
+            ends = {(False, False): "", (True, True): ", both excluded", (True, False): f", {lo} excluded",
+                    (False, True): f", {hi} excluded"}[(self.lo_open, self.hi_open)]
+            text = f"between {lo} and {hi}{ends}"
+        elif self.lo is not None:
+            text = f"{'greater than' if self.lo_open else 'at least'} {lo}"
+        elif self.hi is not None:
+            text = f"{'less than' if self.hi_open else 'at most'} {hi}"
+        else:
+            text = "a finite number"
+        return text + "".join(f", or {v}" for v in self.also)
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+POSITIVE, COUNT, SHARE, WEIGHT = Range(1), Range(0), Range(0.0, 1.0), Range(0.0)
+# The one place every numeric key's valid values are declared: checked whenever a config is built (YAML,
+# options, search space: ConfigError naming key, value and range), shown in --help and README "Configuration".
+# tests/test_bad_input_round3.py fails when a numeric key lacks its range here.
+RANGES: dict[str, Range] = {
+    "data.max_description_chars": POSITIVE,
+    "evaluation.horizon": POSITIVE, "evaluation.folds": POSITIVE, "evaluation.step": POSITIVE,
+    "evaluation.season_length": POSITIVE, "evaluation.interval": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    "baselines.moving_average_window": POSITIVE, "baselines.knn_neighbours": POSITIVE,
+    "baselines.n_jobs": Range(1, also=(-1,)), "baselines.ensemble_shrinkage": SHARE,
+    "neural.finetune_layers": POSITIVE, "neural.max_tokens": Range(1, 512), "neural.context_length": POSITIVE,
+    "neural.hidden_size": POSITIVE, "neural.dropout": Range(0.0, 1.0, hi_open=True),
+    "neural.demand_weight": WEIGHT, "neural.price_weight": WEIGHT, "neural.trend_weight": WEIGHT,
+    "neural.level_weight": Range(-10.0, 10.0), "neural.trend_window": POSITIVE, "neural.text_dropout": SHARE,
+    "neural.text_mix": SHARE, "neural.text_mix_new": SHARE, "neural.knn_feature": COUNT,
+    "neural.recent_launches": COUNT, "neural.launch_weight": Range(0.0, lo_open=True),
+    "neural.censored_launches": COUNT,
+    "train.max_epochs": POSITIVE, "train.batch_size": POSITIVE, "train.learning_rate": Range(0.0, 1.0, lo_open=True),
+    "train.text_learning_rate": Range(0.0, 1.0), "train.weight_decay": WEIGHT, "train.patience": COUNT,
+    "train.gradient_clip_val": WEIGHT, "train.log_every_n_steps": POSITIVE, "train.val_periods": COUNT,
+    "train.windows_per_epoch": POSITIVE, "train.limit_train_batches": Range(0.0, lo_open=True),
+    "train.num_workers": COUNT, "train.num_threads": POSITIVE, "train.devices": Range(0, also=(-1,)),
+    "tracking.plot_items": COUNT, "output.trend_threshold": WEIGHT, "seed": Range(0, 2**32 - 1),
+}
+NON_EMPTY_LISTS = ("train.devices", "evaluation.interval")  # a list given for these must hold at least one value
+
+
+def check_range(key: str, value: Any) -> None:
+    """ConfigError unless a numeric ``value`` of ``key`` (a list: each element) lies in RANGES[key]."""
+    valid = RANGES.get(key)
+    if isinstance(value, list):
+        if not value and key in NON_EMPTY_LISTS:
+            raise ConfigError(f"{key}: an empty list; give at least one value")
+        for item in value:
+            check_range(key, item)
+        return
+    if valid is None or isinstance(value, (bool, str)) or value is None:
+        return
+    if value not in valid:
+        raise ConfigError(f"{key}: {value!r} is out of range; it must be {valid}")
+    if key == "train.limit_train_batches" and isinstance(value, float) and value > 1:
+        raise ConfigError(f"{key}: {value!r} is out of range; a share of the batches is at most 1.0 "
+                          "(an integer counts batches)")
+
+
+def ranges_text() -> str:
+    """Every numeric key and its range, one line per config section, for --help."""
+    sections: dict[str, list[str]] = {}
+    for key, valid in RANGES.items():
+        section, _, leaf = key.rpartition(".")
+        sections.setdefault(section or "(top level)", []).append(f"{leaf} {valid}")
+    return "\n".join(f"  {section}: {'; '.join(items)}" for section, items in sections.items())
+
+
 @dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
@@ -176,26 +271,22 @@ class RunConfig:
         return list(self.baselines.models) + list(self.neural.models)
 
     def validate(self) -> "RunConfig":
-        """Refuse impossible settings before any data is read or model fitted (model names:
+        """Refuse impossible combinations before any data is read or model fitted (each value's range:
+        RANGES, checked when the config is built, and again here for one built in code; model names:
         forecast.models.registry.check_models)."""
-        ev = self.evaluation
-        for name in ("horizon", "folds", "step"):
-            if getattr(ev, name) <= 0:
-                raise ConfigError(f"evaluation.{name} must be a positive integer, got {getattr(ev, name)}")
-        if not ev.levels or not all(0 < level < 1 for level in ev.levels) or len(set(ev.levels)) < len(ev.levels):
-            raise ConfigError(f"evaluation.interval must lie between 0 and 1 (e.g. 0.8), or be a list of different "
-                              f"such levels (e.g. [0.8, 0.9]), got {ev.interval}")
-        if not 0.0 <= self.baselines.ensemble_shrinkage <= 1.0:
-            raise ConfigError(f"baselines.ensemble_shrinkage must lie between 0 and 1, "
-                              f"got {self.baselines.ensemble_shrinkage}")
+        for key, value in _leaves(self.to_dict()):
+            check_range(key, value)
+        if not self.models:
+            raise ConfigError("baselines.models and neural.models are both empty; name at least one model "
+                              "(e.g. --models ets,fusion)")
+        levels = self.evaluation.levels
+        if len(set(levels)) < len(levels):
+            raise ConfigError(f"evaluation.interval: {self.evaluation.interval} repeats a level; give different "
+                              f"levels (e.g. [0.8, 0.9])")
         if self.output.model is not None and self.output.model not in self.models:
             raise ConfigError(
                 f"--model {self.output.model!r} is not among the fitted models ({', '.join(self.models)})"
             )
-        if self.neural.context_length <= 0 or self.neural.hidden_size <= 0:
-            raise ConfigError("neural.context_length and neural.hidden_size must be positive")
-        if self.train.batch_size <= 0 or self.train.max_epochs <= 0:
-            raise ConfigError("train.batch_size and train.max_epochs must be positive")
         self._validate_neural_options()
         if (self.baselines.engine == "dask") != (self.baselines.scheduler is not None):
             raise ConfigError("baselines.engine dask and baselines.scheduler (--engine dask --scheduler "
@@ -204,17 +295,6 @@ class RunConfig:
 
     def _validate_neural_options(self) -> None:
         nt = self.neural
-        for name in ("text_dropout", "text_mix", "text_mix_new"):
-            if not 0.0 <= getattr(nt, name) <= 1.0:
-                raise ConfigError(f"neural.{name} must lie between 0 and 1, got {getattr(nt, name)}")
-        if nt.launch_weight <= 0:
-            raise ConfigError(f"neural.launch_weight must be positive, got {nt.launch_weight}")
-        for name in ("recent_launches", "censored_launches"):
-            if getattr(nt, name) < 0:
-                raise ConfigError(f"neural.{name} must be 0 (off) or a number of periods, got {getattr(nt, name)}")
-        if nt.knn_feature < 0:
-            raise ConfigError(f"neural.knn_feature must be 0 (off) or a positive number of neighbours, "
-                              f"got {nt.knn_feature}")
         if nt.bias_correction != "none" and (nt.transform != "sqrt" or nt.scaling != "global"):
             raise ConfigError(f"neural.bias_correction {nt.bias_correction!r} needs neural.transform 'sqrt' and "
                               f"neural.scaling 'global' (got {nt.transform!r}, {nt.scaling!r})")
@@ -259,6 +339,15 @@ class RunConfig:
         return RunConfig.from_dict(data)
 
 
+def _leaves(data: dict[str, Any], prefix: str = ""):
+    """(dotted key, value) of every leaf of a nested config dict."""
+    for name, value in data.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{name}.")
+        else:
+            yield prefix + name, value
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     """Instantiate a (nested) dataclass from a dict, refusing unknown keys and ill-typed values by name."""
     if not isinstance(data, dict):
@@ -275,6 +364,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             kwargs[name] = _build(hint, value, f"{prefix}{name}.")
         else:
             kwargs[name] = checked(prefix + name, value, hint)
+            check_range(prefix + name, kwargs[name])
     return cls(**kwargs)
 
 

@@ -66,8 +66,9 @@ def range_columns(columns) -> tuple[str, str, float] | None:
 def conformal_quantile(errors: np.ndarray, level: float) -> float:
     """The finite-sample conformal quantile of scores (NaN when there are none). With too few scores
     for the level (``(n + 1) * level > n``) the largest is used: the range is then as wide as the
-    backtest ever needed, and its nominal guarantee does not hold."""
-    errors = np.sort(errors[np.isfinite(errors)])
+    backtest ever needed, and its nominal guarantee does not hold. Absurd scores are clipped first
+    (:func:`robust_errors`)."""
+    errors = np.sort(robust_errors(errors[np.isfinite(errors)]))
     if errors.size == 0:
         return math.nan
     k = min(math.ceil((errors.size + 1) * level), errors.size)
@@ -79,6 +80,19 @@ def item_level(forecast: np.ndarray) -> np.ndarray:
     finite = np.where(np.isfinite(forecast), np.maximum(forecast, 0.0), 0.0)
     count = np.isfinite(forecast).sum(axis=1)
     return np.divide(finite.sum(axis=1), count, out=np.zeros(len(forecast)), where=count > 0)
+
+
+OUTLIER_FACTOR = 1000.0  # an error this many times the step's median error is clipped to it (robust_errors)
+
+
+def robust_errors(errors: np.ndarray) -> np.ndarray:
+    """``errors`` clipped at OUTLIER_FACTOR x their median positive error (at least 1 unit): one product's
+    absurd sales (a 1e12 typed for 12) must not widen every other product's range to 1e12. Ordinary
+    errors, however heavy-tailed, stay far below the clip and keep their conformal quantile."""
+    positive = errors[np.isfinite(errors) & (errors > 0)]
+    if positive.size == 0:
+        return errors
+    return np.minimum(errors, OUTLIER_FACTOR * max(float(np.median(positive)), 1.0))
 
 
 def scores(score: str, truth: np.ndarray, forecast: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from forecast import artifact, combination, intervals
 from forecast.artifact import SavedModel
 from forecast.backtest import BacktestResult, origins, run_backtest
 from forecast.config import RunConfig
-from forecast.data.contract import input_paths
+from forecast.data.contract import input_paths, visible
 from forecast.data.loading import data_paths, load_panel
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError
@@ -117,7 +117,7 @@ def warn_products_without_rows(panel: Panel, frame: pd.DataFrame) -> None:
 
 def _first_ids(ids: np.ndarray, shown: int = 10) -> str:
     more = f", ... ({len(ids) - shown} more)" if len(ids) > shown else ""
-    return ", ".join(map(str, ids[:shown])) + more
+    return ", ".join(map(visible, ids[:shown])) + more
 
 
 @dataclass

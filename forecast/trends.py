@@ -202,13 +202,13 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
     their history (a sales table given as the forecast lies wholly inside it: refused). Item ids
     that the export neutralised as formulas (a leading ``'``) are read back as they were.
     """
-    from forecast.data.contract import _fail_rows, parse_dates, parse_numeric, read_table, require_columns
+    from forecast.data.contract import _fail_rows, parse_dates, parse_numeric, read_table, require_columns, visible
 
     if not path.is_file():
         raise DataError(f"{path}: forecast file not found; run `python -m forecast fit --export {path}` first")
     frame = read_table(path)
     require_columns(frame, FORECAST_REQUIRED, path.name)
-    item_ids = frame["item_id"].astype(str).str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
+    item_ids = frame["item_id"].astype(str).str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True).str.normalize("NFC")
     export = pd.DataFrame({"item_id": item_ids, "units": parse_numeric(frame, "units", path.name)})
     dates = parse_dates(frame, "date", path.name)
     _fail_rows(path.name, "date", "duplicate an (item_id, date) pair: a forecast has one row per product and "
@@ -229,7 +229,7 @@ def read_forecast(path: Path, panel: Panel) -> pd.DataFrame:
                     "uses a Poisson band instead (re-export with fit or predict for units_p10/units_p90)", path.name)
     unknown = pd.unique(item_ids[~item_ids.isin(set(panel.item_ids))])
     if len(unknown):
-        shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        shown = ", ".join(map(visible, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
         raise DataError(f"{path.name}: column 'item_id': {len(unknown)} item(s) are not in the products table "
                         f"({shown}); give the --sales and --products the forecast was made from")
     _check_forecast_dates(path, panel, item_ids, dates)

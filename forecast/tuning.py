@@ -34,6 +34,7 @@ import yaml
 
 from forecast.backtest import origins, run_backtest
 from forecast.config import RunConfig
+from forecast.data.contract import input_paths
 from forecast.data.panel import Panel
 from forecast.errors import ConfigError
 from forecast.files import check_writable, write_atomic
@@ -261,8 +262,9 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
         raise ConfigError(f"--trials must be positive, got {trials}")
     cfg = check_models(cfg.updated({"neural.models": ["fusion"]}).validate())
     space = load_search_space(search_space)
-    best_path = check_writable(best_config)
-    export_path = check_writable(cfg.output.export) if cfg.output.export else None
+    inputs = [*input_paths(cfg.data), *([search_space] if search_space else [])]
+    best_path = check_writable(best_config, inputs)
+    export_path = check_writable(cfg.output.export, inputs) if cfg.output.export else None
     pipeline.check_checkpoint_dir(cfg)
     tracking.check_store(cfg.tracking)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -18,10 +18,14 @@ with a warning.
 
 from __future__ import annotations
 
+import bz2
 import csv
 import difflib
+import gzip
 import io
 import logging
+import lzma
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -44,6 +48,10 @@ LIFE_CYCLE_DATES = ("launch_date", "end_date")  # optional product dates (foreca
 KNOWN_COVARIATES = ("promo", "promotion", "promotions", "on_promo", "on_promotion", "discount", "holiday",
                     "holidays", "event", "events")
 UNNAMED = re.compile(r"Unnamed: \d+")  # pandas' name for a column without a header
+MAX_VALUE = 1e15  # |number| above this is no quantity, price or covariate (and would overflow sums and float32)
+OUTLIER_FACTOR = 1000  # units this many times their product's median sale are named in a WARNING
+FAR_DAYS = 3653  # a date further than max(this, 20 x the median distance) from the sales dates' median is refused
+CONTROL = r"[\x00-\x1f\x7f-\x9f]"  # control characters (NUL, ...) refused in ids
 
 
 @dataclass
@@ -73,31 +81,96 @@ def validate_tables(sales: pd.DataFrame, products: pd.DataFrame, sales_name: str
     config = config or DataConfig()
     sales = validate_sales(sales, sales_name, config.negative_units, config.covariates, config.date_format)
     products = validate_products(products, products_name, config.max_description_chars, config.date_format)
+    for column in LIFE_CYCLE_DATES:
+        if column in products:
+            shown = products.assign(**{column: products[column].dt.strftime("%Y-%m-%d")})
+            refuse_far_dates(products[column], sales["date"], shown, column, products_name)
     check_items_known(sales, products, sales_name, products_name)
     return Tables(sales=sales, products=products, sales_name=sales_name, products_name=products_name)
 
 
 # --- reading ---------------------------------------------------------------
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file as strings-first, refusing what cannot be a table."""
+    """Read a CSV or Parquet file as strings-first, refusing what cannot be a table.
+
+    The content decides, not the name: Parquet is read as Parquet whatever its suffix, gzip,
+    bzip2 and xz are decompressed (``sales.csv.gz``), a pipe or FIFO (``--sales /dev/stdin``)
+    is read once (:func:`file_bytes`), and a file that is no table (an Excel workbook, a
+    ZIP, UTF-16 text) is named for what it is.
+    """
+    path = Path(path)
+    raw = file_bytes(path)
+    raw, kind = _unpacked(raw, path)
+    if kind == "parquet":
+        if path.suffix.lower() not in (".parquet", ".pq"):
+            log.warning("%s: read as Parquet (that is what the file holds, whatever its name says)", path.name)
+        try:
+            frame = pd.read_parquet(io.BytesIO(raw))
+        except Exception as err:  # pyarrow raises many types for a broken file
+            raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+    else:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            log.warning("%s: not Parquet (no Parquet header): read as CSV text", path.name)
+        frame = _read_csv(raw, path)
+    if frame.empty:
+        raise DataError(f"{path}: has a header but no data rows")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return _drop_empty_unnamed(frame, path.name)
+
+
+_STREAMS: dict[str, bytes] = {}  # a pipe's content, read once: later readers (the resume hash) get the same
+
+
+def file_bytes(path: str | Path) -> bytes:
+    """The bytes of an input file; a pipe, FIFO or character device is read to its end once and
+    remembered, so every later reader of the same path sees the same data."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a CSV or Parquet file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises many types for a broken file
-            raise DataError(f"{path}: not a readable Parquet file ({err})") from None
-    else:
-        frame = _read_csv(path)
-    if frame.empty:
-        raise DataError(f"{path}: has a header but no data rows")
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return _drop_empty_unnamed(frame, path.name)
+    if path.is_file():
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: file is empty")
+        return path.read_bytes()
+    key = os.path.realpath(path)
+    if key not in _STREAMS:
+        with open(path, "rb") as stream:
+            _STREAMS[key] = stream.read()
+    if not _STREAMS[key]:
+        raise DataError(f"{path}: is a pipe or device that gave no data (nothing was piped into it?)")
+    return _STREAMS[key]
+
+
+# Leading bytes of formats that are not a table this package reads: the file is named for what it is.
+NOT_TABLES = ((b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook?); unzip it, or save the sheet as CSV UTF-8"),
+              (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (.xls); save the sheet as CSV UTF-8"),
+              (b"SQLite format 3\x00", "an SQLite database; export the table as CSV"),
+              (b"%PDF", "a PDF document, not a table"),
+              (b"\xff\xfe", "UTF-16 text; save it as UTF-8 (in Excel: 'CSV UTF-8')"),
+              (b"\xfe\xff", "UTF-16 text; save it as UTF-8 (in Excel: 'CSV UTF-8')"))
+COMPRESSED = ((b"\x1f\x8b", "gzip", gzip.decompress), (b"BZh", "bzip2", bz2.decompress),
+              (b"\xfd7zXZ\x00", "xz", lzma.decompress))
+
+
+def _unpacked(raw: bytes, path: Path) -> tuple[bytes, str]:
+    """(content, "parquet" or "text"): a compressed file decompressed, anything else no table refused."""
+    for magic, name, decompress in COMPRESSED:
+        if raw.startswith(magic):
+            try:
+                raw = decompress(raw)
+            except Exception as err:  # each library raises its own type for a truncated file
+                raise DataError(f"{path}: a {name}-compressed file that cannot be decompressed ({err})") from None
+            log.info("%s: %s-compressed, decompressed to %d bytes", path.name, name, len(raw))
+            if not raw:
+                raise DataError(f"{path}: file is empty (after {name} decompression)")
+            break
+    if raw.startswith(b"PAR1"):
+        return raw, "parquet"
+    for magic, what in NOT_TABLES:
+        if raw.startswith(magic):
+            raise DataError(f"{path}: is {what}")
+    return raw, "text"
 
 
 def input_paths(config: DataConfig) -> list[str]:
@@ -118,8 +191,7 @@ def _blank(values: pd.Series) -> pd.Series:
     return values.isna() | values.astype(str).str.strip().eq("")
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    raw = path.read_bytes()
+def _read_csv(raw: bytes, path: Path) -> pd.DataFrame:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -128,7 +200,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
             f"{path}: not valid UTF-8 text (byte {err.start}, line {line}); "
             "save the file as UTF-8 (in Excel: 'CSV UTF-8')"
         ) from None
-    read = lambda **kw: pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", **kw)  # noqa: E731
+    if b"\r" in raw and b"\n" not in raw:  # classic Mac OS line endings: CR alone ends a line
+        log.info("%s: lines end in CR alone (classic Mac OS); read as such", path.name)
+        raw = raw.replace(b"\r", b"\n")
+    read = lambda **kw: pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False,  # noqa: E731
+                                    encoding="utf-8-sig", **kw)
     try:
         frame = read()
         if not isinstance(frame.index, pd.RangeIndex):  # every row has one field more than the header
@@ -163,7 +239,10 @@ def _refuse_extra_fields(frame: pd.DataFrame, path: Path) -> None:
 
 def _refuse_duplicate_headers(text: str, path: Path) -> None:
     """A header named twice (pandas would read the second as 'units.1'), also differing in case only."""
-    header = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
+    try:
+        header = [name.strip() for name in next(csv.reader(io.StringIO(text.replace("\0", ""))), [])]
+    except csv.Error:  # a header line pandas read but the csv module will not: nothing more to check
+        return
     seen: dict[str, int] = {}
     for position, name in enumerate(header, start=1):
         if not name:
@@ -198,7 +277,7 @@ def _fail_rows(file: str, column: str, problem: str, mask, frame: pd.DataFrame) 
 def _describe_row(frame: pd.DataFrame, i: int, column: str) -> str:
     parts = []
     if "item_id" in frame.columns and column != "item_id":
-        parts.append(f"item_id={frame['item_id'].iloc[i]!s}")
+        parts.append(f"item_id={visible(frame['item_id'].iloc[i])}")
     parts.append(f"{column}={frame[column].iloc[i]!r}")
     return " ".join(parts)
 
@@ -218,15 +297,53 @@ def require_columns(frame: pd.DataFrame, required: tuple[str, ...], file: str) -
     )
 
 
+def visible(text: object) -> str:
+    """``text`` for a message, its invisible characters escaped (a zero-width space as \\u200b, NUL as
+    \\x00): two ids that print alike must not look alike in an error."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def _clean_ids(frame: pd.DataFrame, file: str) -> pd.Series:
-    ids = frame["item_id"].astype(str).str.strip()
-    _fail_rows(file, "item_id", "are empty", ids.eq("") | frame["item_id"].isna(), frame)
+    """Ids as text, stripped and in Unicode NFC (an é typed as e + accent equals the one-character é);
+    whole-number ids stored as numbers (Parquet) become their digits; control characters are refused."""
+    raw = frame["item_id"]
+    kind = _stored_as(raw)
+    if kind in ("true/false values", "dates", "durations") or (kind == "numbers" and not _whole(raw)):
+        raise DataError(f"{file}: column 'item_id' is stored as {kind} ({raw.dtype}); ids must be text "
+                        "(or whole numbers)")
+    if kind == "numbers":
+        raw = raw.astype("Int64")
+    ids = raw.astype(str).str.strip().str.normalize("NFC")
+    _fail_rows(file, "item_id", "are empty", ids.eq("") | raw.isna(), frame)
+    _fail_rows(file, "item_id", "hold control characters (shown escaped: \\x00 is a NUL byte; binary data or a "
+               "broken export?)", ids.str.contains(CONTROL), frame)
     return ids
 
 
+def _stored_as(values: pd.Series) -> str | None:
+    """What a typed column (Parquet) holds, in words; None for text (every CSV column)."""
+    kinds = ((pd.api.types.is_bool_dtype, "true/false values"), (pd.api.types.is_datetime64_any_dtype, "dates"),
+             (pd.api.types.is_timedelta64_dtype, "durations"), (pd.api.types.is_numeric_dtype, "numbers"))
+    return next((name for test, name in kinds if test(values)), None)
+
+
+def _whole(values: pd.Series) -> bool:
+    finite = values.dropna().to_numpy(dtype=float)
+    return bool(np.all(np.isfinite(finite) & (finite == np.round(finite))))
+
+
+def _refuse_stored_as(values: pd.Series, column: str, file: str, wanted: str, refused: tuple[str, ...]) -> None:
+    """A typed column whose type cannot mean what the contract says (boolean units, numeric descriptions)."""
+    kind = _stored_as(values)
+    if kind in refused:
+        raise DataError(f"{file}: column {column!r} is stored as {kind} ({values.dtype}); it must hold {wanted}")
+
+
 def parse_numeric(frame: pd.DataFrame, column: str, file: str, allow_missing: bool = False) -> pd.Series:
-    """Numbers only: refuse text, and NaN/inf unless missing values are allowed."""
+    """Numbers only: refuse text, true/false and dates, values beyond MAX_VALUE, and NaN/inf unless
+    missing values are allowed."""
     raw = frame[column]
+    _refuse_stored_as(raw, column, file, "numbers", ("true/false values", "dates", "durations"))
     if pd.api.types.is_numeric_dtype(raw):
         values = raw.astype(float)
         text_bad = pd.Series(False, index=raw.index)
@@ -239,6 +356,8 @@ def parse_numeric(frame: pd.DataFrame, column: str, file: str, allow_missing: bo
         values = values.where(~text.str.lower().isin(["inf", "infinity"]), np.inf)
         values = values.where(~text.str.lower().eq("-inf"), -np.inf)
     _fail_rows(file, column, "are infinite", np.isinf(values.to_numpy(dtype=float)), frame)
+    _fail_rows(file, column, f"are beyond ±{MAX_VALUE:g}, no plausible quantity (a unit or parsing error?)",
+               np.abs(values.to_numpy(dtype=float)) > MAX_VALUE, frame)
     if not allow_missing:
         _fail_rows(file, column, "are empty or NaN", values.isna(), frame)
     return values.astype(float)
@@ -255,6 +374,8 @@ def parse_dates(frame: pd.DataFrame, column: str, file: str, allow_missing: bool
     dates are local).
     """
     raw = frame[column]
+    if not raw.isna().all():  # an optional date column left empty may be stored as float NaN
+        _refuse_stored_as(raw, column, file, "dates (YYYY-MM-DD)", ("true/false values", "numbers", "durations"))
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw.dt.tz_localize(None) if raw.dt.tz is not None else raw
         return parsed.dt.normalize()
@@ -349,7 +470,9 @@ def validate_sales(frame: pd.DataFrame, file: str, negative_units: str = "error"
     require_columns(frame, SALES_REQUIRED, file)
     out = pd.DataFrame({"item_id": _clean_ids(frame, file)})
     out["date"] = parse_dates(frame, "date", file, date_format=date_format)
+    refuse_far_dates(out["date"], out["date"], frame, "date", file)
     out["units"] = parse_numeric(frame, "units", file)
+    warn_outlying_units(out, frame, file)
     negative = out["units"] < 0
     if negative_units == "zero" and negative.any():
         log.warning("%s: %d row(s) with negative units counted as zero sales", file, int(negative.sum()))
@@ -367,6 +490,37 @@ def validate_sales(frame: pd.DataFrame, file: str, negative_units: str = "error"
     dup = out.duplicated(["item_id", "date"], keep=False)
     _fail_rows(file, "date", "duplicate an (item_id, date) pair; aggregate them to one row", dup, frame)
     return out.sort_values(["item_id", "date"], kind="stable").reset_index(drop=True)
+
+
+def refuse_far_dates(dates: pd.Series, reference: pd.Series, frame: pd.DataFrame, column: str, file: str) -> None:
+    """Refuse dates far outside the bulk of the ``reference`` (the sales dates): one typo such as
+    2204-02-29 for 2024-02-29 would stretch the calendar over centuries. Far: more than
+    max(FAR_DAYS, 20 x the median distance to the median) from the reference's median."""
+    days = reference.dropna().to_numpy(dtype="datetime64[D]").astype(np.int64)
+    if days.size == 0:
+        return
+    middle = np.median(days)
+    limit = max(FAR_DAYS, 20 * float(np.median(np.abs(days - middle))))
+    far = (np.abs(dates.to_numpy(dtype="datetime64[D]").astype(np.int64) - middle) > limit) & dates.notna().to_numpy()
+    if far.any():
+        near = days[np.abs(days - middle) <= limit]
+        lo, hi = np.datetime64(int(near.min()), "D"), np.datetime64(int(near.max()), "D")
+        _fail_rows(file, column, f"lie far outside the other sales dates ({lo} to {hi}): a typo in the year?",
+                   far, frame)
+
+
+def warn_outlying_units(sales: pd.DataFrame, frame: pd.DataFrame, file: str) -> None:
+    """Name at WARNING the rows whose units are over OUTLIER_FACTOR times their product's median sale
+    (a 1e12 typed for 12): they are kept, since a real spike is possible, but said."""
+    positive = sales["units"].where(sales["units"] > 0)
+    typical = sales["item_id"].map(positive.groupby(sales["item_id"]).quantile(0.5, interpolation="lower"))
+    outlying = (sales["units"] > OUTLIER_FACTOR * typical.clip(lower=1)).to_numpy()
+    if outlying.any():
+        rows = np.flatnonzero(outlying)[:SHOW_ROWS]
+        shown = ", ".join(f"line {i + 2}: {_describe_row(frame, int(i), 'units')} (its median {typical.iloc[i]:g})"
+                          for i in rows)
+        log.warning("%s: column 'units': %d row(s) are over %d times their product's median sale, a typo or a unit "
+                    "error? (%s); they are used as they are", file, int(outlying.sum()), OUTLIER_FACTOR, shown)
 
 
 def _parse_price(frame: pd.DataFrame, column: str, file: str) -> pd.Series:
@@ -411,6 +565,8 @@ def validate_products(frame: pd.DataFrame, file: str, max_description_chars: int
     out = frame.drop(columns=index_like)
     out["item_id"] = _clean_ids(frame, file)
     _fail_rows(file, "item_id", "repeat an item_id already listed", out["item_id"].duplicated(keep="first"), frame)
+    _refuse_stored_as(frame["description"], "description", file, "text",
+                      ("true/false values", "numbers", "dates", "durations"))
     desc = frame["description"].fillna("").astype(str).str.strip()
     _fail_rows(file, "description", "are empty (every product needs a text description)", desc.eq(""), frame)
     too_long = desc.str.len() > max_description_chars
@@ -452,7 +608,7 @@ def check_items_known(sales: pd.DataFrame, products: pd.DataFrame, sales_file: s
     unknown = ~sales["item_id"].isin(set(products["item_id"]))
     if unknown.any():
         ids = pd.unique(sales.loc[unknown, "item_id"])
-        shown = ", ".join(map(str, ids[:SHOW_ROWS]))
+        shown = ", ".join(map(visible, ids[:SHOW_ROWS]))
         raise DataError(
             f"{sales_file}: column 'item_id': {len(ids)} item(s) have sales but are not in {products_file} "
             f"({shown}{', ...' if len(ids) > SHOW_ROWS else ''}); add them to {products_file}"

@@ -31,7 +31,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from forecast.data.contract import Tables
+from forecast.data.contract import Tables, visible
 from forecast.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", ser
     off_grid = np.isnan(col)
     if off_grid.any():
         rows = sales.loc[off_grid].head(5)
-        shown = ", ".join(f"item_id={r.item_id} date={r.date.date()}" for r in rows.itertuples())
+        shown = ", ".join(f"item_id={visible(r.item_id)} date={r.date.date()}" for r in rows.itertuples())
         raise DataError(
             f"{file}: column 'date': {int(off_grid.sum())} row(s) are not on the {freq} grid of the rest "
             f"(mixed frequencies?): {shown}"
@@ -253,7 +253,7 @@ def build_panel(tables: Tables, freq: str | None = None, gaps: str = "zero", ser
         bad_items = item_ids[gap_mask.any(axis=1)]
         raise DataError(
             f"{file}: {int(gap_mask.sum())} missing period(s) in {len(bad_items)} series "
-            f"(e.g. {', '.join(bad_items[:5])}); add zero rows or use --gaps zero"
+            f"(e.g. {', '.join(map(visible, bad_items[:5]))}); add zero rows or use --gaps zero"
         )
     _log_gaps(gap_mask, inside, _finer_than_data(freq, sales["date"]) if given_freq else None)
 
@@ -379,7 +379,7 @@ def _series_end(tables: Tables, dates: pd.DatetimeIndex, offset, last_sale: np.n
     sold_after = given & (last_sale >= 0) & (last_sale >= at)  # no sales row: nothing sold after it
     if sold_after.any():
         lines = [int(i) + 2 for i in np.flatnonzero(sold_after)[:5]]
-        shown = ", ".join(f"line {ln}: item_id={products['item_id'].iloc[ln - 2]}" for ln in lines)
+        shown = ", ".join(f"line {ln}: item_id={visible(products['item_id'].iloc[ln - 2])}" for ln in lines)
         raise DataError(
             f"{tables.products_name}: column 'end_date': {int(sold_after.sum())} product(s) have sales rows in "
             f"{tables.sales_name} after their end_date ({shown}); correct the end_date or drop those rows"

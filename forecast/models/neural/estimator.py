@@ -7,8 +7,11 @@ number of epochs on every window; with ``train.val_periods > 0`` early stopping 
 forecasts every item from the panel's end (or a new product from its launch).
 
 ``save(dir)`` writes ``model.safetensors`` (weights, no pickle), ``config.yaml``
-(the RunConfig), ``meta.json`` (network shape, scaler statistics, the data's frequency)
-and ``SHA256SUMS`` (a SHA-256 of each of those three files, ``sha256sum -c`` format);
+(the RunConfig), ``meta.json`` (network shape, scaler statistics, the data's frequency),
+``reference.safetensors`` (the training products the retrieval features are computed from,
+:class:`~forecast.models.neural.features.Reference`: a product's forecast never depends on
+the other products passed to ``predict``) and ``SHA256SUMS`` (a SHA-256 of each of those
+files, ``sha256sum -c`` format);
 ``NeuralEstimator.load(dir)`` refuses a folder where any file differs from its sum and
 rebuilds the same network, so the forecasts are identical. In ``frozen`` text mode the encoder is not saved (it is
 reloaded from its path); in ``last-k``/``full`` its fine-tuned weights are part
@@ -50,7 +53,7 @@ from forecast.files import disk_faults
 from forecast.models.base import BOTH_GROUPS, Prediction, forecast_targets
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trainer_devices
-from forecast.models.neural.features import PanelDataModule, Scaler, build_features
+from forecast.models.neural.features import PanelDataModule, Reference, Scaler, build_features
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
 from forecast.models.neural.progress import EpochBar
 from forecast.models.neural.system import ForecastSystem
@@ -73,8 +76,9 @@ class EpochLine(Callback):
 
 
 WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", "SHA256SUMS"
-FORMAT = "forecast-neural/5"  # /5: scaler.attributes (neural.attribute_curves); /4: text_dropout, age_curve, signals
-READABLE_FORMATS = (FORMAT, "forecast-neural/4")  # a /4 model reads as /5 with the new options off
+REFERENCE = "reference.safetensors"  # /6: the training products the retrieval features are computed from
+FORMAT = "forecast-neural/6"  # /6: REFERENCE; /5: scaler.attributes (neural.attribute_curves); /4: text_dropout, ...
+READABLE_FORMATS = (FORMAT, "forecast-neural/5", "forecast-neural/4")  # older: no REFERENCE (see predict)
 # Prediction variants fusion offers the backtest (see forecast.models.base.Prediction.variants):
 # new products forecast from the average description only, as when the words do not generalise.
 AVERAGE_TEXT_NEW = "average_text_new"
@@ -101,6 +105,7 @@ class NeuralEstimator:
         self.fit_info: dict = {}
         self.correction = BiasCorrection()
         self.sales_price: bool | None = None  # whether the training sales had a price column (None: unknown)
+        self.reference: Reference | None = None  # the training products (features.Reference); None: saved by /5
 
     @property
     def uses_text(self) -> bool:
@@ -145,6 +150,7 @@ class NeuralEstimator:
         self.network = network.cpu().eval()
         self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq
         self.sales_price = panel.price is not None
+        self.reference = Reference.of(panel, self.scaler, self.config, horizon, self.uses_text)
         self.correction = self._fit_correction(datamodule)
         self.fit_info = {
             "epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - tic, 2),
@@ -236,7 +242,10 @@ class NeuralEstimator:
         rows, start = forecast_targets(panel, self.groups)
         if len(rows) == 0:
             return Prediction(self.name, rows, start, np.zeros((0, horizon)))
-        features = build_features(panel, self.scaler, self.config, self.horizon, self.uses_text)
+        if self.reference is None:
+            log.warning("%s: saved by an older version without its training products: retrieval features come "
+                        "from the products forecast together (refit to make each forecast independent)", self.name)
+        features = build_features(panel, self.scaler, self.config, self.horizon, self.uses_text, self.reference)
         if features.widths != self.network.spec.blocks:
             raise ForecastError(f"{self.name}: the data's inputs {features.widths} differ from those the model "
                                 f"was trained with {self.network.spec.blocks} (covariates: "
@@ -315,8 +324,10 @@ class NeuralEstimator:
             "sales_price": self.sales_price,
         }
         (directory / META).write_text(json.dumps(meta, indent=2))
+        tensors, about = self.reference.to_tensors()
+        save_file(tensors, str(directory / REFERENCE), metadata=about)
         (directory / SUMS).write_text("".join(f"{_sha256(directory / name)}  {name}\n"
-                                              for name in (WEIGHTS, CONFIG, META)))
+                                              for name in (WEIGHTS, CONFIG, META, REFERENCE)))
         return directory
 
     @classmethod
@@ -350,6 +361,8 @@ class NeuralEstimator:
         model.fit_info = meta.get("fit", {})
         model.correction = BiasCorrection(**meta["bias_correction"])
         model.sales_price = meta.get("sales_price")  # absent in models saved before it was recorded
+        if meta["format"] == FORMAT:
+            model.reference = _load_reference(directory / REFERENCE)
         return model
 
     def checked_inputs(self, panel: Panel, sales_file: str, where: str | Path) -> Panel:
@@ -439,8 +452,10 @@ def work_directory(cfg: RunConfig, sales: str, products: str) -> Path:
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("tracking", "output")}
     settings["train"] = {k: v for k, v in settings["train"].items() if k != "progress"}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    from forecast.data.contract import file_bytes
+
     for path in (sales, products, *filter(None, [cfg.data.signals])):
-        digest.update(Path(path).read_bytes())
+        digest.update(file_bytes(path))  # a pipe (--sales /dev/stdin) was read once: its remembered bytes
     return Path(cfg.output.checkpoint_dir) / "work" / digest.hexdigest()[:16]
 
 
@@ -500,10 +515,21 @@ def _verify_checksums(directory: Path) -> None:
     for line in (directory / SUMS).read_text().splitlines():
         digest, _, name = line.partition("  ")
         sums[name] = digest
-    for name in (WEIGHTS, CONFIG, META):
+    reference = [REFERENCE] if REFERENCE in sums or (directory / REFERENCE).exists() else []  # none before /6
+    for name in (WEIGHTS, CONFIG, META, *reference):
+        if not (directory / name).is_file():
+            raise ForecastError(f"{directory}: not a saved neural model ({name} is missing)")
         if sums.get(name) != _sha256(directory / name):
             raise ForecastError(f"{directory / name}: the file is corrupt or was modified (its SHA-256 differs "
                                 f"from {SUMS}); retrain with `python -m forecast fit`")
+
+
+def _load_reference(path: Path) -> Reference:
+    """The training products saved beside the weights (checksummed with them)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return Reference.from_tensors({k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata())
 
 
 def _sha256(path: Path) -> str:

@@ -84,7 +84,10 @@ Optional blocks (figures: experiments/results/ablations.md of the accuracy study
     ``MAX_AGE`` take the last value; stored in the Scaler). ``neural.knn_feature = k``
     (text models): future block ``neighbours``, the mean launch curve (first H
     periods, scaled) of the k products most similar by description embedding, the
-    product itself excluded (retrieval, as a kNN baseline would use it).
+    product itself excluded (retrieval, as a kNN baseline would use it). These retrieval blocks
+    (and ``attribute_curves``, ``recent_launches``) are computed from a :class:`Reference`, the
+    training panel's products, which a saved model keeps: at prediction time a product's
+    features depend on its own rows and the model, not on the other products passed with it.
 
 Windows without targets
     No training window lacks an observed target: :func:`training_windows` starts
@@ -234,26 +237,35 @@ def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarra
     is one reference, its first row: so copies appended to a panel leave every other row's
     neighbours as they were. Cells no neighbour observed are NaN.
     """
-    n = units.shape[0]
+    ids = np.arange(units.shape[0]) if ids is None else np.asarray(ids)
     refs, curves = launch_curves(units, start, horizon)
-    codes = pd.factorize(np.asarray(ids))[0] if ids is not None else None
-    if codes is not None:
-        first = np.unique(codes[refs], return_index=True)[1]
-        refs, curves = refs[first], curves[first]
+    return retrieved_curves(embeddings, ids, embeddings[refs], curves, ids[refs], k)
+
+
+def retrieved_curves(embeddings: np.ndarray, ids: np.ndarray, ref_embeddings: np.ndarray, ref_curves: np.ndarray,
+                     ref_ids: np.ndarray, k: int) -> np.ndarray:
+    """[n, horizon]: per product (``embeddings`` [n, d], ``ids``), the mean of ``ref_curves`` over its k most
+    similar references by cosine similarity, never a reference with its own id; a reference id listed twice
+    counts once (its first row). A saved model passes the references it was trained with
+    (:class:`Reference`), so a product's feature does not depend on the other products forecast with it."""
+    n, horizon = len(ids), ref_curves.shape[1]
+    codes = pd.factorize(np.concatenate([np.asarray(ref_ids), np.asarray(ids)]))[0]
+    ref_codes, codes = codes[:len(ref_ids)], codes[len(ref_ids):]
+    first = np.unique(ref_codes, return_index=True)[1]
+    ref_codes, ref_curves = ref_codes[first], ref_curves[first]
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-8)
+    ref_unit = ref_embeddings[first] / np.maximum(np.linalg.norm(ref_embeddings[first], axis=1, keepdims=True), 1e-8)
     out = np.full((n, horizon), np.nan)
-    if len(refs) <= 1:
+    if len(first) <= 1:
         return out
-    k = min(k, len(refs) - 1)
+    k = min(k, len(first) - 1)
     for lo in range(0, n, 1024):
-        sim = unit[lo:lo + 1024] @ unit[refs].T
-        sim[refs[None, :] == np.arange(lo, min(lo + 1024, n))[:, None]] = -np.inf
-        if ids is not None:
-            sim[codes[refs][None, :] == codes[lo:lo + 1024, None]] = -np.inf
+        sim = unit[lo:lo + 1024] @ ref_unit.T
+        sim[ref_codes[None, :] == codes[lo:lo + 1024, None]] = -np.inf
         top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a step none of the neighbours reached: NaN
-            out[lo:lo + 1024] = np.nanmean(curves[top], axis=1)
+            out[lo:lo + 1024] = np.nanmean(ref_curves[top], axis=1)
     return out
 
 
@@ -277,23 +289,40 @@ def attribute_curves(values: pd.DataFrame, units: np.ndarray, start: np.ndarray,
     products, so a rare value says little and an unseen one (next season) gives the overall curve.
     A product's own curve never enters its feature: it is its training target.
     """
-    n = len(values)
     refs, curves = launch_curves(units, start, horizon)
-    seen = np.isfinite(curves)
-    filled = np.nan_to_num(curves)
-    own_sum, own_count = np.zeros((n, horizon)), np.zeros((n, horizon))
-    own_sum[refs], own_count[refs] = filled, seen
-    total_sum, total_count = own_sum.sum(0) - own_sum, own_count.sum(0) - own_count
+    ids = np.arange(len(values))
+    return reference_attribute_curves(values, ids, values.iloc[refs], curves, ids[refs])
+
+
+def reference_attribute_curves(values: pd.DataFrame, ids: np.ndarray, ref_values: pd.DataFrame,
+                               ref_curves: np.ndarray, ref_ids: np.ndarray) -> np.ndarray:
+    """[n, horizon, columns]: :func:`attribute_curves` of the products ``values``/``ids`` over the references
+    (``ref_values``, their launch ``ref_curves``, ``ref_ids``); a product's own reference row, found by id,
+    never enters its feature."""
+    n, horizon = len(values), ref_curves.shape[1]
+    if len(ref_ids) == 0:
+        return np.full((n, horizon, values.shape[1]), np.nan)
+    seen = np.isfinite(ref_curves)
+    filled = np.nan_to_num(ref_curves)
+    row = pd.Series(np.arange(len(ref_ids))).groupby(np.asarray(ref_ids)).first()  # id -> its reference row
+    own = pd.Series(np.asarray(ids)).map(row).to_numpy(dtype=float)
+    has_own = np.isfinite(own)
+    own_row = np.where(has_own, own, 0).astype(np.int64)
+    own_sum = np.where(has_own[:, None], filled[own_row], 0.0)
+    own_count = np.where(has_own[:, None], seen[own_row], 0.0)
+    total_sum, total_count = filled.sum(0) - own_sum, seen.sum(0) - own_count
     with np.errstate(invalid="ignore", divide="ignore"):
         prior = total_sum / total_count  # [n, H]: the overall curve without the product itself
     out = np.empty((n, horizon, values.shape[1]))
     for k, column in enumerate(values.columns):
-        codes, _ = pd.factorize(values[column].astype(str))
-        value_sum = np.zeros((codes.max() + 1, horizon))
+        codes, _ = pd.factorize(pd.concat([ref_values[column], values[column]]).astype(str))
+        ref_codes, codes = codes[:len(ref_values)], codes[len(ref_values):]
+        value_sum = np.zeros((max(codes.max(initial=0), ref_codes.max(initial=0)) + 1, horizon))
         value_count = np.zeros_like(value_sum)
-        np.add.at(value_sum, codes[refs], filled)
-        np.add.at(value_count, codes[refs], seen)
-        s, c = value_sum[codes] - own_sum, value_count[codes] - own_count
+        np.add.at(value_sum, ref_codes, filled)
+        np.add.at(value_count, ref_codes, seen)
+        same = (has_own & (ref_codes[own_row] == codes))[:, None]  # its own row counted in its value's sums
+        s, c = value_sum[codes] - np.where(same, own_sum, 0.0), value_count[codes] - np.where(same, own_count, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, :, k] = (s + ATTRIBUTE_PRIOR * prior) / (c + ATTRIBUTE_PRIOR)
     return out
@@ -860,22 +889,104 @@ def standardised_signals(signals: Signals | None, moments: dict[str, list[float]
     return replace(signals, names=list(moments), values=(signals.values[rows] - mean) / std, items=picked)
 
 
-def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int, use_text: bool) -> PanelFeatures:
+@dataclass
+class Reference:
+    """The training panel's products that the retrieval features are computed from: a saved model keeps
+    them, so a product's forecast depends on its own inputs and the model only, never on the other
+    products forecast with it (its batch-mates). One row per product that started inside the training
+    data: its id, start date, first ``horizon`` units (NaN where the data ended first), description
+    embedding (``neural.knn_feature``) and attribute values (``neural.attribute_curves``)."""
+
+    ids: np.ndarray  # [R] str
+    start: pd.DatetimeIndex  # [R] the period each started in
+    launched: np.ndarray  # [R] bool: started after the training data's first period (else it may be older)
+    curves: np.ndarray  # [R, horizon] units
+    embeddings: np.ndarray | None = None  # [R, d] float32
+    attributes: pd.DataFrame | None = None  # [R, columns] text
+
+    @classmethod
+    def of(cls, panel: Panel, scaler: Scaler, config: RunConfig, horizon: int, use_text: bool) -> "Reference":
+        nt = config.neural
+        refs, curves = launch_curves(panel.units, panel.start.astype(np.int64), horizon)
+        embeddings = attributes = None
+        if nt.knn_feature and use_text:
+            from forecast.encoders.text import embed_texts
+
+            embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)[refs]
+        if nt.attribute_curves and use_text and scaler.attributes:
+            attributes = known_attributes(panel, scaler.attributes).iloc[refs].reset_index(drop=True)
+        start = panel.start.astype(np.int64)[refs]
+        return cls(np.asarray(panel.item_ids)[refs].astype(str), panel.dates[start], start > 0, curves,
+                   embeddings, attributes)
+
+    def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """(tensors, metadata) for a safetensors file: numbers as tensors, ids, dates and attributes as JSON."""
+        import json
+
+        tensors = {"curves": torch.from_numpy(np.ascontiguousarray(self.curves, dtype=np.float64))}
+        if self.embeddings is not None:
+            tensors["embeddings"] = torch.from_numpy(np.ascontiguousarray(self.embeddings, dtype=np.float32))
+        meta = {"ids": json.dumps(self.ids.tolist()), "start": json.dumps([d.isoformat() for d in self.start]),
+                "launched": json.dumps(self.launched.tolist()),
+                "attributes": json.dumps(None if self.attributes is None else self.attributes.to_dict("list"))}
+        return tensors, meta
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> "Reference":
+        import json
+
+        attributes = json.loads(meta["attributes"])
+        return cls(np.array(json.loads(meta["ids"]), dtype=str), pd.DatetimeIndex(json.loads(meta["start"])),
+                   np.array(json.loads(meta["launched"]), dtype=bool), tensors["curves"].numpy(), tensors["embeddings"].numpy() if "embeddings" in tensors else None,
+                   None if attributes is None else pd.DataFrame(attributes))
+
+
+def recent_from_reference(reference: Reference, scaler: Scaler, grid: pd.DatetimeIndex, freq: str, window: int,
+                          horizon: int) -> np.ndarray:
+    """The ``recent_launches`` block [len(grid), horizon, 2] over the feature grid's columns: the mean scaled
+    launch curve of the reference products launched in the ``window`` periods before each column, as far as
+    observed then (:func:`recent_launch_curves`), or the overall age curve where none was; products that
+    started in the training data's first period are left out (they may be older)."""
+    start, curves = reference.start[reference.launched], scaler.units_to_z(reference.curves[reference.launched])
+    span = pd.date_range(min(start.min(), grid[0]) if len(start) else grid[0], grid[-1], freq=freq)
+    offset = span.get_indexer([grid[0]])[0]
+    cols = span.get_indexer(start)
+    keep = cols >= 0  # a start off the grid (another anchor) cannot be placed
+    z = np.full((int(keep.sum()), len(span)), np.nan)
+    ages = cols[keep, None] + np.arange(horizon)[None, :]
+    inside = ages < len(span)
+    z[np.nonzero(inside)[0], ages[inside]] = curves[keep][inside]
+    mean, count = recent_launch_curves(z, cols[keep], window, horizon)
+    overall = np.asarray(scaler.age_curve[:horizon], dtype=float)[None, :]  # where no recent launch did
+    return np.stack([np.where(count > 0, mean, overall), count > 0], axis=-1)[offset:]
+
+
+def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int, use_text: bool,
+                   reference: Reference | None = None) -> PanelFeatures:
+    """The panel's features; the retrieval blocks (neighbours, attributes, recent launches) come from
+    ``reference``, the training panel's products (default: this panel, as in training)."""
     nt = config.neural
     text = text_inputs(panel.descriptions, config) if use_text else None
+    reference = reference or Reference.of(panel, scaler, config, horizon, use_text)
+    ids = np.asarray(panel.item_ids).astype(str)
     neighbours = None
     if nt.knn_feature and use_text:
         from forecast.encoders.text import embed_texts
 
         embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)
-        neighbours = neighbour_curves(embeddings, panel.units, panel.start.astype(np.int64), nt.knn_feature, horizon,
-                                      panel.item_ids)
+        neighbours = retrieved_curves(embeddings, ids, reference.embeddings, reference.curves, reference.ids,
+                                      nt.knn_feature)
     attributes = None
     if nt.attribute_curves and use_text and scaler.attributes:
-        attributes = attribute_curves(known_attributes(panel, scaler.attributes), panel.units,
-                                      panel.start.astype(np.int64), horizon)
-    return PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight,
-                         nt.age_curve, neighbours, attributes, nt.recent_launches, nt.launch_weight)
+        attributes = reference_attribute_curves(known_attributes(panel, scaler.attributes), ids,
+                                                reference.attributes, reference.curves, reference.ids)
+    features = PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight,
+                             nt.age_curve, neighbours, attributes, 0, nt.launch_weight)
+    if nt.recent_launches and scaler.scaling != "window":
+        offset = pd.tseries.frequencies.to_offset(panel.freq)
+        grid = pd.date_range(panel.dates[0] - features.L * offset, periods=features.G, freq=offset)
+        features.recent = recent_from_reference(reference, scaler, grid, panel.freq, nt.recent_launches, horizon)
+    return features
 
 
 def known_attributes(panel: Panel, columns: list[str]) -> pd.DataFrame:
