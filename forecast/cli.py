@@ -293,7 +293,7 @@ def run_outputs(args: argparse.Namespace, cfg: RunConfig) -> list[str]:
 def check_outputs(args: argparse.Namespace, cfg: RunConfig) -> None:
     """Before any work: no output overwrites an input of the run (e.g. --export onto the --config file)
     or another output (tune's --best-config and --export)."""
-    from forecast.export import check_writable
+    from forecast.files import check_writable
 
     inputs = run_inputs(args, cfg)
     outputs = run_outputs(args, cfg)
