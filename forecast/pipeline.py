@@ -418,8 +418,8 @@ CONSOLE_COLUMNS = {"group": "group", "model": "model", "wape": "wape", "bias": "
 def format_summary(summary: pd.DataFrame) -> str:
     """The backtest table as a person reads it in a 100-column terminal: per group, best first, the
     choosing metric (WAPE) first; MAE and RMSE are in backtest.csv and MLflow."""
-    shown = summary[list(CONSOLE_COLUMNS)].rename(columns=CONSOLE_COLUMNS).sort_values(["group", "wape"],
-                                                                                       kind="stable")
+    columns = [c for c in CONSOLE_COLUMNS if c in summary.columns]
+    shown = summary[columns].rename(columns=CONSOLE_COLUMNS).sort_values(["group", "wape"], kind="stable")
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 

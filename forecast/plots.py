@@ -23,12 +23,10 @@ def plot_forecast_vs_actual(panel: Panel, result: BacktestResult, models: list[s
     a few new items show the launch forecasts. The chosen model of each group (``chosen``)
     is drawn thick with its forecast range as a band; the others thin, behind it.
     """
-    from forecast.intervals import bounds
-
     chosen = chosen or {}
     fold = result.folds[-1]
     picks = _pick_items(panel, fold, n_items)
-    widths = {name: result.half_widths(name) for name in set(chosen.values())}
+    calibrations = {name: result.calibrations(name) for name in set(chosen.values())}
     cols = 3
     rows = max(1, -(-len(picks) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.4 * rows), squeeze=False)
@@ -52,8 +50,8 @@ def plot_forecast_vs_actual(panel: Panel, result: BacktestResult, models: list[s
             label = f"{name} (chosen)" if best else name
             ax.plot(dates, values, lw=2.4 if best else 1, alpha=1 if best else 0.6, label=label,
                     color=f"C{colour % 10}", zorder=3 if best else 2)
-            if best and group in widths.get(name, {}):
-                lower, upper = bounds(values[None, :], np.asarray(widths[name][group], float)[None, :horizon])
+            if best and group in calibrations.get(name, {}):  # the headline level's range
+                lower, upper = next(iter(calibrations[name][group].ranges(values[None, :]).values()))
                 ax.fill_between(dates, lower[0], upper[0], color=f"C{colour % 10}", alpha=0.18, lw=0,
                                 label=f"{name} range")
         title = panel.products["description"].iloc[row][:40]

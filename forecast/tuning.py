@@ -193,6 +193,21 @@ def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> 
     return float(summary.loc[summary["group"] == HISTORY, "wape"].iloc[0])
 
 
+def _optimize(study, objective, todo: int, callbacks: list) -> None:
+    """``study.optimize``, resumed when another worker finished the same queued trial first: on SQLite
+    two workers can pop one queued trial (the defaults) at once (SQLite has no row lock), and the
+    second one's result is then refused ("Cannot tell a COMPLETE trial"). The trial holds the same
+    parameters and its result, so this worker goes on with the next ones (MaxTrialsCallback counts)."""
+    while True:
+        try:
+            study.optimize(objective, n_trials=todo, gc_after_trial=True, callbacks=callbacks)
+            return
+        except ValueError as err:
+            if "Cannot tell a COMPLETE trial" not in str(err):
+                raise
+            log.warning("another worker finished the same queued trial first; going on with the next ones")
+
+
 def open_study(study_name: str, storage: str | None):
     """Create or load the study; a heartbeat lets a later run fail trials whose process died."""
     import optuna
@@ -282,8 +297,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
                 study.enqueue_trial(current_values(cfg, space), user_attrs={DEFAULTS_ATTR: True})
             tracker = tracking.trial_tracker(f"holdout/{HISTORY}/wape")
             objective = tracker.track_in_mlflow()(lambda t: _objective(t, cfg, panel, space))
-            study.optimize(objective, n_trials=todo, gc_after_trial=True,
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=_states()), tracker, _progress])
+            _optimize(study, objective, todo, [optuna.study.MaxTrialsCallback(trials, states=_states()), tracker,
+                                               _progress])
         else:
             log.info("study %r already holds %d finished trials (asked for %d): nothing to run",
                      study_name, trials - todo, trials)
@@ -292,8 +307,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
             raise ConfigError(f"study {study_name!r} has no completed trial (all pruned or failed); run more trials")
         best = chosen_trial(study)
         is_defaults = bool(best.user_attrs.get(DEFAULTS_ATTR))
-        tuned = {} if is_defaults else {"tracking.tuned_from": f"study {study_name} trial {best.number}"}
-        winner = cfg.updated(best.params | tuned)
+        source = f"study {study_name} trial {best.number}" + (" (the defaults: no trial beat them)" if is_defaults else "")
+        winner = cfg.updated(best.params | {"tracking.tuned_from": source})
         write_atomic(best_path, lambda handle: yaml.safe_dump(winner.to_dict(), handle, sort_keys=False))
         tracking.log_params({f"best.{k}": v for k, v in best.params.items()})
         tracking.log_metrics({"best/holdout_wape": best.value, "best/trial": best.number,

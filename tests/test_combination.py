@@ -141,5 +141,5 @@ def test_an_ensemble_of_nothing_and_a_shrinkage_outside_0_1_are_refused(workdir:
     assert main(["fit", "--sales", str(sales), "--products", str(products), "--models", "ensemble",
                  "--no-progress"]) == 2
     assert "add the models to combine" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="baselines.ensemble_shrinkage must lie between 0 and 1, got 1.5"):
+    with pytest.raises(ConfigError, match="baselines.ensemble_shrinkage: 1.5 is out of range; it must be between 0 and 1"):
         RunConfig().updated({"baselines.ensemble_shrinkage": 1.5}).validate()

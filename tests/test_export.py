@@ -44,7 +44,8 @@ def test_units_and_their_range_are_rounded_to_two_decimals_in_the_csv(panel, tmp
     rows = pd.read_csv(path, dtype=str)
     assert list(rows["units"]) == ["0.0", "3.14"]
     assert list(rows["units_p10"]) == ["0.0", "1.01"] and list(rows["units_p90"]) == ["1.23", "5.0"]
-    assert list(rows.columns[:6]) == ["item_id", "date", "model", "units", "units_p10", "units_p90"]
+    assert list(rows.columns[:9]) == ["item_id", "date", "step", "group", "origin", "model", "units", "units_p10",
+                                      "units_p90"]
 
 
 def test_price_column_dropped_when_no_price_is_known(panel):

@@ -129,7 +129,7 @@ def test_export_writes_through_a_symlink_and_keeps_permissions(workdir, capsys):
                                          write_csv(workdir, "products.csv", GOOD_PRODUCTS), "--export", "link.csv"))
     assert code == 0, err
     assert Path("link.csv").is_symlink()
-    assert target.read_text().startswith("item_id,date,model")
+    assert target.read_text().startswith("item_id,date,step,group,origin,model")
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 

@@ -181,7 +181,7 @@ def test_fit_at_90_percent_then_trends_reads_90_percent_ranges(tmp_path, monkeyp
     assert main(["fit", *data, "--models", "moving_average", "--horizon", "6", "--folds", "2", "--step", "6",
                  "--interval", "0.9", "--no-progress"]) == 0
     export = pd.read_csv(tmp_path / "forecast.csv", dtype={"item_id": str})
-    assert list(export.columns[3:6]) == ["units", "units_p5", "units_p95"]
+    assert list(export.columns[6:9]) == ["units", "units_p5", "units_p95"]
     assert main(["trends", *data, "--min-products", "2"]) == 0
     report = pd.read_csv(tmp_path / "trends.csv")
     cfg = RunConfig().updated({"data.sales": sales, "data.products": products})
