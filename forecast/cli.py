@@ -272,38 +272,6 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def run_inputs(args: argparse.Namespace, cfg: RunConfig) -> list[str]:
-    """Every file the run reads: the tables, --config, --search-space, trends' --forecast, the files of a
-    --model-dir and of a local --text-encoder. No output may be one of them."""
-    given = [*(getattr(args, name, None) for name in ("config", "search_space", "forecast")),
-             cfg.data.sales, cfg.data.products, cfg.data.signals]
-    folders = [getattr(args, "model_dir", None), cfg.neural.text_encoder]
-    inside = [str(f) for folder in folders if folder and Path(folder).is_dir() for f in Path(folder).rglob("*")
-              if f.is_file()]
-    return [str(p) for p in given if p] + inside
-
-
-def run_outputs(args: argparse.Namespace, cfg: RunConfig) -> list[str]:
-    """Every file the run writes for the user (the export, trends' report and chart, tune's best config)."""
-    if args.verb == "trends":
-        return [] if args.item else [args.output, str(Path(args.output).with_suffix(".png"))]
-    return [p for p in (cfg.output.export, getattr(args, "best_config", None)) if p]
-
-
-def check_outputs(args: argparse.Namespace, cfg: RunConfig) -> None:
-    """Before any work: no output overwrites an input of the run (e.g. --export onto the --config file)
-    or another output (tune's --best-config and --export)."""
-    from forecast.files import check_writable
-
-    inputs = run_inputs(args, cfg)
-    outputs = run_outputs(args, cfg)
-    for k, output in enumerate(outputs):
-        written = check_writable(output, inputs)
-        for other in outputs[:k]:
-            if os.path.realpath(other) == str(written):
-                raise ConfigError(f"output {output} is also where {other} is written; give them different files")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.verb == "ui":
         from forecast.tracking import launch_ui
@@ -313,7 +281,6 @@ def run(args: argparse.Namespace) -> int:
     from forecast.outputs import check_verb_paths
 
     check_verb_paths(args.verb, args, cfg)  # every output against every input and other output, before work
-    check_outputs(args, cfg)
     if not cfg.train.progress:  # also the text encoder's "Loading weights" and MLflow's download bars
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

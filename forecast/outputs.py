@@ -3,7 +3,7 @@ before any work starts.
 
 One place for every verb (``fit``, ``predict``, ``tune``, ``trends``): an output may not be an
 input (the tables, ``--config``, ``--search-space``, the forecast ``trends`` reads, a file of the
-saved model, the MLflow or Optuna sqlite database), also through a link, and two outputs may not
+saved model or of a local text encoder, the MLflow or Optuna sqlite database), also through a link, and two outputs may not
 be one file (``tune --best-config x --export x``; ``trends --output r.png``, whose chart is
 ``r.png`` too). Each output must also be writable (:func:`forecast.files.check_writable`).
 """
@@ -47,10 +47,11 @@ def verb_inputs(verb: str, args: argparse.Namespace, cfg: RunConfig) -> dict[str
     if verb in ("fit", "tune") or (verb == "trends" and (cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI"))):
         inputs["the MLflow store"] = sqlite_file(cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
                                                  or "sqlite:///mlruns/mlflow.db")
-    model_dir = getattr(args, "model_dir", None)
-    if model_dir and Path(model_dir).is_dir():
-        files = sorted(p for p in Path(model_dir).rglob("*") if p.is_file())[:MODEL_FILES_SHOWN]
-        inputs |= {f"--model-dir's {p.relative_to(model_dir)}": str(p) for p in files}
+    for option, folder in (("--model-dir", getattr(args, "model_dir", None)),
+                           ("neural.text_encoder", cfg.neural.text_encoder)):
+        if folder and Path(folder).is_dir():
+            files = sorted(p for p in Path(folder).rglob("*") if p.is_file())[:MODEL_FILES_SHOWN]
+            inputs |= {f"{option}'s {p.relative_to(folder)}": str(p) for p in files}
     return {name: str(path) for name, path in inputs.items() if path}
 
 
