@@ -343,10 +343,14 @@ def log_inputs(tables: dict[str, tuple[pd.DataFrame, str]]) -> None:
     """The run's input tables as MLflow datasets (name, digest, rows, schema; the Dataset column of the
     runs table): ``{name: (frame, source path)}``."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     for name, (frame, source) in tables.items():
         dataset = mlflow.data.from_pandas(frame, source=str(Path(source).resolve()), name=name)
-        mlflow.log_input(dataset, context="training")
+        try:
+            mlflow.log_input(dataset, context="training")
+        except MlflowException:  # another run (a second tune worker) created the same dataset at that moment:
+            mlflow.log_input(dataset, context="training")  # it exists now, and this links it to the run
 
 
 def download_model(uri: str, destination: Path, loader_module: str) -> Path:
