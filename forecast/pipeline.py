@@ -244,8 +244,10 @@ def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = No
             ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index],
                                           widths[base])
             forecasts.append(ranged.for_groups(panel.has_history, [group]))
-    widths[combination.NAME] = backtest.calibrations(combination.NAME)
-    for group, weights in planned.combined().items():
+    combined_groups = planned.combined()
+    if combined_groups:  # the ensemble's ranges, only when it forecasts a group
+        widths[combination.NAME] = backtest.calibrations(combination.NAME)
+    for group, weights in combined_groups.items():
         combined = combination.combine(panel, predictions, group, weights)
         forecasts.append(intervals.with_range(combined, panel.has_history[combined.item_index],
                                               widths[combination.NAME]))
