@@ -25,8 +25,8 @@ launch curve): the WAPE difference with a 90 % bootstrap interval over products 
 arm's bias, and the verdict of the adoption rule (protocol.ADOPTION_RULE).
 
 Every model, ours, a peer's or a reference, writes long forecasts (cutoff, model, group, item_id,
-date, units[, fallback]); one function scores them all against the truth that forecast.backtest
-defines for its own folds, with forecast.metrics. A peer's items that its library could not
+date, units[, fallback]); one function scores them all against the truth that forecast.evaluation.backtest
+defines for its own folds, with forecast.evaluation.metrics. A peer's items that its library could not
 forecast get the runner's fallback (last-8-week mean, or 0 for a new item); they count in the
 score but not in ``coverage``. Our models run one per child process so that each one's peak RSS
 is its own. Writes experiments/results/benchmark[_validation].{json,md} and PNG plots.
@@ -54,8 +54,8 @@ from experiments import protocol  # noqa: E402
 from experiments.common import (  # noqa: E402
     CACHE, DATA, HORIZON, RESULTS, ROOT, cached, cutoff_dates, cutoffs_of, groups_of,
     item_errors, label, load, long_frame, mean_launch_curve, score_all, targets, truth_table)
-from forecast.backtest import run_backtest  # noqa: E402
-from forecast.config import RunConfig  # noqa: E402
+from forecast.evaluation.backtest import run_backtest  # noqa: E402
+from forecast.core.config import RunConfig  # noqa: E402
 from forecast.data.panel import Panel  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 
@@ -194,7 +194,7 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int,
     if not python.exists():
         print("peers venv missing: running experiments/peers/setup.sh", flush=True)
         subprocess.run(["bash", str(PEERS / "setup.sh")], check=True)
-    from forecast.encoders.text import embed_texts
+    from forecast.models.encoders.text import embed_texts
 
     sales, products = tmp / f"{dataset}_sales.csv", tmp / f"{dataset}_products.csv"
     _panel_tables(panel, sales, products)

@@ -1,4 +1,4 @@
-"""The ``ensemble`` against the best single model, on `fit`'s own backtest (forecast.combination).
+"""The ``ensemble`` against the best single model, on `fit`'s own backtest (forecast.evaluation.combination).
 
     python experiments/combination_benchmark.py --dataset sample
     python experiments/combination_benchmark.py --dataset online_retail
@@ -31,10 +31,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from forecast import combination, pipeline  # noqa: E402
-from forecast.backtest import run_backtest  # noqa: E402
-from forecast.config import RunConfig  # noqa: E402
-from forecast.metrics import score  # noqa: E402
+from forecast import pipeline  # noqa: E402
+from forecast.evaluation import combination  # noqa: E402
+from forecast.evaluation.backtest import run_backtest  # noqa: E402
+from forecast.core.config import RunConfig  # noqa: E402
+from forecast.evaluation.metrics import score  # noqa: E402
 from forecast.models import registry  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 

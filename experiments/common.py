@@ -28,11 +28,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from experiments.protocol import SEED_AVERAGE_SUFFIX, is_reference  # noqa: E402
-from forecast.backtest import _fold_targets, origins  # noqa: E402
-from forecast.config import DataConfig, EvalConfig  # noqa: E402
+from forecast.evaluation.backtest import _fold_targets, origins  # noqa: E402
+from forecast.core.config import DataConfig, EvalConfig  # noqa: E402
 from forecast.data.contract import Tables, load_tables  # noqa: E402
 from forecast.data.panel import Panel, build_panel  # noqa: E402
-from forecast.metrics import score, score_by_step  # noqa: E402
+from forecast.evaluation.metrics import score, score_by_step  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"

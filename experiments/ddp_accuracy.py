@@ -136,7 +136,7 @@ def write(runs: list[dict], rows: list[dict], command: str, fit_options: list[st
 
 
 def _default_batch() -> int:
-    from forecast.config import RunConfig
+    from forecast.core.config import RunConfig
 
     return RunConfig().train.batch_size
 

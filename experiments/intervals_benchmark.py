@@ -4,7 +4,7 @@
     python experiments/intervals_benchmark.py --models moving_average,knn,fusion --max-epochs 1
 
 For every model and item group it backtests the model on the benchmark's reported origins, then
-scores each range method of forecast.intervals leave-one-fold-out (each fold's ranges calibrated on
+scores each range method of forecast.evaluation.intervals leave-one-fold-out (each fold's ranges calibrated on
 the other folds' errors, as the backtest table does), at 80 % and 90 %: coverage pooled and per
 volume band (quintiles of the item's forecast level, and the top 5 %), mean width, MSIS (items with
 history only: it needs the MASE scale) and WQL over the range's two quantiles. ``absolute`` is the
@@ -33,12 +33,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from forecast.backtest import run_backtest  # noqa: E402
-from forecast.config import EvalConfig, RunConfig  # noqa: E402
+from forecast.evaluation.backtest import run_backtest  # noqa: E402
+from forecast.core.config import EvalConfig, RunConfig  # noqa: E402
 from forecast.data.contract import load_tables  # noqa: E402
 from forecast.data.panel import Panel, build_panel  # noqa: E402
-from forecast.intervals import METHODS, choose, evaluate  # noqa: E402
-from forecast.metrics import BANDS, coverage, interval_width, msis  # noqa: E402
+from forecast.evaluation.intervals import METHODS, choose, evaluate  # noqa: E402
+from forecast.evaluation.metrics import BANDS, coverage, interval_width, msis  # noqa: E402
 from forecast.models import registry  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 
@@ -51,7 +51,7 @@ VISUELLE_ORIGINS = (0.55, 0.70, 0.85)  # launch quantiles of the visuelle folds'
 
 def load(dataset: str) -> Panel:
     """The data set's panel as benchmark.py builds it (visuelle: 12 weeks a product, then unknown)."""
-    from forecast.config import DataConfig
+    from forecast.core.config import DataConfig
 
     folder = DATA / dataset
     tables = load_tables(str(folder / "sales.csv"), str(folder / "products.csv"), DataConfig(negative_units="zero"))

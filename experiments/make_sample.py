@@ -1,4 +1,4 @@
-"""Rebuild forecast/sample/ (the embedded default data) from ../shared/data/online_retail.
+"""Rebuild forecast/data/sample/ (the embedded default data) from ../shared/data/online_retail.
 
 A seeded random 300 of the 3,571 products (CC0), all their weekly rows:
     python experiments/make_sample.py
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 SOURCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "online_retail"
-TARGET = Path(__file__).resolve().parents[1] / "forecast" / "sample"
+TARGET = Path(__file__).resolve().parents[1] / "forecast" / "data" / "sample"
 N_PRODUCTS, SEED = 300, 7
 
 

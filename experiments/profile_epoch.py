@@ -25,7 +25,7 @@ import lightning.pytorch as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.common import load  # noqa: E402
-from forecast.config import RunConfig  # noqa: E402
+from forecast.core.config import RunConfig  # noqa: E402
 from forecast.data.panel import Panel  # noqa: E402
 
 

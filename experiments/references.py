@@ -4,7 +4,7 @@
     python experiments/references.py --split validation --models croston,tsb,imapa,launch_curve
 
 Baselines only (no neural model, seed-free): each model is backtested alone with
-``forecast.backtest.run_backtest`` on the benchmark's data, splits and origins
+``forecast.evaluation.backtest.run_backtest`` on the benchmark's data, splits and origins
 (``experiments/benchmark.py``: online_retail with its three reported origins, the table's
 series end; visuelle's launch cut-off, ``series_end="last-sale"``, negative weeks as zero)
 and scored per group with the package's metrics, pooled over origins and per origin.
@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
 import benchmark  # noqa: E402
-from forecast.backtest import run_backtest  # noqa: E402
-from forecast.metrics import score  # noqa: E402
+from forecast.evaluation.backtest import run_backtest  # noqa: E402
+from forecast.evaluation.metrics import score  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 from forecast.models.registry import build  # noqa: E402
 

@@ -112,7 +112,7 @@ def instrument(clock: PhaseClock) -> None:
     import lightning.pytorch as pl
     import torch.utils.data.dataloader as torch_loader
 
-    import forecast.encoders.text as text
+    import forecast.models.encoders.text as text
     from forecast.models.neural import features
     from forecast.models.neural.network import ForecastNetwork
     from forecast.models.neural.system import ForecastSystem
@@ -152,7 +152,7 @@ def epoch_timer():
 
 
 def load_online_retail():
-    from forecast.config import DataConfig
+    from forecast.core.config import DataConfig
     from forecast.data.contract import load_tables
     from forecast.data.panel import build_panel
 
@@ -165,7 +165,7 @@ def child(out: Path, seed: int) -> None:
     timed fit and prediction. Every time is a [wall, cpu] pair of seconds."""
     import torch
 
-    from forecast.config import RunConfig
+    from forecast.core.config import RunConfig
     from forecast.models.neural.estimator import NeuralEstimator
     from forecast.models.neural.features import text_inputs
 

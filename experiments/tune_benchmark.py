@@ -26,10 +26,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from forecast.backtest import run_backtest  # noqa: E402
-from forecast.config import RunConfig  # noqa: E402
+from forecast.evaluation.backtest import run_backtest  # noqa: E402
+from forecast.core.config import RunConfig  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
-from forecast.metrics import score  # noqa: E402
+from forecast.evaluation.metrics import score  # noqa: E402
 from forecast.models.registry import build  # noqa: E402
 from forecast.pipeline import load_panel  # noqa: E402
 from forecast.tuning import tune  # noqa: E402

@@ -18,21 +18,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import numpy as np
 import pandas as pd
 
-from forecast import artifact, combination, intervals
-from forecast.backtest import origins
-from forecast.config import RunConfig
+from forecast.evaluation import combination, intervals
+from forecast.outputs import artifact
+from forecast.evaluation.backtest import origins
+from forecast.core.config import RunConfig
 from forecast.data.contract import validate_tables
-from forecast.data.loading import load_panel, panel_from_tables
+from forecast.data.loading import load_panel, panel_from_tables, sample_paths
 from forecast.data.panel import Panel
-from forecast.errors import ConfigError, ForecastError
-from forecast.export import forecast_frame
+from forecast.core.errors import ConfigError, ForecastError
+from forecast.outputs.export import forecast_frame
 from forecast.models import registry
 from forecast.models.base import Model, Prediction, variant_name
 
@@ -52,9 +53,8 @@ def package_version() -> str:
 def load_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
     """The embedded sample (300 products of the UCI Online Retail data, CC0) as (sales, products)
     DataFrames, as a planner's files would read: one row per item and week, one per product."""
-    root = resources.files("forecast") / "sample"
-    with resources.as_file(root / "sales.csv") as sales, resources.as_file(root / "products.csv") as products:
-        return pd.read_csv(sales, dtype={"item_id": str}), pd.read_csv(products, dtype={"item_id": str})
+    sales, products = sample_paths()
+    return pd.read_csv(sales, dtype={"item_id": str}), pd.read_csv(products, dtype={"item_id": str})
 
 
 def config_from_settings(config: RunConfig | str | Path | None = None, **settings: Any) -> RunConfig:

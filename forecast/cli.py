@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from forecast.api import package_version
-from forecast.config import RANGES, RunConfig, choices, ranges_text
-from forecast.errors import ConfigError, ForecastError
+from forecast.core.config import RANGES, RunConfig, choices, ranges_text
+from forecast.core.errors import ConfigError, ForecastError
 from forecast.models.registry import MODELS, NEURAL, check_models
 
 log = logging.getLogger("forecast")
@@ -37,7 +37,7 @@ CONFIG_EPILOG = EPILOG + "\n\nValid values of the numeric config keys (--config 
 
 
 def _within(key: str) -> str:
-    """An option's valid values, as declared in RANGES (forecast.config)."""
+    """An option's valid values, as declared in RANGES (forecast.core.config)."""
     return str(RANGES[key])
 
 
@@ -233,7 +233,7 @@ TUNE_EXPORT = "forecast_tuned.csv"  # tune's own export, beside (not over) the f
 
 def tune_export(cfg: RunConfig, given: str | None) -> RunConfig:
     """``tune`` writes TUNE_EXPORT unless --export or the config names another file."""
-    from forecast.config import OutputConfig
+    from forecast.core.config import OutputConfig
 
     if given is None and cfg.output.export == OutputConfig.export:
         return cfg.updated({"output.export": TUNE_EXPORT})
@@ -274,11 +274,11 @@ def _sigterm_as_interrupt() -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.verb == "ui":
-        from forecast.tracking import launch_ui
+        from forecast.tracking.runs import launch_ui
 
         return launch_ui(args.tracking_uri, args.port, args.experiment, args.open)
     cfg = config_from_args(args)
-    from forecast.outputs import check_verb_paths
+    from forecast.outputs.paths import check_verb_paths
 
     check_verb_paths(args.verb, args, cfg)  # every output against every input and other output, before work
     if not cfg.train.progress:  # also the text encoder's "Loading weights" and MLflow's download bars
@@ -296,8 +296,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             from tempfile import TemporaryDirectory
 
-            from forecast import serving
-            from forecast.tracking import download_model
+            from forecast.tracking import serving
+            from forecast.tracking.runs import download_model
 
             with TemporaryDirectory() as tmp:
                 predict(cfg, download_model(args.model_uri, Path(tmp), serving.__name__), args.horizon)
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # a bug, not a user error: say so briefly
-        from forecast.files import disk_problem
+        from forecast.core.files import disk_problem
 
         if (problem := disk_problem(err)) and not debug:  # a disk fault somewhere not wrapped by name
             where = getattr(err, "filename", None)

@@ -20,21 +20,22 @@ from tempfile import TemporaryDirectory
 import numpy as np
 import pandas as pd
 
-from forecast import artifact, combination, intervals
-from forecast.artifact import SavedModel
-from forecast.backtest import BacktestResult, origins, run_backtest
-from forecast.config import RunConfig
+from forecast.evaluation import combination, intervals
+from forecast.outputs import artifact
+from forecast.outputs.artifact import SavedModel
+from forecast.evaluation.backtest import BacktestResult, origins, run_backtest
+from forecast.core.config import RunConfig
 from forecast.data.contract import input_paths, visible
 from forecast.data.loading import data_paths, load_panel
 from forecast.data.panel import Panel
-from forecast.errors import ConfigError
-from forecast.export import forecast_frame, write_csv_atomic
-from forecast.files import check_writable
-from forecast.metrics import INTERVAL_METRICS, METRICS
+from forecast.core.errors import ConfigError
+from forecast.outputs.export import forecast_frame, write_csv_atomic
+from forecast.core.files import check_writable
+from forecast.evaluation.metrics import INTERVAL_METRICS, METRICS
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW, Model, Prediction, forecast_targets, variant_name
 from forecast.models.neural.devices import check_devices, is_rank_zero
-from forecast.summary import WHY, fit_summary
+from forecast.outputs.summary import WHY, fit_summary
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def fit(cfg: RunConfig, resume: bool = False) -> FitResult:
     """
     import shutil
 
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
     from forecast.models.neural.estimator import work_directory
 
     registry.check_models(cfg.validate())
@@ -260,7 +261,7 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             model_runs: dict[str, str]) -> FitResult:
     """The one step with side effects, on rank 0 only: save the refitted chosen models, write the
     export, log the served models to MLflow (a model that is only an ensemble member is not saved)."""
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     model_dirs: dict[str, Path] = {}
     if is_rank_zero():
@@ -285,7 +286,7 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
 
 def tracking_logger(cfg: RunConfig, run_id: str):
     """Lightning's MLflow logger writing a neural model's training curves into its child run."""
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     return tracking.mlflow_logger(cfg, run_id)
 
@@ -293,14 +294,14 @@ def tracking_logger(cfg: RunConfig, run_id: str):
 def _log_plan(cfg: RunConfig, panel: Panel, planned: Plan) -> dict[str, str]:
     """The backtest and the choice into the open run: data summary, one child run per model
     (returned: model -> child run id; {} off rank 0), the table, the plots, the chosen metrics."""
-    from forecast import tracking
-    from forecast.plots import plot_band_coverage, plot_forecast_vs_actual, plot_metric_bars
+    from forecast.tracking import runs as tracking
+    from forecast.outputs.plots import plot_band_coverage, plot_forecast_vs_actual, plot_metric_bars
 
     backtest, chosen = planned.backtest, planned.chosen
     with TemporaryDirectory() as tmp:
         _log_data_summary(panel)
         _log_inputs(cfg, panel)
-        combination.log_ensemble(planned.ensemble, Path(tmp))
+        tracking.log_ensemble(planned.ensemble, Path(tmp))
         model_runs = tracking.log_model_runs(backtest.table, cfg.evaluation.interval,
                                              backtest.bands) or {}  # {} off rank 0
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
@@ -333,7 +334,7 @@ def saved_widths(backtest: BacktestResult, base: str, chosen: dict[str, np.ndarr
 
 def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction) -> None:
     """The saved model as an MLflow pyfunc model in its child run (registered with --register)."""
-    from forecast import serving, tracking
+    from forecast.tracking import runs as tracking, serving
 
     example = serving.example_input(*data_paths(cfg))
     output = forecast_frame(panel, [prediction], cfg.neural.trend_window, cfg.output.trend_threshold).head(5)
@@ -349,7 +350,7 @@ def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel
 
 def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> None:
     """The parent run's headline: each group's chosen model's backtest metrics, e.g. ``history/wape``."""
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     summary = backtest.summary().set_index(["model", "group"])
     tracking.log_metrics({f"{group}/{metric}": float(summary.loc[(model, group), metric])
@@ -373,7 +374,7 @@ def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -
 
 
 def _log_data_summary(panel: Panel) -> None:
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     tracking.log_params({"panel.items": panel.n_items, "panel.new_items": int((~panel.has_history).sum()),
                        "panel.periods": panel.n_periods, "panel.freq": panel.freq,
@@ -383,7 +384,7 @@ def _log_data_summary(panel: Panel) -> None:
 def _log_inputs(cfg: RunConfig, panel: Panel) -> None:
     """The products table and the sales as validated onto the grid (item_id, date, units: what the
     models train on) as the run's MLflow datasets, with their source files."""
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     sales_path, products_path = data_paths(cfg)
     observed = ~np.isnan(panel.units)
@@ -407,7 +408,7 @@ def quiet_logs(name: str) -> Iterator[None]:
 
 
 def _log_table(table: pd.DataFrame, path: Path) -> None:
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     table.to_csv(path, index=False)
     tracking.log_file(path)
@@ -429,10 +430,10 @@ def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int,
            model_dir: str | Path | None = None, item: str | None = None) -> pd.DataFrame:
     """The trend report of an exported forecast by attribute and description word, its chart
     beside it (``<output>.png``), with a saved text-reading model the words' ``model_effect``;
-    both logged to an MLflow run when a tracking store is given (see forecast.trends).
+    both logged to an MLflow run when a tracking store is given (see forecast.outputs.trends).
     ``item``: instead, which words of that product's description move the model's forecast."""
-    from forecast import trends as tr
-    from forecast.plots import plot_trends
+    from forecast.outputs import trends as tr
+    from forecast.outputs.plots import plot_trends
 
     if min_products < 1:
         raise ConfigError(f"--min-products must be at least 1, got {min_products}")
@@ -475,7 +476,7 @@ def _log_trends(cfg: RunConfig, report: Path, chart: Path) -> None:
     """Report and chart into an MLflow run of their own, when a store is given (option or environment)."""
     import os
 
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     if not (cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")):
         return

@@ -32,12 +32,12 @@ from typing import Any
 
 import yaml
 
-from forecast.backtest import origins, run_backtest
-from forecast.config import RunConfig
+from forecast.evaluation.backtest import origins, run_backtest
+from forecast.core.config import RunConfig
 from forecast.data.contract import input_paths
 from forecast.data.panel import Panel
-from forecast.errors import ConfigError
-from forecast.files import check_writable, write_atomic
+from forecast.core.errors import ConfigError
+from forecast.core.files import check_writable, write_atomic
 from forecast.models.registry import check_models
 from forecast.models.base import HISTORY
 
@@ -212,7 +212,7 @@ def open_study(study_name: str, storage: str | None):
     """Create or load the study; a heartbeat lets a later run fail trials whose process died."""
     import optuna
 
-    from forecast.tracking import sqlite_lock
+    from forecast.tracking.runs import sqlite_lock
 
     storage = storage or DEFAULT_STORAGE
     sqlite = storage.startswith("sqlite")
@@ -271,7 +271,8 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     """
     import optuna
 
-    from forecast import pipeline, tracking
+    from forecast import pipeline
+    from forecast.tracking import runs as tracking
 
     if trials <= 0:
         raise ConfigError(f"--trials must be positive, got {trials}")
@@ -333,7 +334,7 @@ def _objective(trial, cfg: RunConfig, panel: Panel, space: dict[str, dict[str, A
     the tracker adds the params, the value and the state when the trial ends."""
     from optuna_integration import PyTorchLightningPruningCallback
 
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     params = suggest(trial, space)
     # Trials hold out the last horizon of their training data so that Lightning logs val/loss each epoch
@@ -364,7 +365,7 @@ def _log_study_plots(study) -> None:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
-    from forecast import tracking
+    from forecast.tracking import runs as tracking
 
     with TemporaryDirectory() as tmp:
         plots = {"optimization_history.png": ovm.plot_optimization_history}

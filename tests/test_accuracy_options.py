@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
-from forecast.config import RunConfig
+from forecast.core.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.errors import ForecastError
+from forecast.core.errors import ForecastError
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.estimator import NeuralEstimator
 from forecast.models.neural.features import (ATTRIBUTE_PRIOR, PanelDataModule, attribute_curves, neighbour_curves,
@@ -263,7 +263,7 @@ def test_text_mix_new_zero_forecasts_every_new_product_from_the_average_descript
 def test_fusion_offers_the_average_description_forecast_of_new_products_as_a_variant(synthetic_csv, workdir):
     """fit chooses text_mix_new on its backtest: fusion's prediction carries the average_text_new variant, which
     differs from the forecast only on new products, and use_variant makes it the model's forecast."""
-    from forecast.config import RunConfig
+    from forecast.core.config import RunConfig
     from forecast.data.contract import load_tables
     from forecast.data.panel import build_panel
     from forecast.models.neural.estimator import NeuralEstimator

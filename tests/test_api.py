@@ -13,7 +13,7 @@ import pytest
 import forecast
 from forecast.cli import main
 from forecast.data import synthetic
-from forecast.errors import ConfigError
+from forecast.core.errors import ConfigError
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

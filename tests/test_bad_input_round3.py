@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from forecast.cli import build_parser
-from forecast.config import RANGES, RunConfig
+from forecast.core.config import RANGES, RunConfig
 from tests.conftest import write_csv
 from tests.test_bad_input import GOOD_PRODUCTS, GOOD_SALES, assert_refused, fit_args, no_finished_runs, run_cli
 
@@ -76,7 +76,7 @@ def test_option_value_out_of_range_is_refused(options, needles, workdir, capsys)
 
 
 def test_a_search_space_reaching_out_of_range_is_refused(tmp_path):
-    from forecast.errors import ConfigError
+    from forecast.core.errors import ConfigError
     from forecast.tuning import load_search_space
 
     space = write_csv(tmp_path, "space.yaml", "neural.dropout: {type: float, low: 0.0, high: 1.2}\n")
@@ -85,7 +85,7 @@ def test_a_search_space_reaching_out_of_range_is_refused(tmp_path):
 
 
 def test_no_model_at_all_is_refused():
-    from forecast.errors import ConfigError
+    from forecast.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="both empty"):
         RunConfig().updated({"baselines.models": [], "neural.models": []}).validate()
@@ -417,7 +417,7 @@ def test_a_saved_models_forecast_of_a_product_is_the_same_alone_and_in_the_full_
                                                                                        capsys):
     """Through `predict` and the pyfunc model: each product with history alone, each new product with one
     product with history (a new product has no sales rows of its own), against the full batch."""
-    from forecast import serving
+    from forecast.tracking import serving
 
     model_dir, sales, products = saved_fusion
     full = batch_forecast(model_dir, sales, products, capsys)
@@ -444,7 +444,7 @@ def test_the_saved_reference_reproduces_the_fit_forecast_and_is_checksummed(save
 
     from forecast.data.contract import load_tables
     from forecast.data.panel import build_panel
-    from forecast.errors import ForecastError
+    from forecast.core.errors import ForecastError
     from forecast.models.neural.estimator import REFERENCE, NeuralEstimator
 
     model_dir, sales, products = saved_fusion

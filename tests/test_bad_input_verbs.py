@@ -473,7 +473,7 @@ def _running(pid: int) -> bool:
 # --- a large catalogue shows progress ---------------------------------------------------------------------------
 
 def test_long_loops_log_their_progress(caplog):
-    from forecast.progress import Progress
+    from forecast.core.progress import Progress
 
     progress = Progress("embedding descriptions", 1000, every=0.0)
     with caplog.at_level(logging.INFO, logger="forecast"):

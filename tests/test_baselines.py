@@ -1,4 +1,4 @@
-"""Tests for forecast.baselines: per-series statistical models and the kNN launch baseline."""
+"""Tests for forecast.models.baselines: per-series statistical models and the kNN launch baseline."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
-from forecast.baselines import statistical
-from forecast.baselines.knn import knn_launch_forecast
-from forecast.baselines.statistical import (
+from forecast.models.baselines import statistical
+from forecast.models.baselines.knn import knn_launch_forecast
+from forecast.models.baselines.statistical import (
     BatchForecast,
     Mean,
     MovingAverage,
@@ -18,8 +18,8 @@ from forecast.baselines.statistical import (
     SeriesModel,
     forecast_many,
 )
-from forecast.config import RunConfig
-from forecast.errors import ConfigError
+from forecast.core.config import RunConfig
+from forecast.core.errors import ConfigError
 from forecast.models import registry
 
 M = 52  # weekly season
@@ -279,7 +279,7 @@ def test_the_registry_builds_the_documented_chains():
 
 
 def test_fallbacks_are_logged_at_debug_level(caplog):
-    with caplog.at_level("DEBUG", logger="forecast.baselines.statistical"):
+    with caplog.at_level("DEBUG", logger="forecast.models.baselines.statistical"):
         one([1.0], "ets", horizon=2)
     assert any("ets -> moving_average" in message for message in caplog.messages)
 
@@ -394,7 +394,7 @@ def test_knn_query_blocks_do_not_change_the_result(monkeypatch):
     curves[rng.random(curves.shape) < 0.3] = np.nan
     queries = rng.normal(size=(11, 4))
     whole = knn_launch_forecast(queries, refs, curves, k=4, weighted=True)
-    monkeypatch.setattr("forecast.baselines.knn.QUERY_BLOCK", 3)
+    monkeypatch.setattr("forecast.models.baselines.knn.QUERY_BLOCK", 3)
     np.testing.assert_array_equal(knn_launch_forecast(queries, refs, curves, k=4, weighted=True), whole)
     assert knn_launch_forecast(np.zeros((0, 4)), refs, curves, k=3).shape == (0, 5)
 

@@ -87,7 +87,7 @@ def test_the_refit_model_is_an_mlflow_model_that_loads_predicts_and_is_registere
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from forecast.serving import tables_frame
+    from forecast.tracking.serving import tables_frame
 
     folder, sales, products = fitted
     monkeypatch.chdir(folder)

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast import combination
-from forecast.backtest import run_backtest
+from forecast.evaluation import combination
+from forecast.evaluation.backtest import run_backtest
 from forecast.cli import main
-from forecast.config import EvalConfig
+from forecast.core.config import EvalConfig
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.metrics import score
+from forecast.evaluation.metrics import score
 from forecast.models import registry
 from forecast.models.base import HISTORY, Prediction, forecast_targets
 
@@ -134,8 +134,8 @@ def test_fit_chooses_and_exports_the_ensemble_when_it_wins(workdir: Path, monkey
 
 
 def test_an_ensemble_of_nothing_and_a_shrinkage_outside_0_1_are_refused(workdir: Path, capsys) -> None:
-    from forecast.config import RunConfig
-    from forecast.errors import ConfigError
+    from forecast.core.config import RunConfig
+    from forecast.core.errors import ConfigError
 
     sales, products = _flat_panel(workdir)
     assert main(["fit", "--sales", str(sales), "--products", str(products), "--models", "ensemble",

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from tests.conftest import assert_refused, run_cli
-from forecast.config import RunConfig
-from forecast.errors import ConfigError
+from forecast.core.config import RunConfig
+from forecast.core.errors import ConfigError
 from forecast.tuning import load_search_space
 
 # dotted key, bad value, what the one error line must say

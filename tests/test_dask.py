@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecast.baselines.statistical import ETS, Mean, MovingAverage, Theta, forecast_many
+from forecast.models.baselines.statistical import ETS, Mean, MovingAverage, Theta, forecast_many
 
 distributed = pytest.importorskip(
     "distributed", reason="dask is not installed: pip install -c constraints.txt -e '.[test,dask]' (.ci/run does)")

@@ -50,7 +50,7 @@ def test_ddp_fit_on_two_cpu_processes_writes_one_run_one_model_one_export(tmp_pa
 
 
 def test_text_mode_auto_fine_tunes_on_cuda_and_stays_frozen_on_cpu():
-    from forecast.config import RunConfig
+    from forecast.core.config import RunConfig
     from forecast.models.neural.devices import resolve_text_mode
 
     cfg = RunConfig()

@@ -5,11 +5,11 @@ import pytest
 
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.errors import ForecastError
-from forecast.export import EXPORT_COLUMNS, forecast_frame, write_csv_atomic
+from forecast.core.errors import ForecastError
+from forecast.outputs.export import EXPORT_COLUMNS, forecast_frame, write_csv_atomic
 from forecast.models.base import Prediction
 from forecast.data.smoothing import centred_moving_average
-from forecast.trends import relative_change, trend_report
+from forecast.outputs.trends import relative_change, trend_report
 from tests.conftest import write_csv
 
 SALES = "".join(["item_id,date,units,price\n"] + [f"A,2024-01-{d:02d},{u},2.0\n" for d, u in [(1, 4), (8, 4), (15, 4)]]
@@ -97,7 +97,7 @@ def test_trend_report_aggregates_by_attribute_and_word(panel):
 
 
 def test_trends_reads_the_range_columns_and_warns_on_a_range_without_a_level(panel, tmp_path, caplog):
-    from forecast.trends import read_forecast
+    from forecast.outputs.trends import read_forecast
 
     ranged = tmp_path / "ranged.csv"
     ranged.write_text("item_id,date,units,units_p5,units_p95\nA,2024-01-22,8,6,\nA,2024-01-29,8,,11\n")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from forecast.config import RunConfig
+from forecast.core.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import Panel, build_panel

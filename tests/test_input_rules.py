@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.config import DataConfig
+from forecast.core.config import DataConfig
 from forecast.data.contract import load_tables
 from forecast.models.neural.features import Scaler
 from forecast.data.panel import build_panel
-from forecast.export import neutralise_formulas
+from forecast.outputs.export import neutralise_formulas
 from tests.conftest import write_csv
 from tests.test_bad_input import GOOD_PRODUCTS, GOOD_SALES, MONTHLY_DAY_FIRST, fit_args, run_cli, with_column
 

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.backtest import run_backtest
-from forecast.config import EvalConfig, RunConfig
+from forecast.evaluation.backtest import run_backtest
+from forecast.core.config import EvalConfig, RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.intervals import (Calibration, bounds, calibrate, conformal_quantile, evaluate, held_out, load,
+from forecast.evaluation.intervals import (Calibration, bounds, calibrate, conformal_quantile, evaluate, held_out, load,
                                 range_columns, save, with_range)
 from forecast.models import registry
 from forecast.models.base import Prediction
@@ -65,7 +65,7 @@ def test_one_width_for_every_item_fails_the_volume_bands_and_the_chosen_method_h
     assert by_band["absolute"]["q1"] > level + 0.05  # slow sellers: too wide
     assert by_band["absolute"]["top5"] < level - 0.3  # best sellers: far too narrow
     assert results["absolute"]["gap"] > 0.05
-    from forecast.intervals import choose
+    from forecast.evaluation.intervals import choose
 
     chosen = choose({m: (r["gap"], r["wql"]) for m, r in results.items()})
     assert chosen != "absolute"
@@ -74,7 +74,7 @@ def test_one_width_for_every_item_fails_the_volume_bands_and_the_chosen_method_h
 
 
 def test_coverage_above_nominal_forced_by_zero_sale_weeks_is_no_gap() -> None:
-    from forecast.intervals import worst_band_gap
+    from forecast.evaluation.intervals import worst_band_gap
 
     def band(cov: float, zeros: float) -> dict:
         return {"level": 0.8, "coverage": cov, "zero_share": zeros, "n": 100}
@@ -172,7 +172,7 @@ def test_the_range_level_is_read_from_the_column_names() -> None:
 def test_fit_at_90_percent_then_trends_reads_90_percent_ranges(tmp_path, monkeypatch) -> None:
     from forecast.cli import main
     from forecast.pipeline import load_panel
-    from forecast.trends import read_forecast, trend_report
+    from forecast.outputs.trends import read_forecast, trend_report
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -1,5 +1,6 @@
-"""The package's layout rules, checked on its source: no import cycle (imports inside functions
-count), and the library core importable without the tracking and tuning libraries."""
+"""The package's layout rules, checked on its source: the layers import only downward, there is no
+import cycle (imports inside functions count), and the library core is importable without the
+tracking and tuning libraries."""
 
 from __future__ import annotations
 
@@ -70,6 +71,40 @@ def import_graph() -> dict[str, set[str]]:
     files = list(PACKAGE.rglob("*.py"))
     known = {module_name(f) for f in files}
     return {module_name(f): imported_modules(f, known) for f in files}
+
+
+# The layers, bottom first (docs/layout.md): a module may import its own layer and the ones below it.
+# The top-level modules not listed (api, pipeline, tuning, cli) are the verbs, above everything.
+LAYERS = ["core", "data", "models", "evaluation", "outputs", "tracking"]
+VERBS = len(LAYERS)
+
+
+def layer_of(module: str) -> int:
+    """A module's layer: its folder under ``forecast/``; a top-level module is a verb."""
+    top = module.split(".")[1]
+    return LAYERS.index(top) if top in LAYERS else VERBS
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted((a, b) for a, deps in graph.items() for b in deps
+                  if b != "forecast" and a != "forecast" and layer_of(b) > layer_of(a))
+
+
+def test_every_module_sits_in_a_layer_folder_or_is_a_verb():
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == set(LAYERS)
+    verbs = {p.stem for p in PACKAGE.glob("*.py")}
+    assert verbs == {"__init__", "__main__", "api", "cli", "pipeline", "tuning"}
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"forecast.evaluation.combination": {"forecast.tracking.runs", "forecast.models.base"},
+             "forecast.data.panel": {"forecast.core.config"}, "forecast.cli": {"forecast.tracking.runs"}}
+    assert upward_imports(graph) == [("forecast.evaluation.combination", "forecast.tracking.runs")]
 
 
 def test_the_package_has_no_import_cycle():

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.backtest import _fold_targets
+from forecast.evaluation.backtest import _fold_targets
 from forecast.cli import main
-from forecast.config import DataConfig, RunConfig
+from forecast.core.config import DataConfig, RunConfig
 from forecast.data.contract import load_tables
 from forecast.models.neural.features import training_windows
 from forecast.data.panel import OPEN_END, build_panel
-from forecast.errors import ConfigError
+from forecast.core.errors import ConfigError
 from forecast.models.base import HISTORY, NEW
 from tests.conftest import write_csv
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from forecast.metrics import mase_scale, score, score_by_step
+from forecast.evaluation.metrics import mase_scale, score, score_by_step
 
 
 def test_metrics_match_hand_computed_values():

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from forecast.config import RunConfig
+from forecast.core.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.models.neural.features import calendar_features, EpochShuffle, PanelDataModule, training_windows
 from forecast.data.smoothing import centred_moving_average
 from forecast.data.panel import Panel, build_panel
-from forecast.encoders.text import TextEncoder, default_encoder_path, embed_texts, load_pretrained
-from forecast.errors import ForecastError
+from forecast.models.encoders.text import TextEncoder, default_encoder_path, embed_texts, load_pretrained
+from forecast.core.errors import ForecastError
 from forecast.models.base import carried_price
 from forecast.models.neural.estimator import WEIGHTS, NeuralEstimator
 from forecast.models.neural.system import ForecastSystem
@@ -163,7 +163,7 @@ def test_minilm_loads_offline_and_embeds_meaning():
 def test_a_text_embeds_the_same_whatever_it_is_batched_with(monkeypatch):
     """embed_texts sorts a call's new texts by token length before batching them: each vector must
     still be its own text's (in the caller's order), the same as when the text is embedded alone."""
-    from forecast.encoders import text
+    from forecast.models.encoders import text
 
     texts = ["red wool winter coat with a hood and deep pockets", "coat", "red coat", "coat",
              "stainless steel kitchen sink"]

@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.config import DataConfig
+from forecast.core.config import DataConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.errors import DataError
+from forecast.core.errors import DataError
 from tests.conftest import write_csv
 
 SALES = "item_id,date,units,price\nA,2024-01-01,3,2.0\nA,2024-01-15,5,2.5\nB,2024-01-08,1,9.0\nB,2024-01-22,2,\n"

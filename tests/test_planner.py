@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from forecast.cli import main
-from forecast.config import RunConfig
+from forecast.core.config import RunConfig
 from forecast.data import synthetic
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -29,8 +29,8 @@ def _store(folder: Path):
 
 
 def test_ui_address_opens_the_runs_table_in_the_training_view_with_the_headline_columns(workdir):
-    from forecast import runs_view
-    from forecast.tracking import ui_address
+    from forecast.tracking import runs_view
+    from forecast.tracking.runs import ui_address
 
     client = _store(workdir)
     experiment = client.create_experiment("forecast")
@@ -49,7 +49,7 @@ def test_ui_open_opens_the_address_once_the_server_listens(monkeypatch):
     import socket
     import webbrowser
 
-    from forecast.tracking import _open_when_listening
+    from forecast.tracking.runs import _open_when_listening
 
     opened = []
     monkeypatch.setattr(webbrowser, "open", opened.append)
@@ -71,7 +71,7 @@ def test_ui_in_a_folder_without_a_store_says_so_and_creates_none(workdir, capsys
 
 
 def test_run_names_tell_two_data_sets_under_the_same_file_name_apart_and_mark_tuned_configs():
-    from forecast.tracking import run_name
+    from forecast.tracking.runs import run_name
 
     cfg = RunConfig().updated({"evaluation.horizon": 8})
     first = run_name(cfg, "fit", "/data/retail/sales.csv", 300)
@@ -93,7 +93,7 @@ def _scores() -> pd.DataFrame:
 
 def test_a_fit_ends_on_its_chosen_models_run_model_folder_export_and_ui_command(tmp_path):
     from forecast.pipeline import FitResult
-    from forecast.summary import fit_summary
+    from forecast.outputs.summary import fit_summary
 
     backtest = SimpleNamespace(summary=_scores)
     result = FitResult("abc123", backtest, {"history": "fusion", "new": "knn"}, pd.DataFrame(),
@@ -120,7 +120,7 @@ def test_the_backtest_table_fits_100_columns_with_the_longest_model_name():
 
 
 def test_a_product_gets_one_direction_and_tiny_volumes_are_flat():
-    from forecast.trends import horizon_direction
+    from forecast.outputs.trends import horizon_direction
 
     assert horizon_direction(np.full(12, 0.3), np.full(12, 0.1), 0.1) == "flat"  # 3.6 vs 1.2 units: noise
     assert horizon_direction(np.full(12, 30.0), np.full(12, 10.0), 0.1) == "rising"
@@ -130,7 +130,7 @@ def test_a_product_gets_one_direction_and_tiny_volumes_are_flat():
 
 def test_excel_export_has_a_byte_order_mark_and_reads_back(tmp_path):
     from forecast.data.contract import read_table
-    from forecast.export import write_csv_atomic
+    from forecast.outputs.export import write_csv_atomic
 
     frame = pd.DataFrame({"item_id": ["a"], "description": ["£5 mug"]})
     write_csv_atomic(frame, tmp_path / "x.csv", bom=True)
@@ -141,8 +141,8 @@ def test_excel_export_has_a_byte_order_mark_and_reads_back(tmp_path):
 
 
 def test_output_signature_types_numbers_as_doubles_and_dates_as_datetimes():
-    from forecast.serving import typed_output
-    from forecast.tracking import output_schema
+    from forecast.tracking.serving import typed_output
+    from forecast.tracking.runs import output_schema
 
     example = pd.DataFrame({"item_id": ["a"], "date": ["2024-01-01"], "step": [1], "units": [np.nan],
                             "model": ["fusion"]})
@@ -254,7 +254,7 @@ def test_readmes_then_commands_run_in_order_on_tiny_data(tmp_path, monkeypatch):
 def test_a_model_whose_every_series_fell_back_says_so_once(caplog):
     import logging
 
-    from forecast.baselines import statistical
+    from forecast.models.baselines import statistical
 
     records = [statistical.FallbackRecord(i, "seasonal_naive", "naive", "history shorter than two seasons")
                for i in range(3)]

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from statsmodels.tsa.holtwinters import SimpleExpSmoothing
 
-from forecast.backtest import run_backtest
+from forecast.evaluation.backtest import run_backtest
 from forecast.cli import main
-from forecast.baselines.knn import knn_launch_forecast, mean_launch_curve
-from forecast.baselines.statistical import (
+from forecast.models.baselines.knn import knn_launch_forecast, mean_launch_curve
+from forecast.models.baselines.statistical import (
     IMAPA,
     TSB,
     Croston,
@@ -23,10 +23,10 @@ from forecast.baselines.statistical import (
     ses,
     ses_sse,
 )
-from forecast.config import EvalConfig, RunConfig
+from forecast.core.config import EvalConfig, RunConfig
 from forecast.data.contract import load_tables
 from forecast.data.panel import Panel, build_panel
-from forecast.errors import DataError
+from forecast.core.errors import DataError
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW
 

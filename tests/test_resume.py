@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from forecast.data import synthetic
-from forecast.metrics import METRICS
+from forecast.evaluation.metrics import METRICS
 
 ARGS = ["--horizon", "6", "--folds", "1", "--max-epochs", "6", "--models", "moving_average,fusion",
         "--model", "fusion", "--no-progress", "--seed", "3"]

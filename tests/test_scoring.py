@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.backtest import _fold_targets, origins
-from forecast.config import EvalConfig
+from forecast.evaluation.backtest import _fold_targets, origins
+from forecast.core.config import EvalConfig
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.errors import DataError
+from forecast.core.errors import DataError
 from forecast.models.base import HISTORY, NEW
 
 from experiments import common  # the splits and the scorer that experiments/benchmark.py uses
@@ -160,7 +160,7 @@ class _TwoSettings:
 
 
 def test_backtest_scores_each_prediction_variant_as_a_model(panel) -> None:
-    from forecast.backtest import run_backtest
+    from forecast.evaluation.backtest import run_backtest
     from forecast.models.base import variant_name
 
     result = run_backtest(panel, {"two": _TwoSettings}, EvalConfig(horizon=3, folds=1, step=1), cutoffs=[4])

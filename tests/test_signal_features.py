@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from forecast.cli import main
-from forecast.config import DataConfig, RunConfig
+from forecast.core.config import DataConfig, RunConfig
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
 from forecast.data.signals import attach_signals

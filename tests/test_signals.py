@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from forecast.cli import main
-from forecast.config import DataConfig
+from forecast.core.config import DataConfig
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
 from forecast.data.signals import attach_signals, signal_windows

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.config import RunConfig
+from forecast.core.config import RunConfig
 from forecast.data import synthetic
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
-from forecast.trends import _horizon_totals, item_totals, occlusion, remove_word, shrink, word_effects, words, z_score
+from forecast.outputs.trends import _horizon_totals, item_totals, occlusion, remove_word, shrink, word_effects, words, z_score
 
 H = 8
 LEVEL = 0.8
@@ -66,7 +66,7 @@ def test_the_forecast_range_is_used_when_the_export_has_it_else_a_poisson_band()
 
 
 def test_the_report_reads_its_level_from_the_range_columns_and_uses_it():
-    from forecast.trends import report_level
+    from forecast.outputs.trends import report_level
 
     ninety = pd.DataFrame({"item_id": ["A"], "units": [10.0], "units_p5": [6.0], "units_p95": [15.0]})
     assert report_level(ninety, fallback=0.8) == pytest.approx(0.9)
@@ -117,7 +117,7 @@ def test_the_occlusion_forecasts_do_not_depend_on_how_the_descriptions_were_embe
     """The occlusion's descriptions are embedded once each (memoised; the many products whose edited
     descriptions coincide share one vector) and shortest first in padded batches: the forecasts with and
     without each word must be those of descriptions embedded one at a time, unpadded."""
-    from forecast.encoders import text
+    from forecast.models.encoders import text
 
     model, panel = text_model
     nt = model.config.neural

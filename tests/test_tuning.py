@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from forecast.cli import main
-from forecast.config import RunConfig
-from forecast.errors import ConfigError
+from forecast.core.config import RunConfig
+from forecast.core.errors import ConfigError
 from forecast.tuning import load_search_space
 
 SPACE = "neural.hidden_size: {type: categorical, choices: [16, 32]}\n" \

@@ -1,7 +1,7 @@
 """The data contract: read the sales and products tables and validate them up front.
 
 Every check runs before any model is fitted, and every failure is a
-:class:`~forecast.errors.DataError` that names the file, the column and the first
+:class:`~forecast.core.errors.DataError` that names the file, the column and the first
 offending rows (as line numbers in the file, header = line 1), so a planner can
 open the file and fix it.
 
@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from forecast.config import DataConfig
-from forecast.errors import ConfigError, DataError
+from forecast.core.config import DataConfig
+from forecast.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

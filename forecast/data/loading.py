@@ -6,17 +6,17 @@ from __future__ import annotations
 import logging
 from importlib import resources
 
-from forecast.config import RunConfig
+from forecast.core.config import RunConfig
 from forecast.data.contract import Tables, load_tables
 from forecast.data.panel import Panel, build_panel
-from forecast.errors import ConfigError
+from forecast.core.errors import ConfigError
 
 log = logging.getLogger("forecast.pipeline")  # the lines a fit prints keep their logger's name
 
 
 def sample_paths() -> tuple[str, str]:
     """The embedded sample: 300 products of the UCI Online Retail data (CC0)."""
-    root = resources.files("forecast") / "sample"
+    root = resources.files("forecast.data") / "sample"
     return str(root / "sales.csv"), str(root / "products.csv")
 
 

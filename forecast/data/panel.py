@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.contract import Tables, visible
-from forecast.errors import DataError
+from forecast.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class Panel:
 
     def take(self, rows: np.ndarray, products: pd.DataFrame | None = None) -> "Panel":
         """The panel of these rows (repeats allowed), on the same grid; ``products`` replaces their
-        product rows (e.g. edited descriptions for an occlusion study, forecast.trends)."""
+        product rows (e.g. edited descriptions for an occlusion study, forecast.outputs.trends)."""
         rows = np.asarray(rows, dtype=int)
         take = lambda a: None if a is None else a[rows]  # noqa: E731
         return replace(

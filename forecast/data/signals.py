@@ -26,7 +26,7 @@ import pandas as pd
 from forecast.data.contract import LIFE_CYCLE_DATES, load_signals
 from forecast.data.panel import Panel, Signals, grid_positions
 from forecast.data.words import words
-from forecast.errors import DataError
+from forecast.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

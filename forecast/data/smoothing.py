@@ -2,7 +2,7 @@
 
 The centred moving average is the one definition of the *trend*: the neural models'
 trend target (:mod:`forecast.models.neural.features`) and the export's trend column
-(:mod:`forecast.trends`) both use it.
+(:mod:`forecast.outputs.trends`) both use it.
 """
 
 from __future__ import annotations

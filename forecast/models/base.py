@@ -33,13 +33,13 @@ class Prediction:
     start: np.ndarray  # [m] grid position of the first forecast period
     units: np.ndarray  # [m, horizon]
     price: np.ndarray | None = None  # [m, horizon]
-    trend: np.ndarray | None = None  # [m, horizon] seasonal trend of units (see forecast.trends)
+    trend: np.ndarray | None = None  # [m, horizon] seasonal trend of units (see forecast.outputs.trends)
     # label -> units [m, horizon]: the same fitted model forecasting with one predict-time setting
     # changed, e.g. {"average_text_new": ...}. The backtest scores each as the model "name:label", so a
     # setting that only changes predictions is chosen on the backtest like a model, at no training cost.
     variants: dict[str, np.ndarray] = field(default_factory=dict)
     # quantile (0.1, 0.9, ...) -> units [m, horizon]: the forecast ranges' bounds, set from the backtest
-    # (forecast.intervals); exported as units_p10, units_p90, ...
+    # (forecast.evaluation.intervals); exported as units_p10, units_p90, ...
     quantiles: dict[float, np.ndarray] = field(default_factory=dict)
 
     @property

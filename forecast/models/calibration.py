@@ -15,7 +15,7 @@ the model's own training windows after training:
   the level).
 
 Only the ``sqrt`` transform with global scaling is corrected; any other
-combination is refused by :meth:`forecast.config.RunConfig.validate`. The
+combination is refused by :meth:`forecast.core.config.RunConfig.validate`. The
 correction is fitted by :class:`forecast.models.neural.estimator.NeuralEstimator`
 and saved with the model.
 """

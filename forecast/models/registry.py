@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from forecast.config import RunConfig
-from forecast.errors import ConfigError
+from forecast.core.config import RunConfig
+from forecast.core.errors import ConfigError
 from forecast.models.base import BOTH_GROUPS, HISTORY, NEW, Model
 from forecast.models.neural.variants import READS
 
@@ -40,7 +40,7 @@ def _neural(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None,
 
 
 def _knn(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -> Model:
-    from forecast.baselines.baseline import KnnBaseline
+    from forecast.models.baselines.baseline import KnnBaseline
 
     return KnnBaseline(name, groups, cfg.baselines.knn_neighbours, cfg.neural.text_encoder, cfg.neural.max_tokens)
 
@@ -48,7 +48,7 @@ def _knn(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -> Model:
 def _series(make: Callable[[RunConfig], Any]) -> Callable[..., Model]:
     """A builder for a per-series statistical model configured by ``make(cfg)``."""
     def build(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -> Model:
-        from forecast.baselines.baseline import StatisticalBaseline
+        from forecast.models.baselines.baseline import StatisticalBaseline
 
         bc = cfg.baselines
         return StatisticalBaseline(name, groups, make(cfg), bc.n_jobs, cfg.train.progress, bc.engine, bc.scheduler)
@@ -56,61 +56,61 @@ def _series(make: Callable[[RunConfig], Any]) -> Callable[..., Model]:
 
 
 def moving_average(cfg: RunConfig):
-    from forecast.baselines.statistical import Mean, MovingAverage
+    from forecast.models.baselines.statistical import Mean, MovingAverage
 
     return MovingAverage(window=cfg.baselines.moving_average_window, fallback=Mean())
 
 
 def ets(cfg: RunConfig):
-    from forecast.baselines.statistical import ETS
+    from forecast.models.baselines.statistical import ETS
 
     return ETS(fallback=moving_average(cfg))
 
 
 def theta(cfg: RunConfig):
-    from forecast.baselines.statistical import Theta
+    from forecast.models.baselines.statistical import Theta
 
     return Theta(fallback=ets(cfg))
 
 
 def _launch_curve(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -> Model:
-    from forecast.baselines.baseline import LaunchCurveBaseline
+    from forecast.models.baselines.baseline import LaunchCurveBaseline
 
     return LaunchCurveBaseline(name, groups)
 
 
 def croston(cfg: RunConfig):
-    from forecast.baselines.statistical import Croston
+    from forecast.models.baselines.statistical import Croston
 
     return Croston(fallback=moving_average(cfg))
 
 
 def tsb(cfg: RunConfig):
-    from forecast.baselines.statistical import TSB
+    from forecast.models.baselines.statistical import TSB
 
     return TSB(fallback=moving_average(cfg))
 
 
 def imapa(cfg: RunConfig):
-    from forecast.baselines.statistical import IMAPA
+    from forecast.models.baselines.statistical import IMAPA
 
     return IMAPA(fallback=moving_average(cfg))
 
 
 def seasonal_naive(cfg: RunConfig):
-    from forecast.baselines.statistical import Mean, Naive, SeasonalNaive
+    from forecast.models.baselines.statistical import Mean, Naive, SeasonalNaive
 
     return SeasonalNaive(fallback=Naive(fallback=Mean()))
 
 
 def sarimax(cfg: RunConfig):
-    from forecast.baselines.statistical import SARIMAX
+    from forecast.models.baselines.statistical import SARIMAX
 
     return SARIMAX(fallback=ets(cfg))
 
 
 def _combination(name: str, cfg: RunConfig, **_: Any) -> Model:
-    raise ValueError(f"{name} is not fitted on its own: forecast.combination combines the other models' forecasts")
+    raise ValueError(f"{name} is not fitted on its own: forecast.evaluation.combination combines the other models' forecasts")
 
 
 MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference order
@@ -127,7 +127,7 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference 
     ModelEntry("croston", "baselines", frozenset({HISTORY}), _series(croston)),
     ModelEntry("tsb", "baselines", frozenset({HISTORY}), _series(tsb)),
     ModelEntry("imapa", "baselines", frozenset({HISTORY}), _series(imapa)),
-    ModelEntry("ensemble", "baselines", BOTH_GROUPS, _combination),  # weighted average of the others (forecast.combination)
+    ModelEntry("ensemble", "baselines", BOTH_GROUPS, _combination),  # weighted average of the others (forecast.evaluation.combination)
 )}
 
 # What fit uses for products that no model of --models forecasts (see pipeline.choose_models).

@@ -6,15 +6,15 @@ passed to Lightning's ``Trainer`` as they are: Lightning picks the device, launc
 DDP processes (on CPU over gloo, on GPUs over NCCL) and shards the batches. With
 ``strategy: ddp`` Lightning starts the other ranks by rerunning the same command, so
 every rank runs the whole ``fit`` (same data, same order of trainings) and only rank 0
-writes: the MLflow run (``forecast.tracking``), saved models and the export.
+writes: the MLflow run (``forecast.tracking.runs``), saved models and the export.
 """
 
 from __future__ import annotations
 
 import os
 
-from forecast.config import RunConfig, TrainConfig
-from forecast.errors import ConfigError
+from forecast.core.config import RunConfig, TrainConfig
+from forecast.core.errors import ConfigError
 
 # the environment variables Lightning (and torchrun, SLURM) give each rank, in Lightning's order
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")

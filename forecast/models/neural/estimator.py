@@ -46,10 +46,10 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from forecast.config import RunConfig
+from forecast.core.config import RunConfig
 from forecast.data.panel import Panel
-from forecast.errors import ConfigError, DataError, ForecastError
-from forecast.files import disk_faults
+from forecast.core.errors import ConfigError, DataError, ForecastError
+from forecast.core.files import disk_faults
 from forecast.models.base import BOTH_GROUPS, Prediction, forecast_targets
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trainer_devices
@@ -58,7 +58,7 @@ from forecast.models.neural.network import ForecastNetwork, NetworkSpec
 from forecast.models.neural.progress import EpochBar
 from forecast.models.neural.system import ForecastSystem
 from forecast.models.neural.variants import READS
-from forecast.progress import Progress
+from forecast.core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class NeuralEstimator:
         """The products' sentence vectors before any fine-tuning (memoised by embed_texts)."""
         if "emb" in datamodule.features.text:
             return datamodule.features.text["emb"]
-        from forecast.encoders.text import embed_texts
+        from forecast.models.encoders.text import embed_texts
 
         nt = self.config.neural
         return torch.from_numpy(embed_texts(datamodule.panel.descriptions, nt.text_encoder, nt.max_tokens))
@@ -205,7 +205,7 @@ class NeuralEstimator:
         if not self.uses_text or self.text_mode == "frozen":
             return None
         if getattr(self, "_encoder", None) is None:
-            from forecast.encoders.text import TextEncoder
+            from forecast.models.encoders.text import TextEncoder
 
             nt = self.config.neural
             self._encoder = TextEncoder(nt.text_encoder, nt.text_mode, nt.finetune_layers)

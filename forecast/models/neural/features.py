@@ -115,7 +115,7 @@ Trend target
 
 Text
     ``frozen``: one embedding per product, computed once by
-    :func:`forecast.encoders.text.embed_texts` (memoised); ``last-k``/``full``:
+    :func:`forecast.models.encoders.text.embed_texts` (memoised); ``last-k``/``full``:
     each description tokenised once to fixed-length ids. A batch carries the
     embeddings (or ids) of its *unique* products and an index per window, so the
     encoder runs once per product per batch, not once per window.
@@ -133,12 +133,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from forecast.baselines.knn import mean_launch_curve
-from forecast.config import RunConfig
+from forecast.models.baselines.knn import mean_launch_curve
+from forecast.core.config import RunConfig
 from forecast.data.panel import Panel, attribute_columns
 from forecast.data.signals import Signals, signal_windows
 from forecast.data.smoothing import centred_moving_average
-from forecast.errors import ForecastError
+from forecast.core.errors import ForecastError
 
 log = logging.getLogger(__name__)
 
@@ -866,7 +866,7 @@ class PanelDataModule(pl.LightningDataModule):
 
 def text_inputs(descriptions: list[str], config: RunConfig) -> dict[str, torch.Tensor]:
     """Per product: {"emb": [n, d]} (frozen) or {"input_ids", "attention_mask": [n, S]}."""
-    from forecast.encoders.text import embed_texts, tokenize
+    from forecast.models.encoders.text import embed_texts, tokenize
     from forecast.models.neural.devices import resolve_text_mode
 
     neural = resolve_text_mode(config).neural  # "auto": frozen on CPU, last-k on CUDA
@@ -910,7 +910,7 @@ class Reference:
         refs, curves = launch_curves(panel.units, panel.start.astype(np.int64), horizon)
         embeddings = attributes = None
         if nt.knn_feature and use_text:
-            from forecast.encoders.text import embed_texts
+            from forecast.models.encoders.text import embed_texts
 
             embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)[refs]
         if nt.attribute_curves and use_text and scaler.attributes:
@@ -971,7 +971,7 @@ def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int
     ids = np.asarray(panel.item_ids).astype(str)
     neighbours = None
     if nt.knn_feature and use_text:
-        from forecast.encoders.text import embed_texts
+        from forecast.models.encoders.text import embed_texts
 
         embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)
         neighbours = retrieved_curves(embeddings, ids, reference.embeddings, reference.curves, reference.ids,

@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from forecast.encoders.sequence import make_sequence_encoder
-from forecast.encoders.text import TextEncoder
+from forecast.models.encoders.sequence import make_sequence_encoder
+from forecast.models.encoders.text import TextEncoder
 from forecast.models.neural.variants import READS
 
 HEADS = ("demand", "price", "trend")

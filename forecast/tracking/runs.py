@@ -11,7 +11,7 @@ after the model, with a ``model`` param and the same metric keys in every child
 (``history/wape``, ``new/mase``, ``history/coverage``, ...; per-horizon-step curves as
 ``history/wape_by_step`` with the step as MLflow's step), so the runs table, the compare view
 and the charts put models side by side. A refit neural model is logged to its child run
-as an MLflow pyfunc model (built by :mod:`forecast.serving`). The experiment is tagged as model
+as an MLflow pyfunc model (built by :mod:`forecast.tracking.serving`). The experiment is tagged as model
 development, so the UI opens on training runs rather than GenAI traces. A run that dies is
 marked FAILED, one that is interrupted KILLED — never left RUNNING. In a distributed (DDP) training
 every rank runs the verb; only rank 0 opens the run and writes to it (the others' calls here do nothing).
@@ -19,6 +19,7 @@ every rank runs the verb; only rank 0 opens the run and writes to it (the others
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -27,14 +28,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from forecast.config import RunConfig, TrackingConfig
-from forecast.errors import ConfigError, ForecastError
-from forecast.files import process_alive
-from forecast.metrics import INTERVAL_METRICS, METRICS
+from forecast.core.config import RunConfig, TrackingConfig
+from forecast.core.errors import ConfigError, ForecastError
+from forecast.core.files import process_alive
+from forecast.evaluation.metrics import INTERVAL_METRICS, METRICS
+
+if TYPE_CHECKING:
+    from forecast.evaluation.combination import Ensemble
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +159,11 @@ def _tag_experiment(client, experiment: str) -> None:
 
 
 def publish_runs_view(client, experiment: str) -> None:
-    """The experiment's headline runs view (:mod:`forecast.runs_view`), tolerating a concurrent fit
+    """The experiment's headline runs view (:mod:`forecast.tracking.runs_view`), tolerating a concurrent fit
     that writes the same tag at the same moment."""
     from mlflow.exceptions import MlflowException
 
-    from forecast import runs_view
+    from forecast.tracking import runs_view
 
     try:
         runs_view.publish(client, experiment)
@@ -378,6 +383,21 @@ def log_file(path: str | Path, folder: str | None = None) -> None:
 
     mlflow.log_artifact(str(path), artifact_path=folder)
 
+@_rank_zero_only
+def log_ensemble(ensemble: Ensemble, folder: Path) -> None:
+    """The ensemble's members and weights: printed (INFO) and logged to the active MLflow run as params
+    ``ensemble.<group>.<member>`` and the artifact ``ensemble.json`` (with the per-fold weights)."""
+    if not ensemble.groups:
+        return
+    log.info("ensemble weights (shrinkage %.2f toward equal): %s", ensemble.shrinkage, ensemble.describe())
+    params = {"ensemble.shrinkage": ensemble.shrinkage}
+    params |= {f"ensemble.{group}.{m}": round(float(w), 4)
+               for group, gw in ensemble.groups.items() for m, w in zip(gw.members, gw.weights)}
+    log_params(params)
+    path = Path(folder) / "ensemble.json"
+    path.write_text(json.dumps(ensemble.to_dict(), indent=2))
+    log_file(path)
+
 
 @_rank_zero_only
 def log_params(params: dict[str, object]) -> None:
@@ -474,11 +494,11 @@ def check_register_name(name: str) -> None:
 
 def ui_address(uri: str, experiment: str, port: int) -> str:
     """The address ``ui`` prints: the experiment's runs table in the model-training view with the
-    headline columns (:mod:`forecast.runs_view`), or the UI's home when the experiment does not exist."""
+    headline columns (:mod:`forecast.tracking.runs_view`), or the UI's home when the experiment does not exist."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from forecast import runs_view
+    from forecast.tracking import runs_view
 
     base = f"http://127.0.0.1:{port}"
     mlflow.set_tracking_uri(uri)
@@ -501,7 +521,7 @@ def launch_ui(uri: str | None, port: int, experiment: str = "forecast", open_bro
     """
     import subprocess
 
-    from forecast import runs_view
+    from forecast.tracking import runs_view
 
     check_port(port)
     given = uri or os.environ.get("MLFLOW_TRACKING_URI")

@@ -12,7 +12,7 @@ import os
 import shlex
 from typing import Any
 
-from forecast.config import RunConfig
+from forecast.core.config import RunConfig
 
 CHOSEN_BY = "wape"  # the metric that chooses the model per group (BacktestResult.best_models)
 WHY = ("chosen by backtest WAPE, units missed over units sold: it weighs products by volume as stock does; "

@@ -17,7 +17,7 @@ combination only learns, per group (history / new), non-negative weights that su
   (experiments/results/combination.md).
 - **Honest score.** Its backtest forecast on fold f uses weights fitted on the *other* folds only
   (leave-one-fold-out), so its score never comes from the folds that set its weights; it is then
-  scored, ranged (forecast.intervals) and chosen like any model. With one fold there is nothing to
+  scored, ranged (forecast.evaluation.intervals) and chosen like any model. With one fold there is nothing to
   hold out: the ensemble is not scored, so not chosen (``--model ensemble`` still forces it).
 - **Future forecast.** The weights fitted on all folds, applied to the refitted members' forecasts.
 
@@ -28,14 +28,12 @@ scored.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from forecast.backtest import BacktestResult, FoldResult
+from forecast.evaluation.backtest import BacktestResult, FoldResult
 from forecast.data.panel import Panel
 from forecast.models.base import HISTORY, NEW, Prediction, variant_name
 
@@ -236,21 +234,3 @@ def _rows(prediction: Prediction, rows: np.ndarray) -> Prediction:
     take = lambda a: None if a is None else a[order]  # noqa: E731
     return Prediction(prediction.model, prediction.item_index[order], prediction.start[order],
                       prediction.units[order], take(prediction.price), take(prediction.trend))
-
-
-# --- reporting --------------------------------------------------------------------------------
-def log_ensemble(ensemble: Ensemble, folder: Path) -> None:
-    """Members and weights: printed (INFO) and logged to the active MLflow run as params
-    ``ensemble.<group>.<member>`` and the artifact ``ensemble.json`` (with the per-fold weights)."""
-    from forecast import tracking
-
-    if not ensemble.groups:
-        return
-    log.info("ensemble weights (shrinkage %.2f toward equal): %s", ensemble.shrinkage, ensemble.describe())
-    params = {"ensemble.shrinkage": ensemble.shrinkage}
-    params |= {f"ensemble.{group}.{m}": round(float(w), 4)
-               for group, gw in ensemble.groups.items() for m, w in zip(gw.members, gw.weights)}
-    tracking.log_params(params)
-    path = Path(folder) / "ensemble.json"
-    path.write_text(json.dumps(ensemble.to_dict(), indent=2))
-    tracking.log_file(path)

@@ -5,7 +5,7 @@ One place for every verb (``fit``, ``predict``, ``tune``, ``trends``): an output
 input (the tables, ``--config``, ``--search-space``, the forecast ``trends`` reads, a file of the
 saved model or of a local text encoder, the MLflow or Optuna sqlite database), also through a link, and two outputs may not
 be one file (``tune --best-config x --export x``; ``trends --output r.png``, whose chart is
-``r.png`` too). Each output must also be writable (:func:`forecast.files.check_writable`).
+``r.png`` too). Each output must also be writable (:func:`forecast.core.files.check_writable`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import argparse
 import os
 from pathlib import Path
 
-from forecast.config import RunConfig
-from forecast.errors import ConfigError
-from forecast.files import check_name_length, check_writable
+from forecast.core.config import RunConfig
+from forecast.core.errors import ConfigError
+from forecast.core.files import check_name_length, check_writable
 
 MODEL_FILES_SHOWN = 200  # a saved model folder holds a handful of files; never walk a huge folder
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from forecast.errors import ForecastError
+from forecast.core.errors import ForecastError
 
 
 def check_writable(path: str | Path, inputs: Iterable[str | Path] = ()) -> Path:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from forecast.errors import ConfigError
+from forecast.core.errors import ConfigError
 
 @dataclass
 class DataConfig:
@@ -44,7 +44,7 @@ class EvalConfig:
     season_length: int | None = None  # inferred from the frequency (52 for weekly)
     interval: float | list[float] = 0.8  # nominal coverage of the forecast range, or several (first: the headline)
     interval_method: Literal["auto", "absolute", "sqrt", "scaled", "absolute+bands", "sqrt+bands",
-                             "scaled+bands"] = "auto"  # how ranges are calibrated (forecast.intervals); auto: backtest
+                             "scaled+bands"] = "auto"  # how ranges are calibrated (forecast.evaluation.intervals); auto: backtest
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -62,7 +62,7 @@ class BaselineConfig:
     )  # the references (croston, tsb, imapa, launch_curve) add ~10% to a baselines-only fit of the sample
     moving_average_window: int = 4
     knn_neighbours: int = 10
-    ensemble_shrinkage: float = 0.0  # ensemble: weights = (1 - this) x fitted + this x equal (forecast.combination);
+    ensemble_shrinkage: float = 0.0  # ensemble: weights = (1 - this) x fitted + this x equal (forecast.evaluation.combination);
                                      # 0: any shrinkage raised the ensemble's WAPE (experiments/results/combination.md)
     n_jobs: int = -1  # processes for per-series fitting; -1: all cores
     engine: Literal["local", "dask"] = "local"  # where per-series fits run: local processes or a Dask cluster
@@ -89,7 +89,7 @@ class NeuralConfig:
     transform: Literal["log1p", "sqrt", "none"] = "sqrt"  # transform of units (forecast.models.neural.features)
     scaling: Literal["global", "window"] = "global"  # one global standardisation, or per-window level
     level_weight: float = 0.0  # "window": loss weight of a window = (level / launch level) ** this
-    trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.trends)
+    trend_window: int = 9  # periods of the centred moving average that defines the trend (forecast.outputs.trends)
     text_dropout: float = 0.5  # fusion, training: share of windows that read the average description
     text_mix: float = 0.0  # fusion, items with history: forecast = w x (with its description) + (1 - w) x
                            # (with the average description); < 1 is meant for a model trained with text_dropout
@@ -156,7 +156,7 @@ class OutputConfig:
     export: str | None = "forecast.csv"
     model: str | None = None  # None: the best model on the backtest, per item group
     checkpoint_dir: str = "checkpoints"  # saved models, and the work folder a --resume continues from
-    trend_threshold: float = 0.1  # |change| below this is "flat" (see forecast.trends)
+    trend_threshold: float = 0.1  # |change| below this is "flat" (see forecast.outputs.trends)
     excel: bool = False  # the export as UTF-8 with a byte order mark, so Excel reads "£" right (--excel)
 
 

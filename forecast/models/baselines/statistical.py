@@ -499,7 +499,7 @@ def series_executor(engine: str, workers: int, scheduler: str | None = None) -> 
         with ProcessPoolExecutor(max_workers=workers) as pool:
             yield pool, workers
         return
-    from forecast.errors import ConfigError
+    from forecast.core.errors import ConfigError
 
     try:
         from distributed import Client

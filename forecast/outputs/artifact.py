@@ -2,7 +2,7 @@
 weights, config and metadata with their checksums) and the forecast ranges it was exported with.
 
 ``SavedModel.forecast`` is the one way a saved model forecasts: the ``predict`` verb and the MLflow
-pyfunc flavour (forecast.serving) both call it, so the two cannot drift apart.
+pyfunc flavour (forecast.tracking.serving) both call it, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecast import intervals
-from forecast.intervals import Calibration
-from forecast.config import RunConfig
+from forecast.evaluation import intervals
+from forecast.evaluation.intervals import Calibration
+from forecast.core.config import RunConfig
 from forecast.data.panel import Panel
-from forecast.errors import ConfigError, DataError
-from forecast.export import forecast_frame
-from forecast.files import disk_faults
+from forecast.core.errors import ConfigError, DataError
+from forecast.outputs.export import forecast_frame
+from forecast.core.files import disk_faults
 from forecast.models.base import HISTORY
 
 log = logging.getLogger("forecast.pipeline")

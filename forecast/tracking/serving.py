@@ -22,7 +22,7 @@ from tempfile import TemporaryDirectory
 
 import pandas as pd
 
-from forecast.errors import DataError
+from forecast.core.errors import DataError
 
 TABLES = ("sales", "products")
 REQUIRED_INPUTS = ("table", "item_id")  # every other column is optional in the signature
@@ -75,7 +75,7 @@ def requirements() -> list[str]:
 def code_paths() -> list[str]:
     """The ``forecast`` package folder, copied into the logged model so that MLflow puts it on the
     path of whoever loads it (``mlflow.pyfunc.load_model``, ``mlflow models serve``)."""
-    return [str(Path(__file__).resolve().parent)]
+    return [str(Path(__file__).resolve().parents[1])]
 
 
 DATE_COLUMNS = ("date", "origin")  # the export's dates, as datetimes in the model's typed output
@@ -98,8 +98,8 @@ class ForecastModel:
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """The forecast export for the stacked tables (see the module docstring)."""
-        from forecast.artifact import SavedModel
-        from forecast.config import RunConfig
+        from forecast.outputs.artifact import SavedModel
+        from forecast.core.config import RunConfig
         from forecast.data.loading import load_panel
         from forecast.models.neural.estimator import CONFIG
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast.baselines.knn import knn_launch_forecast, mean_launch_curve
-from forecast.baselines.statistical import SeriesModel, forecast_many
+from forecast.models.baselines.knn import knn_launch_forecast, mean_launch_curve
+from forecast.models.baselines.statistical import SeriesModel, forecast_many
 from forecast.data.panel import Panel, attribute_columns
-from forecast.errors import DataError
+from forecast.core.errors import DataError
 from forecast.models.base import Prediction, carried_price, forecast_targets
 
 
@@ -98,7 +98,7 @@ class KnnBaseline(LaunchBaseline):
 
     def forecast_launches(self, panel: Panel, rows: np.ndarray, reference: np.ndarray,
                           curves: np.ndarray) -> np.ndarray:
-        from forecast.encoders.text import embed_texts
+        from forecast.models.encoders.text import embed_texts
 
         embeddings = embed_texts(panel.descriptions, self.text_encoder, self.max_tokens)
         return knn_launch_forecast(embeddings[rows], embeddings[reference], curves, k=self.neighbours)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = ("wape", "mase", "mae", "rmse", "smape", "bias")  # every metric, in the order tables show them
-INTERVAL_METRICS = ("coverage", "interval_width", "msis", "wql")  # of the forecast ranges (forecast.intervals)
+INTERVAL_METRICS = ("coverage", "interval_width", "msis", "wql")  # of the forecast ranges (forecast.evaluation.intervals)
 BANDS = ("q1", "q2", "q3", "q4", "q5", "top5")  # volume bands: quintiles of forecast level, and the top 5 %
 
 

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from forecast.config import choices
-from forecast.metrics import coverage, volume_bands, wql
+from forecast.core.config import choices
+from forecast.evaluation.metrics import coverage, volume_bands, wql
 from forecast.models.base import HISTORY, NEW, Prediction
 
 FILE = "intervals.json"  # beside a saved model: the calibration its export used

@@ -36,8 +36,8 @@ import pandas as pd
 from forecast.data.panel import Panel, attribute_columns
 from forecast.data.smoothing import centred_moving_average
 from forecast.data.words import remove_word, words
-from forecast.errors import DataError
-from forecast.intervals import QUANTILE_COLUMN, range_columns
+from forecast.core.errors import DataError
+from forecast.evaluation.intervals import QUANTILE_COLUMN, range_columns
 from forecast.models.base import Prediction
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from forecast.config import EvalConfig
+from forecast.core.config import EvalConfig
 from forecast.data.panel import Panel
-from forecast.errors import DataError
-from forecast.intervals import METHODS, Calibration, as_quantiles, calibrate, choose, evaluate
+from forecast.core.errors import DataError
+from forecast.evaluation.intervals import METHODS, Calibration, as_quantiles, calibrate, choose, evaluate
 from forecast.models.base import HISTORY, NEW, Model, Prediction, variant_name
-from forecast.metrics import INTERVAL_METRICS, METRICS, coverage, interval_width, mase_scale, msis, score, \
+from forecast.evaluation.metrics import INTERVAL_METRICS, METRICS, coverage, interval_width, mase_scale, msis, score, \
     score_by_step, wql
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class BacktestResult:
 
     def calibrations(self, model: str) -> dict[str, Calibration]:
         """Per group the model was scored on, its forecast ranges calibrated on every fold's errors
-        with the method the backtest chose for it (forecast.intervals)."""
+        with the method the backtest chose for it (forecast.evaluation.intervals)."""
         summary = self.summary().set_index(["model", "group"])
         return {group: calibrate(_method(summary, model, group), *_pairs(self.folds, model, group), self.levels)
                 for group in (HISTORY, NEW) if _pairs(self.folds, model, group)[0]}
@@ -79,7 +79,7 @@ class BacktestResult:
 
     def with_model(self, name: str, seconds: float) -> "BacktestResult":
         """This result with the rows of ``name``, whose forecasts were put into the folds afterwards
-        (a combination of the fitted models, forecast.combination), scored exactly as they are."""
+        (a combination of the fitted models, forecast.evaluation.combination), scored exactly as they are."""
         added, bands = _score_table(self.folds, {name: seconds}, self.levels, self.interval_method)
         return replace(self, table=pd.concat([self.table, added], ignore_index=True),
                        bands=pd.concat([self.bands, bands], ignore_index=True))

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from forecast.backtest import BacktestResult  # noqa: E402
+from forecast.evaluation.backtest import BacktestResult  # noqa: E402
 from forecast.data.panel import Panel  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 
@@ -116,7 +116,7 @@ def plot_trends(report, path: str | Path, top: int = 5, weeks: str = "") -> Path
     intervals: a dot per value (colour = direction), its interval (at the forecast range's level) as a bar, and the raw,
     unshrunk change as a cross, so a planner sees what volume and uncertainty did to it. ``weeks``
     names the periods compared (the figure's title)."""
-    from forecast.trends import OVERALL
+    from forecast.outputs.trends import OVERALL
 
     colours = {"rising": "tab:green", "falling": "tab:red", "flat": "0.5"}
     overall = report.loc[report["dimension"] == OVERALL, "shrunk_change"]
@@ -170,7 +170,7 @@ def plot_band_coverage(bands, path: str | Path) -> Path:
     held out in the backtest: per item group and level, each model's chosen method (solid) against
     the nominal level (dashed) and one absolute error for every item (``absolute``, dotted), so a
     planner sees whether a best seller's range holds as often as a slow seller's."""
-    from forecast.metrics import BANDS
+    from forecast.evaluation.metrics import BANDS
 
     keys = list(dict.fromkeys(zip(bands["group"], bands["level"])))
     fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.5 * max(len(keys), 1), 3.4), squeeze=False)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from forecast.errors import ConfigError
-from forecast.progress import Progress
+from forecast.core.errors import ConfigError
+from forecast.core.progress import Progress
 
 log = logging.getLogger(__name__)
 

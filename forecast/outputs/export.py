@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from forecast.data.panel import Panel
-from forecast.files import write_atomic
-from forecast.intervals import quantile_column
+from forecast.core.files import write_atomic
+from forecast.evaluation.intervals import quantile_column
 from forecast.models.base import Prediction, group_of
-from forecast.trends import trend_columns
+from forecast.outputs.trends import trend_columns
 
 EXPORT_COLUMNS = ["item_id", "date", "step", "group", "origin", "model", "units", "price", "trend", "trend_direction",
                   "description"]
-# after units: the range's quantiles units_p10, units_p90 (an 80 % range), one pair per level (forecast.intervals)
+# after units: the range's quantiles units_p10, units_p90 (an 80 % range), one pair per level (forecast.evaluation.intervals)
 DECIMALS = 2  # units, their range, price and trend in the export: what a planner orders or reads, not 0.0002
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: cells a spreadsheet may evaluate
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number in a text cell is not a formula
