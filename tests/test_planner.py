@@ -16,6 +16,7 @@ import pytest
 from forecast.cli import main
 from forecast.core.config import RunConfig
 from forecast.data import synthetic
+from forecast.evaluation.metrics import INTERVAL_METRICS, METRICS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = ["--horizon", "4", "--folds", "1", "--step", "4", "--no-progress", "--seed", "0"]
@@ -43,6 +44,26 @@ def test_ui_address_opens_the_runs_table_in_the_training_view_with_the_headline_
     view = json.loads(client.get_experiment(experiment).tags[runs_view.SHARED_VIEW_TAG + runs_view.SHARE_KEY])
     assert {"metrics.`history/wape`", "metrics.`history/bias`", "metrics.`history/coverage`",
             "metrics.`new/wape`"} <= set(view["selectedColumns"])
+    # the UI would sort metric columns by key (bias first): the view puts them after name and date, WAPE first
+    assert view["columnOrder"][:5] == [runs_view.RUN_NAME, runs_view.CREATED, "metrics.`history/wape`",
+                                       "metrics.`history/bias`", "metrics.`history/coverage`"]
+    assert set(view["columnOrder"]) >= {runs_view.DURATION, runs_view.MODELS, runs_view.DATASET}
+
+
+def test_model_runs_are_evaluation_runs_so_the_ui_shows_them_under_their_fit(workdir):
+    import mlflow
+
+    from forecast.tracking.runs import log_model_runs
+
+    table = pd.DataFrame({"model": ["tsb", "tsb"], "group": ["history", "history"], "step": [0, 1],
+                          "fit_seconds": [1.5, 1.5]} | {name: [0.5, 0.4] for name in (*METRICS, *INTERVAL_METRICS)})
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    with mlflow.start_run() as parent:
+        runs = log_model_runs(table, 0.8)
+    child = mlflow.get_run(runs["tsb"])
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.data.tags["mlflow.runType"] == "evaluation"  # the UI expands the parent of such runs
+    assert child.data.metrics["history/wape"] == 0.5
 
 
 def test_ui_open_opens_the_address_once_the_server_listens(monkeypatch):
