@@ -286,6 +286,42 @@ def test_a_model_whose_every_series_fell_back_says_so_once(caplog):
     assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
 
 
+def _rising_panel(folder: Path, n_weeks: int = 30):
+    """Six products selling 10, 11, 12, ... a week: less than a season (52 weeks) of history, and the
+    last week (naive) forecasts the next ones better than a moving average does."""
+    from forecast.data.contract import load_tables
+    from forecast.data.panel import build_panel
+
+    weeks = pd.date_range("2024-01-01", periods=n_weeks, freq="W-MON")
+    pd.DataFrame([(f"p{k}", week.date(), 10 + t) for k in range(6) for t, week in enumerate(weeks)],
+                 columns=["item_id", "date", "units"]).to_csv(folder / "sales.csv", index=False)
+    pd.DataFrame({"item_id": [f"p{k}" for k in range(6)], "description": [f"mug {k}" for k in range(6)]}
+                 ).to_csv(folder / "products.csv", index=False)
+    return build_panel(load_tables(folder / "sales.csv", folder / "products.csv"))
+
+
+def test_a_model_whose_every_series_fell_back_is_reported_as_its_fallback_and_not_chosen(tmp_path):
+    from functools import partial
+
+    from forecast.core.config import EvalConfig
+    from forecast.evaluation.backtest import run_backtest
+    from forecast.models import registry
+    from forecast.pipeline import format_summary
+
+    panel = _rising_panel(tmp_path)
+    cfg = RunConfig().updated({"baselines.n_jobs": 1, "train.progress": False})
+    models = {m: partial(registry.build, m, cfg) for m in ("seasonal_naive", "moving_average")}
+    result = run_backtest(panel, models, EvalConfig(horizon=4, folds=2, step=4))
+    assert result.stand_ins == {"seasonal_naive": "naive"}
+    wape = result.reported().set_index("model")["wape"]
+    assert wape["seasonal_naive→naive"] < wape["moving_average"]  # naive's score, the better one here
+    assert "seasonal_naive→naive" in format_summary(result.reported())
+    assert result.best_models() == {"history": "moving_average"}  # the score is not seasonal_naive's own
+    assert result.summary()["model"].tolist() == ["seasonal_naive", "moving_average"]  # keys stay registry names
+    alone = run_backtest(panel, {"seasonal_naive": models["seasonal_naive"]}, EvalConfig(horizon=4, folds=2, step=4))
+    assert alone.best_models() == {"history": "seasonal_naive"}  # nothing else scored: still a forecast
+
+
 def test_the_training_bar_shows_no_logger_version():
     from forecast.models.neural.progress import EpochBar
 
