@@ -205,7 +205,7 @@ def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None, resume: bool
     ensemble = combination.Ensemble(cfg.baselines.ensemble_shrinkage)
     if combination.NAME in cfg.models:
         backtest, ensemble = combination.add_to_backtest(backtest, ensemble.shrinkage)
-    log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.summary()))
+    log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.reported()))
     chosen = choose_models(cfg, backtest, panel)
     log.info("chosen models: %s (%s)", ", ".join(f"{g}: {m}" for g, m in chosen.items()), WHY)
     return Plan(backtest, chosen, ensemble)

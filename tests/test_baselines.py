@@ -207,6 +207,14 @@ def test_seasonal_naive_on_a_short_history_falls_back_to_naive(length):
     assert f"history {length} < 1 season ({M})" in record.reason
 
 
+def test_a_batch_names_its_stand_in_only_when_one_fallback_forecast_every_series():
+    short, long = np.arange(1.0, 11.0), np.arange(1.0, 2 * M + 1)
+    assert many([short, short + 1], 3, "seasonal_naive", n_jobs=1).stand_in() == "naive"
+    assert many([short, long], 3, "seasonal_naive", n_jobs=1).stand_in() is None  # one seasonal forecast
+    assert many([long], 3, "seasonal_naive", n_jobs=1).stand_in() is None  # no fallback at all
+    assert many([np.array([2.0])], 3, "ets", n_jobs=1).stand_in() == "moving_average"
+
+
 @pytest.mark.parametrize("model", ["ets", "theta", "sarimax"])
 @pytest.mark.parametrize("length", [1, 2])
 def test_model_fits_on_a_tiny_history_fall_back_to_moving_average(model, length):

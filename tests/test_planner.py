@@ -16,6 +16,7 @@ import pytest
 from forecast.cli import main
 from forecast.core.config import RunConfig
 from forecast.data import synthetic
+from forecast.evaluation.metrics import INTERVAL_METRICS, METRICS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = ["--horizon", "4", "--folds", "1", "--step", "4", "--no-progress", "--seed", "0"]
@@ -43,6 +44,26 @@ def test_ui_address_opens_the_runs_table_in_the_training_view_with_the_headline_
     view = json.loads(client.get_experiment(experiment).tags[runs_view.SHARED_VIEW_TAG + runs_view.SHARE_KEY])
     assert {"metrics.`history/wape`", "metrics.`history/bias`", "metrics.`history/coverage`",
             "metrics.`new/wape`"} <= set(view["selectedColumns"])
+    # the UI would sort metric columns by key (bias first): the view puts them after name and date, WAPE first
+    assert view["columnOrder"][:5] == [runs_view.RUN_NAME, runs_view.CREATED, "metrics.`history/wape`",
+                                       "metrics.`history/bias`", "metrics.`history/coverage`"]
+    assert set(view["columnOrder"]) >= {runs_view.DURATION, runs_view.MODELS, runs_view.DATASET}
+
+
+def test_model_runs_are_evaluation_runs_so_the_ui_shows_them_under_their_fit(workdir):
+    import mlflow
+
+    from forecast.tracking.runs import log_model_runs
+
+    table = pd.DataFrame({"model": ["tsb", "tsb"], "group": ["history", "history"], "step": [0, 1],
+                          "fit_seconds": [1.5, 1.5]} | {name: [0.5, 0.4] for name in (*METRICS, *INTERVAL_METRICS)})
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    with mlflow.start_run() as parent:
+        runs = log_model_runs(table, 0.8)
+    child = mlflow.get_run(runs["tsb"])
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.data.tags["mlflow.runType"] == "evaluation"  # the UI expands the parent of such runs
+    assert child.data.metrics["history/wape"] == 0.5
 
 
 def test_ui_open_opens_the_address_once_the_server_listens(monkeypatch):
@@ -263,6 +284,42 @@ def test_a_model_whose_every_series_fell_back_says_so_once(caplog):
             statistical._log_fallbacks("seasonal_naive_once_test", 3, records)
     said = [r for r in caplog.records if "every series fell back to naive" in r.getMessage()]
     assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+
+
+def _rising_panel(folder: Path, n_weeks: int = 30):
+    """Six products selling 10, 11, 12, ... a week: less than a season (52 weeks) of history, and the
+    last week (naive) forecasts the next ones better than a moving average does."""
+    from forecast.data.contract import load_tables
+    from forecast.data.panel import build_panel
+
+    weeks = pd.date_range("2024-01-01", periods=n_weeks, freq="W-MON")
+    pd.DataFrame([(f"p{k}", week.date(), 10 + t) for k in range(6) for t, week in enumerate(weeks)],
+                 columns=["item_id", "date", "units"]).to_csv(folder / "sales.csv", index=False)
+    pd.DataFrame({"item_id": [f"p{k}" for k in range(6)], "description": [f"mug {k}" for k in range(6)]}
+                 ).to_csv(folder / "products.csv", index=False)
+    return build_panel(load_tables(folder / "sales.csv", folder / "products.csv"))
+
+
+def test_a_model_whose_every_series_fell_back_is_reported_as_its_fallback_and_not_chosen(tmp_path):
+    from functools import partial
+
+    from forecast.core.config import EvalConfig
+    from forecast.evaluation.backtest import run_backtest
+    from forecast.models import registry
+    from forecast.pipeline import format_summary
+
+    panel = _rising_panel(tmp_path)
+    cfg = RunConfig().updated({"baselines.n_jobs": 1, "train.progress": False})
+    models = {m: partial(registry.build, m, cfg) for m in ("seasonal_naive", "moving_average")}
+    result = run_backtest(panel, models, EvalConfig(horizon=4, folds=2, step=4))
+    assert result.stand_ins == {"seasonal_naive": "naive"}
+    wape = result.reported().set_index("model")["wape"]
+    assert wape["seasonal_naive→naive"] < wape["moving_average"]  # naive's score, the better one here
+    assert "seasonal_naive→naive" in format_summary(result.reported())
+    assert result.best_models() == {"history": "moving_average"}  # the score is not seasonal_naive's own
+    assert result.summary()["model"].tolist() == ["seasonal_naive", "moving_average"]  # keys stay registry names
+    alone = run_backtest(panel, {"seasonal_naive": models["seasonal_naive"]}, EvalConfig(horizon=4, folds=2, step=4))
+    assert alone.best_models() == {"history": "seasonal_naive"}  # nothing else scored: still a forecast
 
 
 def test_the_training_bar_shows_no_logger_version():

@@ -64,6 +64,9 @@ class BacktestResult:
     levels: tuple[float, ...] = (0.8,)  # nominal coverage of the ranges, the headline (scored in the table) first
     bands: pd.DataFrame | None = None  # per model, group, method, level and volume band: held-out coverage, width
     interval_method: str = "auto"  # evaluation.interval_method the ranges were scored with
+    # model -> the fallback that forecast all its series in every fold (see :func:`stand_ins`): its
+    # scores are that model's, so it is reported under both names and not chosen while another model is
+    stand_ins: dict[str, str] = field(default_factory=dict)
 
     def calibrations(self, model: str) -> dict[str, Calibration]:
         """Per group the model was scored on, its forecast ranges calibrated on every fold's errors
@@ -77,6 +80,12 @@ class BacktestResult:
         t = self.table
         return t[t["step"] == 0].drop(columns="step").reset_index(drop=True)
 
+    def reported(self) -> pd.DataFrame:
+        """:meth:`summary` as a person reads it: a model that a fallback stood in for is named after
+        both (``seasonal_naive→naive``), since the scores on its row are the fallback's."""
+        summary = self.summary()
+        return summary.assign(model=[reported_name(m, self.stand_ins) for m in summary["model"]])
+
     def with_model(self, name: str, seconds: float) -> "BacktestResult":
         """This result with the rows of ``name``, whose forecasts were put into the folds afterwards
         (a combination of the fitted models, forecast.evaluation.combination), scored exactly as they are."""
@@ -85,12 +94,27 @@ class BacktestResult:
                        bands=pd.concat([self.bands, bands], ignore_index=True))
 
     def best_models(self, metric: str = "wape") -> dict[str, str]:
-        """Lowest pooled metric per group, e.g. {"history": "fusion", "new": "knn"}."""
+        """Lowest pooled metric per group, e.g. {"history": "fusion", "new": "knn"}. A model a fallback
+        stood in for is chosen only where no other model was scored: its score is the fallback's, and
+        refitted on the longer full history it may forecast as itself, unscored."""
         summary = self.summary().dropna(subset=[metric])
-        return {
-            group: part.sort_values(metric, kind="stable")["model"].iloc[0]
-            for group, part in summary.groupby("group", sort=False)
-        }
+        best = {}
+        for group, part in summary.groupby("group", sort=False):
+            own = part[~part["model"].isin(self.stand_ins)]
+            best[group] = (own if len(own) else part).sort_values(metric, kind="stable")["model"].iloc[0]
+        return best
+
+
+def reported_name(model: str, stand_ins: Mapping[str, str]) -> str:
+    """``model``, or ``model→fallback`` when the fallback forecast all its series in every fold."""
+    return f"{model}→{stand_ins[model]}" if model in stand_ins else model
+
+
+def stand_ins(used: Mapping[str, list[str | None]]) -> dict[str, str]:
+    """Per model, the fallback that forecast every series in every fold it forecast any (``used``: each
+    fold's :attr:`Prediction.stand_in`), e.g. seasonal_naive on less than a season of history: naive."""
+    found = {model: set(per_fold) for model, per_fold in used.items() if per_fold}
+    return {model: next(iter(names)) for model, names in found.items() if len(names) == 1 and None not in names}
 
 
 def _fold_targets(panel: Panel, cutoff: int, horizon: int) -> FoldResult:
@@ -126,6 +150,7 @@ def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: E
     """
     cutoffs = cutoffs or origins(panel.n_periods, cfg)
     folds, timings = [], {name: 0.0 for name in models}
+    used: dict[str, list[str | None]] = {name: [] for name in models}  # per fold, who forecast in its place
     for k, cutoff in enumerate(cutoffs, 1):
         log.info("backtest fold %d/%d: cut-off %s", k, len(cutoffs), panel.dates[cutoff].date())
         train = panel.truncate(cutoff)
@@ -136,6 +161,8 @@ def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: E
             model.fit(train, cfg.horizon)
             forecast = model.predict(train, cfg.horizon)
             timings[name] += time.perf_counter() - tic
+            if len(forecast.item_index):
+                used[name].append(forecast.stand_in)
             for label in (None, *forecast.variants):
                 key = name if label is None else f"{name}:{label}"
                 timings.setdefault(key, 0.0)
@@ -151,7 +178,12 @@ def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: E
         if label is not None:
             timings[name] = timings[base]  # a variant costs its model's fit
     table, bands = _score_table(folds, timings, cfg.levels, cfg.interval_method)
-    return BacktestResult(table, folds, [panel.dates[c] for c in cutoffs], cfg.levels, bands, cfg.interval_method)
+    fell_back = stand_ins(used)
+    for model, fallback in fell_back.items():
+        log.info("%s: %s forecast all its series in every fold, so its row reads %s and it is not chosen "
+                 "over a model scored as itself", model, fallback, reported_name(model, fell_back))
+    return BacktestResult(table, folds, [panel.dates[c] for c in cutoffs], cfg.levels, bands, cfg.interval_method,
+                          fell_back)
 
 
 def _method(summary: pd.DataFrame, model: str, group: str) -> str:

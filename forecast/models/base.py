@@ -41,6 +41,9 @@ class Prediction:
     # quantile (0.1, 0.9, ...) -> units [m, horizon]: the forecast ranges' bounds, set from the backtest
     # (forecast.evaluation.intervals); exported as units_p10, units_p90, ...
     quantiles: dict[float, np.ndarray] = field(default_factory=dict)
+    # the model that forecast every row in this model's place (its fallback, e.g. "naive" for a
+    # seasonal_naive with less than a season of history), None when it forecast any row itself
+    stand_in: str | None = None
 
     @property
     def horizon(self) -> int:

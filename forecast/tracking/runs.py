@@ -256,13 +256,16 @@ def log_model_runs(table: pd.DataFrame, interval: float | list[float],
     from mlflow.tracking import MlflowClient
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+    from forecast.tracking.runs_view import CHILD_RUN_TAGS
+
     client, parent = MlflowClient(), mlflow.active_run()
     now, runs = int(time.time() * 1000), {}
     for model, part in table.groupby("model", sort=False):
         # started fit_seconds before it ends, so the runs table's Duration is the model's backtest fit time
         started = now - int(1000 * float(part["fit_seconds"].iloc[0]))
         run = client.create_run(parent.info.experiment_id, run_name=model, start_time=started,
-                                tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, "forecast.model": model})
+                                tags={MLFLOW_PARENT_RUN_ID: parent.info.run_id, "forecast.model": model,
+                                      **CHILD_RUN_TAGS})  # shown expanded under the fit's run
         rows = _model_metrics(part)
         if bands is not None:
             rows = [*rows, *_band_metrics(bands[bands["model"] == model])]

@@ -35,7 +35,8 @@ class StatisticalBaseline:
         batch = forecast_many([panel.history(i) for i in rows], horizon, panel.season_length, self.model,
                               n_jobs=self.n_jobs, progress=self.progress, engine=self.engine,
                               scheduler=self.scheduler)  # logs the fallbacks it counted
-        return Prediction(self.name, rows, start, batch.values, carried_price(panel, rows, horizon))
+        return Prediction(self.name, rows, start, batch.values, carried_price(panel, rows, horizon),
+                          stand_in=batch.stand_in())
 
 
 class LaunchBaseline:

@@ -107,6 +107,12 @@ class BatchForecast:
     values: np.ndarray
     fallbacks: list[FallbackRecord]
 
+    def stand_in(self) -> str | None:
+        """The one model that forecast every series in place of the one asked for (``naive`` for a
+        seasonal_naive given less than a season of history); None when the model forecast any itself."""
+        used = {record.used for record in self.fallbacks}
+        return used.pop() if len(self.fallbacks) == len(self.values) > 0 and len(used) == 1 else None
+
 
 # --------------------------------------------------------------------------- models
 
