@@ -274,8 +274,9 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             saved, missing = saved_widths(fitted.plan.backtest, base, fitted.widths[base], panel)
             model_dirs[base] = artifact.save(model, Path(cfg.output.checkpoint_dir) / run_id / base,
                                              cfg.evaluation.levels, saved, missing)
-        if fitted.plan.combined():
-            model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted).save(
+        combined = fitted.plan.combined()
+        if combined:
+            model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted, combined).save(
                 Path(cfg.output.checkpoint_dir) / run_id / combination.NAME)
         for base, folder in model_dirs.items():
             if base in model_runs:
@@ -290,11 +291,11 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
     return FitResult(run_id, planned.backtest, planned.chosen, fitted.frame, export_path, model_dirs)
 
 
-def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted) -> artifact.Choice:
-    """The chosen ensemble as ``predict`` reads it back: the groups it forecasts, its refitted members,
-    their weights and the ensemble's ranges (a neural member's weights are saved inside it again, so
-    the folder serves on its own, e.g. as an MLflow model)."""
-    combined = fitted.plan.combined()
+def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted,
+                   combined: dict[str, combination.GroupWeights]) -> artifact.Choice:
+    """The chosen ensemble as ``predict`` reads it back: the groups it forecasts (``combined``, with
+    their weights), its refitted members and the ensemble's ranges (a neural member's weights are saved
+    inside it again, so the folder serves on its own, e.g. as an MLflow model)."""
     members = list(dict.fromkeys(m for weights in combined.values() for m in weights.members))
     widths = {name: fitted.widths.get(name, {}) for name in (combination.NAME, *members)}
     return artifact.Choice(cfg, {group: combination.NAME for group in combined},
