@@ -112,6 +112,19 @@ def test_predict_refuses_an_edited_member_of_the_saved_ensemble(fitted, workdir,
     assert_refused(code, capsys.readouterr().err, "fusion/meta.json", "modified", outputs=("o.csv",))
 
 
+def test_predict_refuses_a_truncated_forecaster_json_and_a_folder_that_holds_no_model(fitted, workdir, capsys):
+    folder, sales, products, _ = fitted
+    copy = Path(shutil.copytree(saved_folder(folder), workdir / "model"))
+    text = (copy / "forecaster.json").read_text()
+    (copy / "forecaster.json").write_text(text[: len(text) // 2])
+    argv = ["--sales", sales, "--products", products, "--export", "o.csv"]
+    assert_refused(main(["predict", "--model-dir", str(copy), *argv]), capsys.readouterr().err,
+                   "forecaster.json: unreadable", "refit", outputs=("o.csv",))
+    run_folder = saved_folder(folder).parent  # one level too high: the run's folder, not a model's
+    assert_refused(main(["predict", "--model-dir", str(run_folder), *argv]), capsys.readouterr().err,
+                   "not a saved model", "checkpoints/<run id>/<model>", outputs=("o.csv",))
+
+
 def test_predict_refuses_a_longer_horizon_than_the_ensemble_was_fitted_for(fitted, workdir, capsys):
     folder, sales, products, _ = fitted
     code = main(["predict", "--model-dir", str(saved_folder(folder)), "--sales", sales, "--products", products,

@@ -137,20 +137,25 @@ class Choice:
         directory = Path(directory)
         try:
             meta = json.loads((directory / FILE).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"unknown format {meta.get('format')!r}")
+            chosen, names = {str(g): str(m) for g, m in meta["chosen"].items()}, [str(m) for m in meta["models"]]
+            ensemble = {g: GroupWeights([str(m) for m in w["members"]], np.array(w["weights"], dtype=float))
+                        for g, w in meta.get("ensemble", {}).items()}
+        except OSError as err:
             raise ForecastError(f"{directory}: not a saved model ({err})") from None
-        if meta.get("format") != FORMAT:
-            raise ForecastError(f"{directory / FILE}: unknown format {meta.get('format')!r}")
+        except (ValueError, KeyError, TypeError, AttributeError) as err:  # edited or truncated by hand
+            raise ForecastError(f"{directory / FILE}: unreadable ({type(err).__name__}: {err}); "
+                                f"refit to save the model again") from None
         config = RunConfig.from_yaml(directory / CONFIG)
         models, widths, reasons = {}, {}, {}
-        for base in (combination.NAME, *meta["models"]):
+        for base in (combination.NAME, *names):
             folder = directory if base == combination.NAME else directory / base
             widths[base], missing = intervals.read(folder)
-            reasons |= {g: why for g, why in (missing or {}).items() if _base(meta["chosen"].get(g)) == base}
+            reasons |= {g: why for g, why in (missing or {}).items() if _base(chosen.get(g)) == base}
             if base != combination.NAME:
                 models[base] = NeuralEstimator.load(folder) if (folder / META).is_file() else registry.build(base, config)
-        ensemble = {g: GroupWeights(w["members"], np.array(w["weights"])) for g, w in meta.get("ensemble", {}).items()}
-        return cls(config, dict(meta["chosen"]), models, widths, ensemble, meta.get("freq"), directory, reasons)
+        return cls(config, chosen, models, widths, ensemble, meta.get("freq"), directory, reasons)
 
     def predictions(self, panel: Panel, horizon: int) -> list[Prediction]:
         """Each chosen model's ranged forecast of the products of the groups it was chosen for, the
@@ -199,8 +204,15 @@ def _base(name: str | None) -> str | None:
 
 def load(directory: str | Path) -> SavedModel | Choice:
     """The saved model in ``directory``, of either kind (see the module docstring)."""
+    from forecast.models.neural.estimator import META, WEIGHTS
+
     directory = Path(directory)
-    return Choice.load(directory) if (directory / FILE).is_file() else SavedModel.load(directory)
+    if (directory / FILE).is_file():
+        return Choice.load(directory)
+    if not any((directory / name).is_file() for name in (META, WEIGHTS)):
+        raise ForecastError(f"{directory}: not a saved model (no {FILE}, {META} or {WEIGHTS} in it); give the "
+                            f"folder fit printed at its end, checkpoints/<run id>/<model>")
+    return SavedModel.load(directory)
 
 
 def checked_request(where: str | Path, trained_horizon: int, freq: str | None, panel: Panel,
