@@ -221,6 +221,7 @@ class Refitted:
     widths: dict[str, dict[str, intervals.Calibration]]  # model name (or "ensemble") -> item group -> ranges
     forecasts: list[Prediction]  # one ranged forecast per item group, of the products that group serves
     frame: pd.DataFrame  # the export's rows
+    combined: dict[str, combination.GroupWeights]  # the groups the ensemble forecasts: Plan.combined()
 
 
 def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = None, resume: bool = False,
@@ -255,7 +256,7 @@ def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = No
                                               widths[combination.NAME]))
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
-    return Refitted(planned, models, widths, forecasts, frame)
+    return Refitted(planned, models, widths, forecasts, frame, combined_groups)
 
 
 def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_path: Path | None,
@@ -274,9 +275,8 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             saved, missing = saved_widths(fitted.plan.backtest, base, fitted.widths[base], panel)
             model_dirs[base] = artifact.save(model, Path(cfg.output.checkpoint_dir) / run_id / base,
                                              cfg.evaluation.levels, saved, missing)
-        combined = fitted.plan.combined()
-        if combined:
-            model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted, combined).save(
+        if fitted.combined:
+            model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted).save(
                 Path(cfg.output.checkpoint_dir) / run_id / combination.NAME)
         for base, folder in model_dirs.items():
             if base in model_runs:
@@ -291,11 +291,11 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
     return FitResult(run_id, planned.backtest, planned.chosen, fitted.frame, export_path, model_dirs)
 
 
-def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted,
-                   combined: dict[str, combination.GroupWeights]) -> artifact.Choice:
-    """The chosen ensemble as ``predict`` reads it back: the groups it forecasts (``combined``, with
-    their weights), its refitted members and the ensemble's ranges (a neural member's weights are saved
-    inside it again, so the folder serves on its own, e.g. as an MLflow model)."""
+def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted) -> artifact.Choice:
+    """The chosen ensemble as ``predict`` reads it back: the groups it forecasts with their weights, its
+    refitted members and the ensemble's ranges (a neural member's weights are saved inside it again, so
+    the folder serves on its own, e.g. as an MLflow model)."""
+    combined = fitted.combined
     members = list(dict.fromkeys(m for weights in combined.values() for m in weights.members))
     widths = {name: fitted.widths.get(name, {}) for name in (combination.NAME, *members)}
     return artifact.Choice(cfg, {group: combination.NAME for group in combined},
