@@ -15,10 +15,8 @@ needs neither MLflow nor Optuna, and suits a notebook or a GPU image without the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -33,21 +31,11 @@ from forecast.data.contract import validate_tables
 from forecast.data.loading import load_panel, panel_from_tables, sample_paths
 from forecast.data.panel import Panel
 from forecast.core.errors import ConfigError, ForecastError
-from forecast.outputs.export import forecast_frame
+from forecast.core.version import package_version
 from forecast.models import registry
-from forecast.models.base import Model, Prediction, variant_name
+from forecast.models.base import Model
 
-FILE = "forecaster.json"  # in a saved Forecaster's folder: what was chosen, and how to rebuild it
-FORMAT = "forecast-forecaster/1"
 Table = pd.DataFrame | str | Path
-
-
-def package_version() -> str:
-    """The installed distribution's version (``forecast.__version__``)."""
-    try:
-        return metadata.version("forecast")
-    except metadata.PackageNotFoundError:  # a source tree that was never installed
-        return "0+unknown"
 
 
 def load_sample() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -123,6 +111,8 @@ class Forecaster:
         self.widths_: dict[str, dict[str, intervals.Calibration]] = {}
         self.chosen_: dict[str, str] = {}
         self.ensemble_: dict[str, combination.GroupWeights] = {}
+        self.freq_: str | None = None  # the fitted data's periods: tables of other periods are refused
+        self._saved: artifact.Choice | None = None  # the folder it was loaded from, as read
 
     @property
     def horizon(self) -> int:
@@ -139,7 +129,7 @@ class Forecaster:
         planned = plan(self.config, panel)
         fitted = refit(self.config, panel, planned)
         self.panel_, self.chosen_, self.models_, self.widths_ = panel, planned.chosen, fitted.models, fitted.widths
-        self.ensemble_ = planned.combined()
+        self.ensemble_, self.freq_ = fitted.combined, panel.freq
         self.scores_ = planned.backtest.table
         self.backtest_ = backtest_frame(panel, planned.backtest)
         self._forecast = fitted.frame
@@ -156,24 +146,15 @@ class Forecaster:
         if sales is None or products is None:
             raise ConfigError("predict: give both sales and products (a loaded Forecaster has no data of its own)")
         panel = self._panel(sales, products)
-        nt = self.config.neural
-        return forecast_frame(panel, self._forecasts(panel), nt.trend_window, self.config.output.trend_threshold)
+        source = "sales (DataFrame)" if isinstance(sales, pd.DataFrame) else str(sales)
+        return self._choice().forecast(panel, self.config, source=source)
 
-    def _forecasts(self, panel: Panel) -> list[Prediction]:
-        """Each chosen model's ranged forecast of the products of the groups it was chosen for."""
-        out, predictions = [], {}
-        for base, model in self.models_.items():
-            if not hasattr(model, "save"):  # a local model: its fit is part of forecasting new data
-                model.fit(panel, self.horizon)
-            prediction = predictions[base] = model.predict(panel, self.horizon)
-            groups = [g for g, name in self.chosen_.items() if variant_name(name)[0] == base]
-            ranged = intervals.with_range(prediction, panel.has_history[prediction.item_index], self.widths_[base])
-            out.append(ranged.for_groups(panel.has_history, groups))
-        for group, weights in self.ensemble_.items():
-            combined = combination.combine(panel, predictions, group, weights)
-            out.append(intervals.with_range(combined, panel.has_history[combined.item_index],
-                                            self.widths_[combination.NAME]))
-        return out
+    def _choice(self) -> artifact.Choice:
+        """What was fitted, as a saved-model folder holds it (forecast.outputs.artifact): one saver,
+        one loader and one way to forecast for this API, ``fit``'s saved ensemble and ``predict``."""
+        directory, reasons = (self._saved.directory, self._saved.reasons) if self._saved else (None, {})
+        return artifact.Choice(self.config, self.chosen_, self.models_, self.widths_, self.ensemble_, self.freq_,
+                               directory, reasons)
 
     def _panel(self, sales: Table, products: Table) -> Panel:
 
@@ -191,49 +172,16 @@ class Forecaster:
         checksums; every model's ranges), the config and what was chosen. Refuses a non-empty folder."""
         if not self.models_:
             raise ForecastError("Forecaster: nothing to save before fit")
-        directory = Path(directory)
-        if directory.exists() and any(directory.iterdir()):
-            raise ConfigError(f"{directory}: not empty; give a new or empty folder (nothing is overwritten)")
-        directory.mkdir(parents=True, exist_ok=True)
-        level = self.config.evaluation.levels
-        intervals.save(directory, level, self.widths_.get(combination.NAME, {}))  # the ensemble's ranges
-        for base, model in self.models_.items():
-            if hasattr(model, "save"):
-                artifact.save(model, directory / base, level, self.widths_[base])
-            else:
-                (directory / base).mkdir()
-                intervals.save(directory / base, level, self.widths_[base])
-        self.config.to_yaml(directory / "config.yaml")
-        ensemble = {g: {"members": w.members, "weights": [float(v) for v in w.weights]}
-                    for g, w in self.ensemble_.items()}
-        meta = {"format": FORMAT, "version": package_version(), "chosen": self.chosen_, "models": list(self.models_),
-                "ensemble": ensemble}
-        (directory / FILE).write_text(json.dumps(meta, indent=2))
-        return directory
+        return self._choice().save(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> "Forecaster":
         """A Forecaster saved by ``save``, ready to ``predict(sales, products)``."""
-        from forecast.models.neural.estimator import META, NeuralEstimator
-
-        directory = Path(directory)
-        try:
-            meta = json.loads((directory / FILE).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ForecastError(f"{directory}: not a saved Forecaster ({err})") from None
-        if meta.get("format") != FORMAT:
-            raise ForecastError(f"{directory / FILE}: unknown format {meta.get('format')!r}")
-        config = RunConfig.from_yaml(directory / "config.yaml")
+        choice = artifact.Choice.load(directory)
         forecaster = cls.__new__(cls)
-        forecaster.config, forecaster.chosen_ = config, dict(meta["chosen"])
-        forecaster.models_, forecaster.widths_ = {}, {combination.NAME: intervals.load(directory)}
-        forecaster.ensemble_ = {g: combination.GroupWeights(w["members"], np.array(w["weights"]))
-                                for g, w in meta.get("ensemble", {}).items()}
-        for base in meta["models"]:
-            folder = directory / base
-            saved = (folder / META).is_file()
-            forecaster.models_[base] = NeuralEstimator.load(folder) if saved else registry.build(base, config)
-            forecaster.widths_[base] = intervals.load(folder)
+        forecaster.config, forecaster.chosen_, forecaster.models_ = choice.config, choice.chosen, choice.models
+        forecaster.widths_, forecaster.ensemble_, forecaster.freq_ = choice.widths, choice.ensemble, choice.freq
+        forecaster._saved = choice
         return forecaster
 
 

@@ -22,7 +22,6 @@ import pandas as pd
 
 from forecast.evaluation import combination, intervals
 from forecast.outputs import artifact
-from forecast.outputs.artifact import SavedModel
 from forecast.evaluation.backtest import BacktestResult, origins, run_backtest
 from forecast.core.config import RunConfig
 from forecast.data.contract import input_paths, visible
@@ -182,6 +181,7 @@ class Plan:
     backtest: BacktestResult
     chosen: dict[str, str]  # item group -> model (or variant, or "ensemble") name
     ensemble: combination.Ensemble
+    calibrations: dict[str, dict[str, intervals.Calibration]]  # chosen name -> item group -> its backtest ranges
 
     def combined(self) -> dict[str, combination.GroupWeights]:
         """The groups the ensemble forecasts, with their members and weights."""
@@ -208,7 +208,8 @@ def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None, resume: bool
     log.info("backtest (pooled over %d folds):\n%s", len(backtest.folds), format_summary(backtest.reported()))
     chosen = choose_models(cfg, backtest, panel)
     log.info("chosen models: %s (%s)", ", ".join(f"{g}: {m}" for g, m in chosen.items()), WHY)
-    return Plan(backtest, chosen, ensemble)
+    calibrations = {name: backtest.calibrations(name) for name in dict.fromkeys(chosen.values())}
+    return Plan(backtest, chosen, ensemble, calibrations)
 
 
 @dataclass
@@ -220,13 +221,14 @@ class Refitted:
     widths: dict[str, dict[str, intervals.Calibration]]  # model name (or "ensemble") -> item group -> ranges
     forecasts: list[Prediction]  # one ranged forecast per item group, of the products that group serves
     frame: pd.DataFrame  # the export's rows
+    combined: dict[str, combination.GroupWeights]  # the groups the ensemble forecasts: Plan.combined()
 
 
 def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = None, resume: bool = False,
           loggers: dict | None = None) -> Refitted:
     """Refit each chosen model (and the ensemble's members) on all the data and forecast the future
     with the backtest's ranges. No side effects: saving, exporting and logging are ``publish``'s."""
-    loggers, horizon, backtest = loggers or {}, cfg.evaluation.horizon, planned.backtest
+    loggers, horizon = loggers or {}, cfg.evaluation.horizon
     models, predictions, widths, forecasts = {}, {}, {}, []
     for base in planned.refit_models():
         model = models[base] = registry.build(base, cfg, logger=loggers.get(base), workdir=workdir, resume=resume)
@@ -239,7 +241,7 @@ def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = No
                 continue
             if label:
                 model.use_variant(label)  # the saved model forecasts as the backtest chose
-            calibrated = backtest.calibrations(name)  # the chosen (variant's) own errors for this group
+            calibrated = planned.calibrations[name]  # the chosen (variant's) own errors for this group
             if group in calibrated:
                 widths[base][group] = calibrated[group]
             ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index],
@@ -247,20 +249,21 @@ def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = No
             forecasts.append(ranged.for_groups(panel.has_history, [group]))
     combined_groups = planned.combined()
     if combined_groups:  # the ensemble's ranges, only when it forecasts a group
-        widths[combination.NAME] = backtest.calibrations(combination.NAME)
+        widths[combination.NAME] = planned.calibrations[combination.NAME]
     for group, weights in combined_groups.items():
         combined = combination.combine(panel, predictions, group, weights)
         forecasts.append(intervals.with_range(combined, panel.has_history[combined.item_index],
                                               widths[combination.NAME]))
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
-    return Refitted(planned, models, widths, forecasts, frame)
+    return Refitted(planned, models, widths, forecasts, frame, combined_groups)
 
 
 def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_path: Path | None,
             model_runs: dict[str, str]) -> FitResult:
-    """The one step with side effects, on rank 0 only: save the refitted chosen models, write the
-    export, log the served models to MLflow (a model that is only an ensemble member is not saved)."""
+    """The one step with side effects, on rank 0 only: save the refitted chosen models (a chosen
+    ensemble as one folder with its members, weights and ranges), write the export, log the served
+    models to MLflow (a model that is only an ensemble member is saved inside the ensemble's folder)."""
     from forecast.tracking import runs as tracking
 
     model_dirs: dict[str, Path] = {}
@@ -272,9 +275,13 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             saved, missing = saved_widths(fitted.plan.backtest, base, fitted.widths[base], panel)
             model_dirs[base] = artifact.save(model, Path(cfg.output.checkpoint_dir) / run_id / base,
                                              cfg.evaluation.levels, saved, missing)
+        if fitted.combined:
+            model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted).save(
+                Path(cfg.output.checkpoint_dir) / run_id / combination.NAME)
+        for base, folder in model_dirs.items():
             if base in model_runs:
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
-                _log_served_model(cfg, model_runs[base], model_dirs[base], panel, served)
+                _log_served_model(cfg, model_runs[base], folder, panel, served)
         if export_path:
             write_csv_atomic(fitted.frame, export_path, bom=cfg.output.excel)
             tracking.log_file(export_path)
@@ -282,6 +289,17 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
                      export_path)
     planned = fitted.plan
     return FitResult(run_id, planned.backtest, planned.chosen, fitted.frame, export_path, model_dirs)
+
+
+def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted) -> artifact.Choice:
+    """The chosen ensemble as ``predict`` reads it back: the groups it forecasts with their weights, its
+    refitted members and the ensemble's ranges (a neural member's weights are saved inside it again, so
+    the folder serves on its own, e.g. as an MLflow model)."""
+    combined = fitted.combined
+    members = list(dict.fromkeys(m for weights in combined.values() for m in weights.members))
+    widths = {name: fitted.widths.get(name, {}) for name in (combination.NAME, *members)}
+    return artifact.Choice(cfg, {group: combination.NAME for group in combined},
+                           {m: fitted.models[m] for m in members}, widths, combined, panel.freq)
 
 
 def tracking_logger(cfg: RunConfig, run_id: str):
@@ -307,7 +325,7 @@ def _log_plan(cfg: RunConfig, panel: Panel, planned: Plan) -> dict[str, str]:
         _log_table(backtest.table, Path(tmp) / "backtest.csv")
         _log_table(backtest.bands, Path(tmp) / "interval_bands.csv")
         tracking.log_file(plot_forecast_vs_actual(panel, backtest, cfg.models, Path(tmp) / "forecast_vs_actual.png",
-                                                  cfg.tracking.plot_items, chosen))
+                                                  cfg.tracking.plot_items, chosen, planned.calibrations))
         tracking.log_file(plot_metric_bars(backtest.summary(), Path(tmp) / "backtest_wape.png", chosen=chosen))
         tracking.log_file(plot_band_coverage(backtest.bands, Path(tmp) / "interval_coverage.png"))
     tracking.set_tags({f"forecast.model.{g}": m for g, m in chosen.items()})
@@ -333,7 +351,8 @@ def saved_widths(backtest: BacktestResult, base: str, chosen: dict[str, np.ndarr
 
 
 def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction) -> None:
-    """The saved model as an MLflow pyfunc model in its child run (registered with --register)."""
+    """The saved model (one neural model, or the ensemble) as an MLflow pyfunc model in its child run
+    (registered with --register)."""
     from forecast.tracking import runs as tracking, serving
 
     example = serving.example_input(*data_paths(cfg))
@@ -360,10 +379,11 @@ def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> Non
 
 
 def predict(cfg: RunConfig, model_dir: str | Path, horizon: int | None = None) -> pd.DataFrame:
-    """Forecast with a saved neural model, without retraining: ``horizon`` periods (default the
-    trained horizon, never more), on data of the frequency it was trained on."""
+    """Forecast with a saved model (a neural model, or a chosen ensemble: its neural members as
+    trained, its statistical ones refitted on this history), without retraining: ``horizon`` periods
+    (default the trained horizon, never more), on data of the frequency it was trained on."""
     export_path = check_writable(cfg.output.export, input_paths(cfg.data)) if cfg.output.export else None
-    saved = SavedModel.load(model_dir)
+    saved = artifact.load(model_dir)
     panel = load_panel(cfg)
     frame = saved.forecast(panel, cfg, horizon, source=data_paths(cfg)[0])
     warn_products_without_rows(panel, frame)

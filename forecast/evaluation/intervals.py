@@ -280,25 +280,23 @@ def save(directory: Path, levels: tuple[float, ...], calibrations: dict[str, Cal
     (Path(directory) / FILE).write_text(json.dumps(data, indent=2))
 
 
-def missing_reasons(directory: Path) -> dict[str, str] | None:
-    """Per group without a saved calibration, why; None for a model saved without intervals.json."""
+def read(directory: Path) -> tuple[dict[str, Calibration], dict[str, str] | None]:
+    """The calibration saved beside a model and, per group without one, why, from one read of the
+    file: ({}, None) for a model saved without it. A file of an earlier version (one half-width per
+    step, ``half_width``) reads as the ``absolute`` method at its level."""
     path = Path(directory) / FILE
     if not path.is_file():
-        return None
+        return {}, None
     data = json.loads(path.read_text())
-    saved = data.get("groups", data.get("half_width", {}))
-    return {g: data.get("missing", {}).get(g, "none were saved") for g in (HISTORY, NEW) if g not in saved}
+    if "half_width" in data:
+        saved = {g: Calibration("absolute", np.empty(0), {float(data["level"]): np.array([w], dtype=float)})
+                 for g, w in data["half_width"].items()}
+    else:
+        saved = {g: Calibration.from_json(c) for g, c in data["groups"].items()}
+    reasons = data.get("missing", {})
+    return saved, {g: reasons.get(g, "none were saved") for g in (HISTORY, NEW) if g not in saved}
 
 
 def load(directory: Path) -> dict[str, Calibration]:
-    """The calibration saved beside a model ({} for a model saved without one). A file of an earlier
-    version (one half-width per step, ``half_width``) reads as the ``absolute`` method at its level."""
-    path = Path(directory) / FILE
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    if "half_width" in data:
-        return {g: Calibration("absolute", np.empty(0), {float(data["level"]): np.array([w], dtype=float)})
-                for g, w in data["half_width"].items()}
-    return {g: Calibration.from_json(c) for g, c in data["groups"].items()}
-
+    """The calibration saved beside a model ({} for a model saved without one); see :func:`read`."""
+    return read(directory)[0]

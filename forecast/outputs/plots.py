@@ -11,22 +11,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from forecast.evaluation.backtest import BacktestResult  # noqa: E402
+from forecast.evaluation.intervals import Calibration  # noqa: E402
 from forecast.data.panel import Panel  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 
 
 def plot_forecast_vs_actual(panel: Panel, result: BacktestResult, models: list[str], path: str | Path,
-                            n_items: int = 12, chosen: dict[str, str] | None = None) -> Path:
+                            n_items: int = 12, chosen: dict[str, str] | None = None,
+                            calibrations: dict[str, dict[str, Calibration]] | None = None) -> Path:
     """Latest backtest fold: history, actuals and each model's forecast for a sample of items, by date.
 
     Items with history are the highest-volume ones (what a planner checks first);
     a few new items show the launch forecasts. The chosen model of each group (``chosen``)
-    is drawn thick with its forecast range as a band; the others thin, behind it.
+    is drawn thick with its forecast range as a band (``calibrations``: per chosen model and group,
+    the ranges the fit computed once for its export; without them, no band); the others thin, behind it.
     """
-    chosen = chosen or {}
+    chosen, calibrations = chosen or {}, calibrations or {}
     fold = result.folds[-1]
     picks = _pick_items(panel, fold, n_items)
-    calibrations = {name: result.calibrations(name) for name in set(chosen.values())}
     cols = 3
     rows = max(1, -(-len(picks) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.4 * rows), squeeze=False)

@@ -1,8 +1,9 @@
-"""The saved neural model as an MLflow pyfunc model (``mlflow.pyfunc.load_model("runs:/<id>/model")``).
+"""A saved model as an MLflow pyfunc model (``mlflow.pyfunc.load_model("runs:/<id>/model")``).
 
 Built the way mlforecast's ``flavor.py`` builds its flavour: the model's data is the folder
-:meth:`NeuralEstimator.save` writes (safetensors weights, the RunConfig as YAML, metadata
-as JSON with a checksum, the forecast ranges as JSON), and this module is the pyfunc
+forecast.outputs.artifact writes (a neural model's safetensors weights, the RunConfig as YAML,
+metadata as JSON with a checksum, the forecast ranges as JSON; for a chosen ensemble, its
+members' folders and weights beside them), and this module is the pyfunc
 ``loader_module``: MLflow calls :func:`_load_pyfunc` on that folder. Nothing is pickled.
 
 Input: one DataFrame holding both tables of the data contract, stacked, with a ``table``
@@ -98,20 +99,19 @@ class ForecastModel:
 
     def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """The forecast export for the stacked tables (see the module docstring)."""
-        from forecast.outputs.artifact import SavedModel
+        from forecast.outputs import artifact
         from forecast.core.config import RunConfig
         from forecast.data.loading import load_panel
-        from forecast.models.neural.estimator import CONFIG
 
         sales, products = split_tables(model_input)
         with TemporaryDirectory() as tmp:
             paths = {name: str(Path(tmp) / f"{name}.csv") for name in TABLES}
             sales.to_csv(paths["sales"], index=False)
             products.to_csv(paths["products"], index=False)
-            cfg = RunConfig.from_yaml(self.directory / CONFIG).updated({
+            cfg = RunConfig.from_yaml(self.directory / artifact.CONFIG).updated({
                 "data.sales": paths["sales"], "data.products": paths["products"], "data.signals": None,
                 "output.export": None})
-            frame = SavedModel.load(self.directory).forecast(load_panel(cfg), cfg, source="model input")
+            frame = artifact.load(self.directory).forecast(load_panel(cfg), cfg, source="model input")
             return typed_output(frame)
 
 
