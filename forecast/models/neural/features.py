@@ -84,7 +84,7 @@ Optional blocks (figures: experiments/results/ablations.md of the accuracy study
     ``MAX_AGE`` take the last value; stored in the Scaler). ``neural.knn_feature = k``
     (text models): future block ``neighbours``, the mean launch curve (first H
     periods, scaled) of the k products most similar by description embedding, the
-    product itself excluded (retrieval, as a kNN baseline would use it). These retrieval blocks
+    product itself excluded (:func:`forecast.models.retrieval.neighbour_mean`, the ``knn`` baseline's retrieval). These retrieval blocks
     (and ``attribute_curves``, ``recent_launches``) are computed from a :class:`Reference`, the
     training panel's products, which a saved model keeps: at prediction time a product's
     features depend on its own rows and the model, not on the other products passed with it.
@@ -124,7 +124,6 @@ Text
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import lightning.pytorch as pl
@@ -133,12 +132,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from forecast.models.baselines.knn import mean_launch_curve
 from forecast.core.config import RunConfig
 from forecast.data.panel import Panel, attribute_columns
 from forecast.data.signals import Signals, signal_windows
 from forecast.data.smoothing import centred_moving_average
 from forecast.core.errors import ForecastError
+from forecast.models.retrieval import ATTRIBUTE_PRIOR, mean_launch_curve, neighbour_mean
 
 log = logging.getLogger(__name__)
 
@@ -239,37 +238,7 @@ def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarra
     """
     ids = np.arange(units.shape[0]) if ids is None else np.asarray(ids)
     refs, curves = launch_curves(units, start, horizon)
-    return retrieved_curves(embeddings, ids, embeddings[refs], curves, ids[refs], k)
-
-
-def retrieved_curves(embeddings: np.ndarray, ids: np.ndarray, ref_embeddings: np.ndarray, ref_curves: np.ndarray,
-                     ref_ids: np.ndarray, k: int) -> np.ndarray:
-    """[n, horizon]: per product (``embeddings`` [n, d], ``ids``), the mean of ``ref_curves`` over its k most
-    similar references by cosine similarity, never a reference with its own id; a reference id listed twice
-    counts once (its first row). A saved model passes the references it was trained with
-    (:class:`Reference`), so a product's feature does not depend on the other products forecast with it."""
-    n, horizon = len(ids), ref_curves.shape[1]
-    codes = pd.factorize(np.concatenate([np.asarray(ref_ids), np.asarray(ids)]))[0]
-    ref_codes, codes = codes[:len(ref_ids)], codes[len(ref_ids):]
-    first = np.unique(ref_codes, return_index=True)[1]
-    ref_codes, ref_curves = ref_codes[first], ref_curves[first]
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-8)
-    ref_unit = ref_embeddings[first] / np.maximum(np.linalg.norm(ref_embeddings[first], axis=1, keepdims=True), 1e-8)
-    out = np.full((n, horizon), np.nan)
-    if len(first) <= 1:
-        return out
-    k = min(k, len(first) - 1)
-    for lo in range(0, n, 1024):
-        sim = unit[lo:lo + 1024] @ ref_unit.T
-        sim[ref_codes[None, :] == codes[lo:lo + 1024, None]] = -np.inf
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a step none of the neighbours reached: NaN
-            out[lo:lo + 1024] = np.nanmean(ref_curves[top], axis=1)
-    return out
-
-
-ATTRIBUTE_PRIOR = 5.0  # attribute_curves: weight, in products, of the overall launch curve in a value's mean
+    return neighbour_mean(embeddings, embeddings[refs], curves, k, query_ids=ids, reference_ids=ids[refs], ordered=False)
 
 
 def launch_curves(units: np.ndarray, start: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -974,8 +943,8 @@ def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int
         from forecast.models.encoders.text import embed_texts
 
         embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)
-        neighbours = retrieved_curves(embeddings, ids, reference.embeddings, reference.curves, reference.ids,
-                                      nt.knn_feature)
+        neighbours = neighbour_mean(embeddings, reference.embeddings, reference.curves, nt.knn_feature,
+                                    query_ids=ids, reference_ids=reference.ids, ordered=False)
     attributes = None
     if nt.attribute_curves and use_text and scaler.attributes:
         attributes = reference_attribute_curves(known_attributes(panel, scaler.attributes), ids,
