@@ -4,7 +4,8 @@
 ``tests/data/retrieval_before.npz`` holds what the two separate kNN implementations computed on the small
 synthetic panel below before they were merged (commit 01d2f87, written by :func:`write_before` on that
 code): the baseline's forecasts (plain and similarity-weighted) and the neighbour-feature arrays, in
-training and against a saved model's reference products. The test recomputes them with the current code
+training and against a saved model's reference products (then ``PanelFeatures.neighbours``, now its
+``inputs["neighbours"]``). The test recomputes them with the current code
 and asks for equality to the bit. Embeddings come from a fixed bag-of-words stand-in, so the comparison
 is about retrieval, not about the text encoder. To regenerate (only when the retrieval is *meant* to
 change): ``PYTHONPATH=. python -c "from tests.test_retrieval import write_before; write_before()"``.
@@ -66,8 +67,8 @@ def retrieval_arrays(panel: Panel) -> dict[str, np.ndarray]:
         "weighted": knn_launch_forecast(embeddings, embeddings[launched], curves, K, weighted=True),
         "neighbour_curves": neighbour_curves(embeddings, panel.units, start, K, H),
         "one_neighbour_curve": neighbour_curves(embeddings, panel.units, start, 1, H),  # NaN: a step it lacks
-        "neighbours_in_training": build_features(panel, scaler, config, H, True).neighbours,
-        "neighbours_from_reference": build_features(later, scaler, config, H, True, reference).neighbours,
+        "neighbours_in_training": build_features(panel, scaler, config, H, True).inputs["neighbours"],
+        "neighbours_from_reference": build_features(later, scaler, config, H, True, reference).inputs["neighbours"],
     }
 
 
