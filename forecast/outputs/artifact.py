@@ -20,7 +20,7 @@ from forecast.data.panel import Panel
 from forecast.core.errors import ConfigError, DataError
 from forecast.outputs.export import forecast_frame
 from forecast.core.files import disk_faults
-from forecast.models.base import HISTORY
+from forecast.models.base import in_group
 
 log = logging.getLogger("forecast.pipeline")
 
@@ -78,6 +78,6 @@ class SavedModel:
             return
         history = panel.has_history[prediction.item_index]
         for group, reason in reasons.items():
-            rows = int((history if group == HISTORY else ~history).sum())
+            rows = int(in_group(history, group).sum())
             if rows:
                 log.warning("%d %s product(s) get no forecast range: %s", rows, group, reason)
