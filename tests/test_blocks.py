@@ -60,6 +60,23 @@ def test_a_new_block_is_one_entry_gathered_sized_and_skipped_by_the_text_model_w
             assert net(batch)["demand"].shape == (7, H)
 
 
+def test_a_new_launch_curve_block_is_one_entry_and_its_input(panel, monkeypatch):
+    """A ``per_age`` block: each item's curve [n, A] read at each horizon step's age since start."""
+    extra = Block("future", "own_curve", blocks._cells("future", "own_curve"), input="own_curve",
+                  option="neural.age_curve", per_age=True)
+    monkeypatch.setattr(blocks, "BLOCKS", (*BLOCKS, extra))
+    f = features(panel, text=None)
+    curve = np.arange(panel.n_items * 3, dtype=float).reshape(panel.n_items, 3)
+    assert "own_curve" not in f.widths["future"]  # off until its input is there
+    f = features(panel, text=None)
+    f.inputs["own_curve"] = curve
+    item, launch = 0, int(panel.start[0])
+    batch = f.gather(np.array([item]), np.array([launch]))
+    np.testing.assert_array_equal(batch["future"]["own_curve"][0, :, 0].numpy(),
+                                  curve[item, np.minimum(np.arange(H), 2)].astype(np.float32))
+    assert f.widths["future"]["own_curve"] == 1
+
+
 @pytest.mark.parametrize("part", PARTS)
 def test_a_block_is_gathered_only_when_its_input_is_there(panel, part):
     f = features(panel, text=None, age_curve=True)

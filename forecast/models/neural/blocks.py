@@ -185,6 +185,9 @@ class Block:
     input: str | None = None  # the features' optional input it needs (None: always on); on when it is present
     option: str | None = None  # the config key (or CLI option) that turns the input on
     reads_history: bool = False  # computed from the window's own sales: the text-only model never reads it
+    # its input is a launch curve, [A] for every item or [n, A, ...] per item, read at each cell's age since
+    # start (the last age beyond A): precomputed per (item, grid column) into the cell table (WindowTables)
+    per_age: bool = False
 
     def on(self, features) -> bool:
         """Whether ``features`` (a PanelFeatures) have this block."""
@@ -209,10 +212,12 @@ BLOCKS: tuple[Block, ...] = (  # per part, in the order the network concatenates
     Block("future", "price_plan", lambda w: w.price_plan[:, None, :].expand(w.B, w.H, 2)),
     Block("future", "covariates", _held_covariates),
     # the retrieval blocks: launch curves of other products at each step's age since start
-    Block("future", "age_curve", _cells("future", "age_curve"), input="age_curve", option="neural.age_curve"),
-    Block("future", "neighbours", _cells("future", "neighbours"), input="neighbours", option="neural.knn_feature"),
+    Block("future", "age_curve", _cells("future", "age_curve"), input="age_curve", option="neural.age_curve",
+          per_age=True),
+    Block("future", "neighbours", _cells("future", "neighbours"), input="neighbours", option="neural.knn_feature",
+          per_age=True),
     Block("future", "attributes", _cells("future", "attributes"), input="attributes",
-          option="neural.attribute_curves"),
+          option="neural.attribute_curves", per_age=True),
     Block("future", "recent_launches", _recent_launches, input="recent_launches", option="neural.recent_launches"),
     Block("static", "age", _static_age),  # at the origin
     Block("static", "sales", _sales, reads_history=True),
@@ -224,6 +229,14 @@ BLOCKS: tuple[Block, ...] = (  # per part, in the order the network concatenates
 def blocks_on(features, part: str) -> list[Block]:
     """The part's blocks that ``features`` (a PanelFeatures) have, in the table's order."""
     return [block for block in BLOCKS if block.part == part and block.on(features)]
+
+
+def at_age(curve: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """A ``per_age`` block's input at ``age`` [n, G] (ages since start): ``curve`` [A] is every item's,
+    [n, A, ...] each item's own; an age from A on reads the last one."""
+    if curve.ndim == 1:
+        return curve[np.clip(age, 0, len(curve) - 1)]
+    return curve[np.arange(len(curve))[:, None], np.clip(age, 0, curve.shape[1] - 1)]
 
 
 def history_blocks(part: str) -> frozenset[str]:

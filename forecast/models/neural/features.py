@@ -85,10 +85,11 @@ Optional blocks (figures: experiments/results/ablations.md of the accuracy study
     ``MAX_AGE`` take the last value; stored in the Scaler). ``neural.knn_feature = k``
     (text models): future block ``neighbours``, the mean launch curve (first H
     periods, scaled) of the k products most similar by description embedding, the
-    product itself excluded (:func:`forecast.models.retrieval.neighbour_mean`, the ``knn`` baseline's retrieval). These retrieval blocks
-    (and ``attribute_curves``, ``recent_launches``) are computed from a :class:`Reference`, the
-    training panel's products, which a saved model keeps: at prediction time a product's
-    features depend on its own rows and the model, not on the other products passed with it.
+    product itself excluded (:func:`forecast.models.retrieval.neighbour_mean`, the ``knn`` baseline's
+    retrieval). These retrieval blocks (and ``attribute_curves``, ``recent_launches``) are
+    computed from a :class:`Reference`, the training panel's products, which a saved model keeps:
+    at prediction time a product's features depend on its own rows and the model, not on the
+    other products passed with it.
 
 Windows without targets
     No training window lacks an observed target: :func:`training_windows` starts
@@ -138,7 +139,7 @@ from forecast.data.panel import Panel, attribute_columns
 from forecast.data.signals import Signals, signal_windows
 from forecast.data.smoothing import centred_moving_average
 from forecast.core.errors import ForecastError
-from forecast.models.neural.blocks import PARTS, Window, blocks_on
+from forecast.models.neural.blocks import PARTS, Window, at_age, blocks_on
 from forecast.models.retrieval import ATTRIBUTE_PRIOR, mean_launch_curve, neighbour_mean
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,8 @@ def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarra
     """
     ids = np.arange(units.shape[0]) if ids is None else np.asarray(ids)
     refs, curves = launch_curves(units, start, horizon)
-    return neighbour_mean(embeddings, embeddings[refs], curves, k, query_ids=ids, reference_ids=ids[refs], ordered=False)
+    return neighbour_mean(embeddings, embeddings[refs], curves, k, query_ids=ids, reference_ids=ids[refs],
+                          ordered=False)
 
 
 def launch_curves(units: np.ndarray, start: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -525,9 +527,9 @@ class WindowTables:
     it, and rounded to float32 once, in one table ``cell`` whose named column ranges are
     ``columns``: ``units`` (scaled, 0 where unknown), ``observed``, ``calendar``, ``age_seen``
     (the age where observed, else 0: the context's), ``age`` (the horizon's), ``price_z``,
-    ``price_known``, ``covariates`` and, when the options are on, ``age_curve``, ``neighbours`` and
-    ``attributes`` at the cell's age since start. What depends on the origin (the price plan, the
-    context's statistics, the targets' mask) is computed per batch from the float64 arrays.
+    ``price_known``, ``covariates`` and the ``per_age`` blocks of :data:`~forecast.models.neural.blocks.BLOCKS`
+    that are on (``age_curve``, ``neighbours``, ``attributes``). What depends on the origin (the price plan,
+    the context's statistics, the targets' mask) is computed per batch from the float64 arrays.
     Memory: 4 bytes x (10 + covariates + options) per (item, grid column).
     """
 
@@ -557,14 +559,9 @@ class WindowTables:
             "price_z": np.where(price_known, f.scaler.logprice_to_z(np.nan_to_num(f.logp)), 0.0),
             "price_known": price_known, "covariates": np.nan_to_num(f.covs),
         }
-        age_curve, neighbours, attributes = (f.inputs.get(k) for k in ("age_curve", "neighbours", "attributes"))
-        if age_curve is not None:
-            parts["age_curve"] = age_curve[np.clip(age, 0, len(age_curve) - 1)]
-        horizon_age = np.clip(age, 0, f.H - 1)
-        if neighbours is not None:
-            parts["neighbours"] = np.take_along_axis(neighbours, horizon_age, axis=1)
-        if attributes is not None:
-            parts["attributes"] = attributes[np.arange(n)[:, None], horizon_age]
+        for block in blocks_on(f, "future"):
+            if block.per_age:  # the optional launch-curve blocks (Block.per_age)
+                parts[block.name] = at_age(f.inputs[block.input], age)
         columns, blocks, at = {}, [], 0
         for name, values in parts.items():
             values = np.asarray(values, dtype=np.float32).reshape(n, G, -1)
@@ -900,8 +897,9 @@ def optional_inputs(panel: Panel, scaler: Scaler, config: RunConfig, horizon: in
         inputs["attributes"] = scaled_curves(scaler, reference_attribute_curves(
             known_attributes(panel, scaler.attributes), ids, reference.attributes, reference.curves, reference.ids))
     if nt.recent_launches and scaler.scaling != "window":
-        inputs["recent_launches"] = recent_from_reference(reference, scaler, padded_grid(panel, nt.context_length, horizon),
-                                                          panel.freq, nt.recent_launches, horizon)
+        grid = padded_grid(panel, nt.context_length, horizon)
+        inputs["recent_launches"] = recent_from_reference(reference, scaler, grid, panel.freq, nt.recent_launches,
+                                                          horizon)
     return inputs
 
 
