@@ -183,7 +183,7 @@ class Block:
     name: str  # its key in the batch's part, and in NetworkSpec.blocks
     build: Callable[[Window], torch.Tensor]  # the batch's tensor, from the window's shared values
     input: str | None = None  # the features' optional input it needs (None: always on); on when it is present
-    option: str | None = None  # the config key (or CLI option) that turns the input on
+    option: str | None = None  # the config key that turns the input on (features.optional_inputs then builds it)
     reads_history: bool = False  # computed from the window's own sales: the text-only model never reads it
     # its input is a launch curve, [A] for every item or [n, A, ...] per item, read at each cell's age since
     # start (the last age beyond A): precomputed per (item, grid column) into the cell table (WindowTables)
