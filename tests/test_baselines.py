@@ -402,7 +402,7 @@ def test_knn_query_blocks_do_not_change_the_result(monkeypatch):
     curves[rng.random(curves.shape) < 0.3] = np.nan
     queries = rng.normal(size=(11, 4))
     whole = knn_launch_forecast(queries, refs, curves, k=4, weighted=True)
-    monkeypatch.setattr("forecast.models.baselines.knn.QUERY_BLOCK", 3)
+    monkeypatch.setattr("forecast.models.retrieval.QUERY_BLOCK", 3)
     np.testing.assert_array_equal(knn_launch_forecast(queries, refs, curves, k=4, weighted=True), whole)
     assert knn_launch_forecast(np.zeros((0, 4)), refs, curves, k=3).shape == (0, 5)
 

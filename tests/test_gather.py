@@ -19,7 +19,8 @@ from forecast.data.contract import load_tables
 from forecast.data.panel import Panel, build_panel
 from forecast.models.base import forecast_targets
 from forecast.models.neural.features import (AGE_SCALE, WINDOWS, PanelDataModule, PanelFeatures, Scaler,
-                                             neighbour_curves, training_windows)
+                                             neighbour_curves, recent_launch_curves, scaled_curves,
+                                             training_windows)
 from forecast.models.registry import MODELS
 
 H, L = 5, 6
@@ -70,14 +71,16 @@ def reference_gather(self, items: np.ndarray, origins: np.ndarray, target_end: i
         "covariates": np.repeat(covs_plan[:, None, :], self.H, 1),
     }
     age_steps = np.clip(fut - self.L - start, 0, None)
-    if self.age_curve is not None:
-        future["age_curve"] = self.age_curve[np.clip(age_steps, 0, len(self.age_curve) - 1)][..., None]
-    if self.neighbours is not None:
-        future["neighbours"] = self.neighbours[rows, np.clip(age_steps, 0, self.H - 1)][..., None]
-    if self.attributes is not None:
-        future["attributes"] = self.attributes[rows, np.clip(age_steps, 0, self.H - 1)]
-    if self.recent is not None:  # as known at the origin, at each step's age since start
-        future["recent_launches"] = self.recent[origins[:, None] + self.L, np.clip(age_steps, 0, self.H - 1)]
+    age_curve, neighbours, attributes, recent = (self.inputs.get(name) for name in  # were attributes
+                                                 ("age_curve", "neighbours", "attributes", "recent_launches"))
+    if age_curve is not None:
+        future["age_curve"] = age_curve[np.clip(age_steps, 0, len(age_curve) - 1)][..., None]
+    if neighbours is not None:
+        future["neighbours"] = neighbours[rows, np.clip(age_steps, 0, self.H - 1)][..., None]
+    if attributes is not None:
+        future["attributes"] = attributes[rows, np.clip(age_steps, 0, self.H - 1)]
+    if recent is not None:  # as known at the origin, at each step's age since start
+        future["recent_launches"] = recent[origins[:, None] + self.L, np.clip(age_steps, 0, self.H - 1)]
 
     zc = np.nan_to_num(z_ctx)
     last4 = observed[:, -4:].sum(1)
@@ -144,9 +147,23 @@ def panel(tmp_path_factory) -> Panel:
     return replace(panel, price=price, covariates={"promo": promo})
 
 
-def features(panel: Panel, scaling: str = "global", **options) -> PanelFeatures:
+def features(panel: Panel, scaling: str = "global", age_curve: bool = False, neighbours: np.ndarray | None = None,
+             attributes: np.ndarray | None = None, recent_launches: int = 0, **options) -> PanelFeatures:
+    """The optional inputs as the constructor took them before the block table: launch curves in units,
+    the recent launches' window (over this panel's own launches)."""
     scaler = Scaler.fit(panel, end=panel.n_periods - 2, transform="sqrt", scaling=scaling, launch_periods=H)
-    return PanelFeatures(panel, scaler, L, H, trend_window=5, level_weight=0.5, **options)
+    f = PanelFeatures(panel, scaler, L, H, trend_window=5, level_weight=0.5, **options)
+    if age_curve:
+        f.inputs["age_curve"] = np.asarray(scaler.age_curve, dtype=float)
+    for name, curves in (("neighbours", neighbours), ("attributes", attributes)):
+        if curves is not None:
+            f.inputs[name] = scaled_curves(scaler, curves)
+    if recent_launches and not f.window_scaling:
+        launched = np.where(f.start > 0, f.start + f.L, -1)  # a start at period 0 may be older
+        mean, count = recent_launch_curves(f.z, launched, recent_launches, H)
+        overall = np.asarray(scaler.age_curve[:H], dtype=float)[None, :]  # where no recent launch did
+        f.inputs["recent_launches"] = np.stack([np.where(count > 0, mean, overall), count > 0], axis=-1)
+    return f
 
 
 def all_windows(panel: Panel) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +185,28 @@ def test_the_tensor_gather_equals_the_numpy_gather_to_the_bit(panel, scaling):
     items, origins = all_windows(panel)
     for target_end in (panel.n_periods, panel.n_periods - 4):
         assert_same_batch(f.gather(items, origins, target_end), reference_gather(f, items, origins, target_end))
+
+
+@pytest.mark.parametrize("model", ["fusion", "text", "sequence"])
+@pytest.mark.parametrize("scaling", ["global", "window"])
+def test_the_block_table_gathers_what_the_numpy_gather_did_for_every_variant(panel, model, scaling, monkeypatch):
+    """build_features with every option on (the blocks of forecast.models.neural.blocks.BLOCKS, their inputs
+    from the config) for each neural model: the batch equals the numpy gather's on the same arrays."""
+    from forecast.models.neural.features import build_features
+    from forecast.models.neural.variants import READS
+    from tests.test_retrieval import bag_of_words
+
+    monkeypatch.setattr("forecast.models.encoders.text.embed_texts", bag_of_words)
+    config = RunConfig().updated({"neural.context_length": L, "neural.scaling": scaling, "neural.text_mode": "frozen",
+                                  "neural.age_curve": True, "neural.knn_feature": 3, "neural.attribute_curves": True,
+                                  "neural.recent_launches": 6, "neural.launch_weight": 2.0})
+    scaler = Scaler.fit(panel, end=panel.n_periods, transform="sqrt", scaling=scaling, launch_periods=H)
+    f = build_features(panel, scaler, config, H, use_text="text" in READS[model])
+    expected = {"age_curve", "recent_launches"} if scaling == "global" else {"age_curve"}
+    expected |= {"neighbours", "attributes"} if "text" in READS[model] else set()
+    assert set(f.inputs) == expected
+    items, origins = all_windows(panel)
+    assert_same_batch(f.gather(items, origins), reference_gather(f, items, origins))
 
 
 def test_the_tensor_gather_equals_the_numpy_gather_without_the_options(panel):

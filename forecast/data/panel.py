@@ -31,7 +31,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from forecast.data.contract import Tables, visible
+from forecast.data.contract import LIFE_CYCLE_DATES, Tables, visible
 from forecast.core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -197,13 +197,16 @@ def season_length_of(freq: str) -> int:
     return SEASON_LENGTHS.get(base, 1)
 
 
+NOT_ATTRIBUTES = ("item_id", "description", "price", *LIFE_CYCLE_DATES)  # the products table's other columns
+
+
 def attribute_columns(products: pd.DataFrame) -> list[str]:
     """Categorical attribute columns (category, colour, fabric, season, ...): the text columns other
-    than id, description, dates and price with few distinct values (at most 50, or one per 5 products)."""
-    skip = {"item_id", "description", "launch_date", "end_date", "price"}
+    than ``NOT_ATTRIBUTES`` (id, description, price, dates) with few distinct values (at most 50, or one
+    per 5 products)."""
     return [
         c for c in products.columns
-        if c not in skip
+        if c not in NOT_ATTRIBUTES
         and (products[c].dtype == object or pd.api.types.is_string_dtype(products[c]))
         and products[c].nunique() <= max(50, len(products) // 5)
     ]

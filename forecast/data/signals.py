@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecast.data.contract import LIFE_CYCLE_DATES, load_signals
-from forecast.data.panel import Panel, Signals, grid_positions
+from forecast.data.contract import load_signals
+from forecast.data.panel import NOT_ATTRIBUTES, Panel, Signals, grid_positions
 from forecast.data.words import words
 from forecast.core.errors import DataError
 
 log = logging.getLogger(__name__)
 
-NOT_ATTRIBUTES = ("item_id", "description", "price", *LIFE_CYCLE_DATES)
 
 
 def signal_windows(signals: Signals, items: np.ndarray, origins: np.ndarray, length: int) -> np.ndarray:

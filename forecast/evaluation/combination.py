@@ -35,7 +35,7 @@ import numpy as np
 
 from forecast.evaluation.backtest import BacktestResult, FoldResult
 from forecast.data.panel import Panel
-from forecast.models.base import HISTORY, NEW, Prediction, variant_name
+from forecast.models.base import HISTORY, NEW, Prediction, in_group, variant_name
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +223,7 @@ def combine(panel: Panel, predictions: dict[str, Prediction], group: str, gw: Gr
 
 
 def _group_rows(panel: Panel, prediction: Prediction, group: str) -> Prediction:
-    history = panel.has_history[prediction.item_index]
-    return prediction.select(history if group == HISTORY else ~history)
+    return prediction.select(in_group(panel.has_history[prediction.item_index], group))
 
 
 def _rows(prediction: Prediction, rows: np.ndarray) -> Prediction:

@@ -36,7 +36,7 @@ import numpy as np
 
 from forecast.core.config import choices
 from forecast.evaluation.metrics import coverage, volume_bands, wql
-from forecast.models.base import HISTORY, NEW, Prediction
+from forecast.models.base import HISTORY, NEW, Prediction, in_group
 
 FILE = "intervals.json"  # beside a saved model: the calibration its export used
 METHODS = tuple(m for m in choices("evaluation.interval_method") if m != "auto")
@@ -264,7 +264,8 @@ def with_range(prediction: Prediction, has_history: np.ndarray, calibrations: di
     of the prediction; a group without calibration gets NaN bounds)."""
     levels = next((tuple(c.quantile) for c in calibrations.values()), ())
     quantiles = {q: np.full(prediction.units.shape, np.nan) for q in quantile_levels(levels)}
-    for group, rows in ((HISTORY, has_history), (NEW, ~has_history)):
+    for group in (HISTORY, NEW):
+        rows = in_group(has_history, group)
         if group in calibrations and rows.any():
             for q, values in as_quantiles(calibrations[group].ranges(prediction.units[rows])).items():
                 quantiles[q][rows] = values

@@ -72,6 +72,11 @@ def group_of(has_history: np.ndarray) -> np.ndarray:
     return np.where(has_history, HISTORY, NEW)
 
 
+def in_group(has_history: np.ndarray, group: str) -> np.ndarray:
+    """The mask of the items in ``group`` (``has_history``: per item), by :func:`group_of`."""
+    return group_of(has_history) == group
+
+
 def variant_name(name: str) -> tuple[str, str | None]:
     """("fusion", "average_text_new") for "fusion:average_text_new"; (name, None) for a plain model name."""
     base, _, label = name.partition(":")
@@ -92,11 +97,7 @@ class Model(Protocol):
 def forecast_targets(panel: Panel, groups: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
     """(item rows, first forecast period) of the items a model with these groups forecasts."""
     history = panel.has_history
-    wanted = np.zeros(panel.n_items, dtype=bool)
-    if HISTORY in groups:
-        wanted |= history
-    if NEW in groups:
-        wanted |= ~history
+    wanted = np.isin(group_of(history), list(groups))
     rows = np.flatnonzero(wanted & panel.forecastable)
     start = np.where(history[rows], panel.n_periods, panel.start[rows])
     return rows, start

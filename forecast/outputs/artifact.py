@@ -36,7 +36,7 @@ from forecast.core.errors import ConfigError, DataError, ForecastError
 from forecast.outputs.export import forecast_frame
 from forecast.core.files import disk_faults
 from forecast.models import registry
-from forecast.models.base import HISTORY, Model, Prediction, variant_name
+from forecast.models.base import Model, Prediction, in_group, variant_name
 
 log = logging.getLogger("forecast.pipeline")
 
@@ -234,6 +234,6 @@ def warn_missing_ranges(reasons: dict[str, str], panel: Panel, predictions: list
     """Say plainly which forecast rows get no range, and why (``reasons``: per item group)."""
     history = np.concatenate([panel.has_history[p.item_index] for p in predictions] or [np.empty(0, bool)])
     for group, reason in reasons.items():
-        rows = int((history if group == HISTORY else ~history).sum())
+        rows = int(in_group(history, group).sum())
         if rows:
             log.warning("%d %s product(s) get no forecast range: %s", rows, group, reason)

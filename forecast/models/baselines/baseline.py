@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecast.models.baselines.knn import knn_launch_forecast, mean_launch_curve
+from forecast.models.baselines.knn import knn_launch_forecast
 from forecast.models.baselines.statistical import SeriesModel, forecast_many
 from forecast.data.panel import Panel, attribute_columns
 from forecast.core.errors import DataError
 from forecast.models.base import Prediction, carried_price, forecast_targets
+from forecast.models.retrieval import ATTRIBUTE_PRIOR, mean_launch_curve
 
 
 class StatisticalBaseline:
@@ -129,9 +130,6 @@ class LaunchCurveBaseline(LaunchBaseline):
             return {}
         values = panel.products[attribute_columns(panel.products)]
         return {"attributes": attribute_launch_curves(values, rows, reference, curves)}
-
-
-ATTRIBUTE_PRIOR = 5.0  # weight, in products, of the overall launch curve in an attribute value's curve
 
 
 def attribute_launch_curves(values: pd.DataFrame, rows: np.ndarray, reference: np.ndarray, curves: np.ndarray,

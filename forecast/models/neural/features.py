@@ -63,7 +63,7 @@ Scaling (why global, not per series)
 
 Features (named blocks: a batch holds ``context``, ``future`` and ``static``, each a dict
 of block name -> tensor; the network sizes its layers from :attr:`PanelFeatures.widths`,
-so a new block is one more entry in :meth:`PanelFeatures.gather`)
+so a new block is one more entry in :data:`forecast.models.neural.blocks.BLOCKS`)
     context, per step: ``units`` (z, 0 where padded), ``observed``, ``calendar``
     (sin/cos of week of year and of month), ``age`` (``log1p(periods since
     start)/log(53)``), ``price`` (standardised log price, log price relative to the
@@ -71,7 +71,8 @@ so a new block is one more entry in :meth:`PanelFeatures.gather`)
     future, per horizon step: ``calendar``, ``age``, ``price_plan`` (standardised log
     and its known flag), ``covariates`` held at their last known value.
     static: ``age`` at the origin, ``sales`` (share of the context observed, mean and
-    last-4 mean of observed context z; the text-only model does not read it),
+    last-4 mean of observed context z; the text-only model does not read it: its table entry
+    says it reads the sales history),
     ``price_plan`` and its known flag.
     The price plan of a window is the price at ``t - 1`` carried flat (or, for a
     launch, the ``price`` column of the products table): exactly
@@ -84,10 +85,11 @@ Optional blocks (figures: experiments/results/ablations.md of the accuracy study
     ``MAX_AGE`` take the last value; stored in the Scaler). ``neural.knn_feature = k``
     (text models): future block ``neighbours``, the mean launch curve (first H
     periods, scaled) of the k products most similar by description embedding, the
-    product itself excluded (retrieval, as a kNN baseline would use it). These retrieval blocks
-    (and ``attribute_curves``, ``recent_launches``) are computed from a :class:`Reference`, the
-    training panel's products, which a saved model keeps: at prediction time a product's
-    features depend on its own rows and the model, not on the other products passed with it.
+    product itself excluded (:func:`forecast.models.retrieval.neighbour_mean`, the ``knn`` baseline's
+    retrieval). These retrieval blocks (and ``attribute_curves``, ``recent_launches``) are
+    computed from a :class:`Reference`, the training panel's products, which a saved model keeps:
+    at prediction time a product's features depend on its own rows and the model, not on the
+    other products passed with it.
 
 Windows without targets
     No training window lacks an observed target: :func:`training_windows` starts
@@ -124,7 +126,6 @@ Text
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import lightning.pytorch as pl
@@ -133,16 +134,16 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from forecast.models.baselines.knn import mean_launch_curve
 from forecast.core.config import RunConfig
 from forecast.data.panel import Panel, attribute_columns
 from forecast.data.signals import Signals, signal_windows
 from forecast.data.smoothing import centred_moving_average
 from forecast.core.errors import ForecastError
+from forecast.models.neural.blocks import PARTS, Window, at_age, blocks_on
+from forecast.models.retrieval import ATTRIBUTE_PRIOR, mean_launch_curve, neighbour_mean
 
 log = logging.getLogger(__name__)
 
-FEATURE_PARTS = ("context", "future", "static")  # each a dict of named blocks in a batch
 AGE_SCALE = float(np.log(53.0))
 
 
@@ -239,37 +240,8 @@ def neighbour_curves(embeddings: np.ndarray, units: np.ndarray, start: np.ndarra
     """
     ids = np.arange(units.shape[0]) if ids is None else np.asarray(ids)
     refs, curves = launch_curves(units, start, horizon)
-    return retrieved_curves(embeddings, ids, embeddings[refs], curves, ids[refs], k)
-
-
-def retrieved_curves(embeddings: np.ndarray, ids: np.ndarray, ref_embeddings: np.ndarray, ref_curves: np.ndarray,
-                     ref_ids: np.ndarray, k: int) -> np.ndarray:
-    """[n, horizon]: per product (``embeddings`` [n, d], ``ids``), the mean of ``ref_curves`` over its k most
-    similar references by cosine similarity, never a reference with its own id; a reference id listed twice
-    counts once (its first row). A saved model passes the references it was trained with
-    (:class:`Reference`), so a product's feature does not depend on the other products forecast with it."""
-    n, horizon = len(ids), ref_curves.shape[1]
-    codes = pd.factorize(np.concatenate([np.asarray(ref_ids), np.asarray(ids)]))[0]
-    ref_codes, codes = codes[:len(ref_ids)], codes[len(ref_ids):]
-    first = np.unique(ref_codes, return_index=True)[1]
-    ref_codes, ref_curves = ref_codes[first], ref_curves[first]
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-8)
-    ref_unit = ref_embeddings[first] / np.maximum(np.linalg.norm(ref_embeddings[first], axis=1, keepdims=True), 1e-8)
-    out = np.full((n, horizon), np.nan)
-    if len(first) <= 1:
-        return out
-    k = min(k, len(first) - 1)
-    for lo in range(0, n, 1024):
-        sim = unit[lo:lo + 1024] @ ref_unit.T
-        sim[ref_codes[None, :] == codes[lo:lo + 1024, None]] = -np.inf
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a step none of the neighbours reached: NaN
-            out[lo:lo + 1024] = np.nanmean(ref_curves[top], axis=1)
-    return out
-
-
-ATTRIBUTE_PRIOR = 5.0  # attribute_curves: weight, in products, of the overall launch curve in a value's mean
+    return neighbour_mean(embeddings, embeddings[refs], curves, k, query_ids=ids, reference_ids=ids[refs],
+                          ordered=False)
 
 
 def launch_curves(units: np.ndarray, start: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -386,6 +358,14 @@ def calendar_features(dates: pd.DatetimeIndex) -> np.ndarray:
     return np.stack([np.sin(a), np.cos(a), np.sin(b), np.cos(b)], axis=1).astype(np.float32)
 
 
+def padded_grid(panel: Panel, context_length: int, horizon: int) -> pd.DatetimeIndex:
+    """The dates of :class:`PanelFeatures`' grid: ``context_length`` periods before the panel, then up to
+    ``horizon`` periods after its end or its latest start, whichever is later."""
+    last = max(panel.n_periods, int(panel.start.astype(np.int64).max(initial=0)) + 1) + horizon
+    offset = pd.tseries.frequencies.to_offset(panel.freq)
+    return pd.date_range(panel.dates[0] - context_length * offset, periods=context_length + last, freq=offset)
+
+
 # --- features on a padded grid ------------------------------------------------
 class PanelFeatures:
     """A panel's features on a grid padded by ``L`` periods before and enough after.
@@ -394,22 +374,21 @@ class PanelFeatures:
     tensors of a batch of windows by fancy indexing only.
     """
 
-    def __init__(self, panel: Panel, scaler: Scaler, context_length: int, horizon: int,
-                 trend_window: int, text: dict[str, torch.Tensor] | None, level_weight: float,
-                 age_curve: bool = False, neighbours: np.ndarray | None = None,
-                 attributes: np.ndarray | None = None, recent_launches: int = 0, launch_weight: float = 1.0):
-        """``age_curve``: add the scaler's mean age curve as a future block; ``neighbours`` [n, horizon]:
-        each product's neighbours' launch curve in units (NaN: unknown), ``attributes`` [n, horizon, k]:
-        its attribute values' launch curves in units (:func:`attribute_curves`); future blocks when given.
-        ``recent_launches`` (periods, 0: off): the future block of :func:`recent_launch_curves`;
+    def __init__(self, panel: Panel, scaler: Scaler, context_length: int, horizon: int, trend_window: int,
+                 text: dict[str, torch.Tensor] | None, level_weight: float, launch_weight: float = 1.0,
+                 inputs: dict[str, np.ndarray] | None = None):
+        """``inputs``: the optional blocks' per-panel arrays by :attr:`Block.input <forecast.models.neural.blocks.
+        Block.input>` name (:func:`optional_inputs` computes them from the config; a block is on when its
+        input is here): ``age_curve`` [A] scaled, ``neighbours`` [n, horizon] and ``attributes``
+        [n, horizon, k] scaled with 0 where unknown, ``recent_launches`` [G, horizon, 2] on the padded grid.
         ``launch_weight``: the loss weight of a launch window (origin at the item's start) against 1."""
         self.L, self.H, self.T = context_length, horizon, panel.n_periods
         self.level_weight, self.launch_weight = level_weight, launch_weight
         self.scaler, self.trend_window, self.text = scaler, trend_window, text
         self.start = panel.start.astype(np.int64)
         n = panel.n_items
-        last = max(self.T, int(self.start.max(initial=0)) + 1) + horizon
-        self.G = self.L + last
+        dates = padded_grid(panel, context_length, horizon)
+        self.G = len(dates)
         self.units = self._pad(panel.units)
         self.window_scaling = scaler.scaling == "window"
         self.z = scaler.f(self.units) if self.window_scaling else scaler.units_to_z(self.units)
@@ -424,22 +403,19 @@ class PanelFeatures:
             mean, std = scaler.covariates.get(name, [0.0, 1.0])
             covs.append((self._pad(panel.covariates[name]) - mean) / std)
         self.covs = np.stack(covs, axis=-1) if covs else np.zeros((n, self.G, 0))
-        offset = pd.tseries.frequencies.to_offset(panel.freq)
-        dates = pd.date_range(panel.dates[0] - self.L * offset, periods=self.G, freq=offset)
         self.calendar = calendar_features(dates)
         self._trend: dict[int, np.ndarray] = {}
         self._trend_tables: dict[tuple, torch.Tensor] = {}
         self._tables: dict[torch.device, WindowTables] = {}
-        self.age_curve = np.asarray(scaler.age_curve, dtype=float) if age_curve else None
-        self.neighbours = None if neighbours is None else np.nan_to_num(scaler.units_to_z(neighbours), nan=0.0)
-        self.attributes = None if attributes is None else np.nan_to_num(scaler.units_to_z(attributes), nan=0.0)
-        self.recent = None
-        if recent_launches and not self.window_scaling:
-            launched = np.where(self.start > 0, self.start + self.L, -1)  # a start at period 0 may be older
-            mean, count = recent_launch_curves(self.z, launched, recent_launches, horizon)
-            overall = np.asarray(scaler.age_curve[:horizon], dtype=float)[None, :]  # where no recent launch did
-            self.recent = np.stack([np.where(count > 0, mean, overall), count > 0], axis=-1)
-        self.signals = standardised_signals(panel.signals, scaler.signals)
+        self.inputs = dict(inputs or {})
+        signals = standardised_signals(panel.signals, scaler.signals)
+        if signals is not None:
+            self.inputs["signals"] = signals
+
+    @property
+    def signals(self) -> Signals | None:
+        """The standardised signals the model reads (None: trained without any)."""
+        return self.inputs.get("signals")
 
     def _pad(self, a: np.ndarray) -> np.ndarray:
         out = np.full((a.shape[0], self.G), np.nan)
@@ -449,9 +425,10 @@ class PanelFeatures:
     @property
     def widths(self) -> dict[str, dict[str, int]]:
         """{"context"|"future"|"static": {block: width}}, read off one gathered window, in the order
-        the network concatenates them: a block added to ``gather`` is sized here without more code."""
+        the network concatenates them: a block added to :data:`~forecast.models.neural.blocks.BLOCKS` is sized
+        here without more code."""
         batch = self.gather(np.zeros(1, dtype=np.int64), self.start[:1].clip(0, self.T))
-        return {part: {name: int(block.shape[-1]) for name, block in batch[part].items()} for part in FEATURE_PARTS}
+        return {part: {name: int(block.shape[-1]) for name, block in batch[part].items()} for part in PARTS}
 
     def trend_z(self, end: int) -> np.ndarray:
         """Scaled trend of the series cut at period ``end`` (so no later period leaks in)."""
@@ -463,7 +440,8 @@ class PanelFeatures:
         return self._trend[end]
 
     def gather(self, items, origins, target_end: int | None = None) -> dict[str, torch.Tensor]:
-        """The batch of windows (item, origin); targets masked from period ``target_end`` on.
+        """The batch of windows (item, origin): every block of :data:`~forecast.models.neural.blocks.BLOCKS`
+        that is on, then the targets, masked from period ``target_end`` on.
 
         ``items``/``origins`` are arrays or int64 tensors; the batch is gathered on the tensors'
         device (numpy: the CPU) from :meth:`tables` by index, so a GPU assembles its own windows.
@@ -474,100 +452,30 @@ class PanelFeatures:
         torch call costs microseconds whatever its size.
         """
         items, origins = torch.as_tensor(items, dtype=torch.int64), torch.as_tensor(origins, dtype=torch.int64)
-        device = items.device
-        tab = self.tables(device)
-        origins = origins.to(device)
-        target_end = self.T if target_end is None else int(target_end)
-        B, L, H, G = len(items), self.L, self.H, self.G
-        # grid columns of periods t-L .. t-1 and t .. t+H-1 (a negative one wraps, as numpy's indexing did)
-        fut_periods = origins[:, None] + torch.arange(H, device=device)
-        base = (items * G)[:, None]
-        at_ctx = (base + torch.remainder(origins[:, None] + torch.arange(L, device=device), G)).view(-1)
-        at_fut = (base + torch.remainder(fut_periods + L, G)).view(-1)
-        cell_ctx = tab.cell.index_select(0, at_ctx).view(B, L, -1)
-        cell_fut = tab.cell.index_select(0, at_fut).view(B, H, -1)
-        col = tab.columns
+        w = Window(self, items, origins)
+        batch = {part: {block.name: block.build(w) for block in blocks_on(self, part)} for part in PARTS}
+        batch.update(self._targets(w, self.T if target_end is None else int(target_end)))
+        batch.update(self._text_batch(items, w.tab))
+        return batch
 
-        z_ctx = tab.z.index_select(0, at_ctx).view(B, L)  # float64: the window's statistics
-        observed = torch.isfinite(z_ctx)
-        n_obs = observed.sum(1)
-        zero = torch.zeros((), dtype=torch.float64, device=device)
-        if self.window_scaling:  # divide by the window's level: 1 + mean f(units) of its context
-            level = torch.where(n_obs > 0, 1.0 + torch.nansum(z_ctx, 1) / n_obs.clamp(min=1),
-                                self.scaler.launch_level)
-            z_ctx = z_ctx / level[:, None]
-            units_ctx = torch.nan_to_num(z_ctx).float()[..., None]
-        else:
-            level = torch.ones(B, dtype=torch.float64, device=device)
-            units_ctx = cell_ctx[..., col["units"]]
-        logp_ctx = tab.logp.index_select(0, at_ctx).view(B, L)
-        start = tab.start.index_select(0, items)
-        plan = logp_ctx[:, -1]  # the price at t - 1, else the listed price
-        plan = torch.where(torch.isfinite(plan), plan, tab.listed_logp.index_select(0, items))
-        plan_known = torch.isfinite(plan)
-        plan_z = torch.where(plan_known, self.scaler.logprice_to_z(torch.nan_to_num(plan)), zero)
-        price_rel = torch.where(torch.isfinite(logp_ctx) & plan_known[:, None],
-                                torch.nan_to_num(logp_ctx - plan[:, None]), zero)
-        context = {  # per context step [B, L, width]
-            "units": units_ctx, "observed": cell_ctx[..., col["observed"]],
-            "calendar": cell_ctx[..., col["calendar"]], "age": cell_ctx[..., col["age_seen"]],
-            "price": torch.cat([cell_ctx[..., col["price_z"]], price_rel.float()[..., None],
-                                cell_ctx[..., col["price_known"]]], dim=-1),
-            "covariates": cell_ctx[..., col["covariates"]],
-        }
-        signals_static = {}
-        if self.signals is not None:  # opt-in: its window code stays numpy (forecast.data.signals)
-            signal_ctx, signal_static = self._signal_blocks(items.cpu().numpy(), origins.cpu().numpy())
-            context["signals"] = torch.from_numpy(signal_ctx.astype(np.float32)).to(device)
-            signals_static["signals"] = torch.from_numpy(signal_static.astype(np.float32)).to(device)
-
-        price_plan = torch.stack([plan_z, plan_known.double()], dim=1).float()
-        covs_plan = cell_ctx[:, -1, col["covariates"]]  # held at their value at t - 1
-        future = {  # per horizon step [B, H, width]: what is known ahead
-            "calendar": cell_fut[..., col["calendar"]], "age": cell_fut[..., col["age"]],
-            "price_plan": price_plan[:, None, :].expand(B, H, 2),
-            "covariates": covs_plan[:, None, :].expand(B, H, covs_plan.shape[-1]),
-        }
-        for name in ("age_curve", "neighbours", "attributes"):  # optional, each per (item, age since start)
-            if name in col:
-                future[name] = cell_fut[..., col[name]]
-        if tab.recent is not None:  # as known at the origin, at each step's age since start
-            horizon_age = (fut_periods - start[:, None]).clamp(min=0, max=H - 1)
-            future["recent_launches"] = tab.recent[torch.remainder(origins[:, None] + L, G), horizon_age]
-
-        zc = torch.nan_to_num(z_ctx)
-        last4 = observed[:, -4:].sum(1)
-        static = {  # per window [B, width]
-            "age": tab.age.index_select(0, (origins - start).clamp(min=0, max=len(tab.age) - 1))[:, None],
-            "sales": torch.stack([  # what the context's sales say: the text-only model never reads it
-                n_obs.double() / L,
-                torch.log(level) if self.window_scaling else
-                torch.where(n_obs > 0, zc.sum(1) / n_obs.clamp(min=1), zero),
-                torch.where(last4 > 0, zc[:, -4:].sum(1) / last4.clamp(min=1), zero),
-            ], dim=1).float(),
-            "price_plan": price_plan,
-            **signals_static,
-        }
-
-        beyond = fut_periods >= target_end
-        nan = torch.full((), float("nan"), dtype=torch.float64, device=device)
-        y = tab.z.index_select(0, at_fut).view(B, H)
-        trend = self.trend_table(min(target_end, self.T), device).index_select(0, at_fut).view(B, H)
+    def _targets(self, w: Window, target_end: int) -> dict[str, torch.Tensor]:
+        """The window's targets (NaN from period ``target_end`` on), indices, level and loss weight."""
+        nan = torch.full((), float("nan"), dtype=torch.float64, device=w.device)
+        beyond = w.future_periods >= target_end
+        y = w.tab.z.index_select(0, w.at_future).view(w.B, w.H)
+        trend = self.trend_table(min(target_end, self.T), w.device).index_select(0, w.at_future).view(w.B, w.H)
+        level = w.level
         if self.window_scaling:
             y, trend = y / level[:, None], trend / level[:, None]
-        price_y = self.scaler.logprice_to_z(tab.logp.index_select(0, at_fut).view(B, H))
+        price_y = self.scaler.logprice_to_z(w.tab.logp.index_select(0, w.at_future).view(w.B, w.H))
         weight = (level / self.scaler.launch_level) ** self.level_weight if self.window_scaling else level
         if self.launch_weight != 1.0:
-            weight = torch.where(origins == start, weight * self.launch_weight, weight)
-
-        batch = {
-            "context": context, "future": future, "static": static,
+            weight = torch.where(w.origins == w.start, weight * self.launch_weight, weight)
+        return {
             "y": torch.where(beyond, nan, y).float(), "price_y": torch.where(beyond, nan, price_y).float(),
             "trend_y": torch.where(beyond, nan, trend).float(),
-            "item": items, "origin": origins, "level": level.float(), "weight": weight.float(),
+            "item": w.items, "origin": w.origins, "level": level.float(), "weight": weight.float(),
         }
-        batch.update(self._text_batch(items, tab))
-        return batch
 
     def tables(self, device: torch.device | str = "cpu") -> "WindowTables":
         """The feature arrays as tensors on ``device``, built once per device (see :class:`WindowTables`)."""
@@ -619,9 +527,9 @@ class WindowTables:
     it, and rounded to float32 once, in one table ``cell`` whose named column ranges are
     ``columns``: ``units`` (scaled, 0 where unknown), ``observed``, ``calendar``, ``age_seen``
     (the age where observed, else 0: the context's), ``age`` (the horizon's), ``price_z``,
-    ``price_known``, ``covariates`` and, when the options are on, ``age_curve``, ``neighbours`` and
-    ``attributes`` at the cell's age since start. What depends on the origin (the price plan, the
-    context's statistics, the targets' mask) is computed per batch from the float64 arrays.
+    ``price_known``, ``covariates`` and the ``per_age`` blocks of :data:`~forecast.models.neural.blocks.BLOCKS`
+    that are on (``age_curve``, ``neighbours``, ``attributes``). What depends on the origin (the price plan,
+    the context's statistics, the targets' mask) is computed per batch from the float64 arrays.
     Memory: 4 bytes x (10 + covariates + options) per (item, grid column).
     """
 
@@ -651,13 +559,9 @@ class WindowTables:
             "price_z": np.where(price_known, f.scaler.logprice_to_z(np.nan_to_num(f.logp)), 0.0),
             "price_known": price_known, "covariates": np.nan_to_num(f.covs),
         }
-        if f.age_curve is not None:
-            parts["age_curve"] = f.age_curve[np.clip(age, 0, len(f.age_curve) - 1)]
-        horizon_age = np.clip(age, 0, f.H - 1)
-        if f.neighbours is not None:
-            parts["neighbours"] = np.take_along_axis(f.neighbours, horizon_age, axis=1)
-        if f.attributes is not None:
-            parts["attributes"] = f.attributes[np.arange(n)[:, None], horizon_age]
+        for block in blocks_on(f, "future"):
+            if block.per_age:  # the optional launch-curve blocks (Block.per_age)
+                parts[block.name] = at_age(f.inputs[block.input], age)
         columns, blocks, at = {}, [], 0
         for name, values in parts.items():
             values = np.asarray(values, dtype=np.float32).reshape(n, G, -1)
@@ -665,7 +569,8 @@ class WindowTables:
             blocks.append(values)
             at += values.shape[-1]
         cell = np.concatenate(blocks, axis=-1).reshape(n * G, at)
-        recent = None if f.recent is None else torch.from_numpy(f.recent.astype(np.float32))
+        recent = f.inputs.get("recent_launches")
+        recent = None if recent is None else torch.from_numpy(recent.astype(np.float32))
         return cls(torch.from_numpy(cell), columns, torch.from_numpy(f.z).view(-1), torch.from_numpy(f.logp).view(-1),
                    torch.from_numpy(f.listed_logp), torch.from_numpy(f.start),
                    torch.from_numpy(age_table.astype(np.float32)), recent, f.text)
@@ -968,25 +873,39 @@ def build_features(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int
     nt = config.neural
     text = text_inputs(panel.descriptions, config) if use_text else None
     reference = reference or Reference.of(panel, scaler, config, horizon, use_text)
+    return PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight,
+                         nt.launch_weight, optional_inputs(panel, scaler, config, horizon, use_text, reference))
+
+
+def optional_inputs(panel: Panel, scaler: Scaler, config: RunConfig, horizon: int, use_text: bool,
+                    reference: Reference) -> dict[str, np.ndarray]:
+    """The per-panel arrays of the optional blocks the config turns on (``Block.input`` -> array; the
+    signals come with the panel), scaled as :class:`PanelFeatures` reads them."""
+    nt = config.neural
     ids = np.asarray(panel.item_ids).astype(str)
-    neighbours = None
+    inputs = {}
+    if nt.age_curve:
+        inputs["age_curve"] = np.asarray(scaler.age_curve, dtype=float)
     if nt.knn_feature and use_text:
         from forecast.models.encoders.text import embed_texts
 
         embeddings = embed_texts(panel.descriptions, nt.text_encoder, nt.max_tokens)
-        neighbours = retrieved_curves(embeddings, ids, reference.embeddings, reference.curves, reference.ids,
-                                      nt.knn_feature)
-    attributes = None
+        inputs["neighbours"] = scaled_curves(scaler, neighbour_mean(
+            embeddings, reference.embeddings, reference.curves, nt.knn_feature, query_ids=ids,
+            reference_ids=reference.ids, ordered=False))
     if nt.attribute_curves and use_text and scaler.attributes:
-        attributes = reference_attribute_curves(known_attributes(panel, scaler.attributes), ids,
-                                                reference.attributes, reference.curves, reference.ids)
-    features = PanelFeatures(panel, scaler, nt.context_length, horizon, nt.trend_window, text, nt.level_weight,
-                             nt.age_curve, neighbours, attributes, 0, nt.launch_weight)
+        inputs["attributes"] = scaled_curves(scaler, reference_attribute_curves(
+            known_attributes(panel, scaler.attributes), ids, reference.attributes, reference.curves, reference.ids))
     if nt.recent_launches and scaler.scaling != "window":
-        offset = pd.tseries.frequencies.to_offset(panel.freq)
-        grid = pd.date_range(panel.dates[0] - features.L * offset, periods=features.G, freq=offset)
-        features.recent = recent_from_reference(reference, scaler, grid, panel.freq, nt.recent_launches, horizon)
-    return features
+        grid = padded_grid(panel, nt.context_length, horizon)
+        inputs["recent_launches"] = recent_from_reference(reference, scaler, grid, panel.freq, nt.recent_launches,
+                                                          horizon)
+    return inputs
+
+
+def scaled_curves(scaler: Scaler, curves: np.ndarray) -> np.ndarray:
+    """Launch curves in units as a block reads them: on the scaled scale, 0 where unknown."""
+    return np.nan_to_num(scaler.units_to_z(curves), nan=0.0)
 
 
 def known_attributes(panel: Panel, columns: list[str]) -> pd.DataFrame:

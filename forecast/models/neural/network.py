@@ -38,10 +38,10 @@ from torch import nn
 
 from forecast.models.encoders.sequence import make_sequence_encoder
 from forecast.models.encoders.text import TextEncoder
+from forecast.models.neural.blocks import history_blocks
 from forecast.models.neural.variants import READS
 
 HEADS = ("demand", "price", "trend")
-HISTORY_STATIC = ("sales",)  # static blocks computed from the sales history
 TARGETS = {"demand": "y", "price": "price_y", "trend": "trend_y"}
 
 
@@ -62,14 +62,15 @@ class NetworkSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def width(self, part: str, names: list[str] | None = None) -> int:
-        """Total width of a part's blocks (of ``names`` only, when given)."""
-        return sum(w for name, w in self.blocks[part].items() if names is None or name in names)
+    def width(self, part: str) -> int:
+        """Total width of the part's blocks this variant reads."""
+        return sum(self.blocks[part][name] for name in self.read_blocks(part))
 
-    @property
-    def static_blocks(self) -> list[str]:
-        """The static blocks this variant reads: the text-only model never sees a sales figure."""
-        return [name for name in self.blocks["static"] if self.uses_history or name not in HISTORY_STATIC]
+    def read_blocks(self, part: str) -> list[str]:
+        """The blocks of a part this variant reads: a model that reads no history (text) skips every block
+        computed from the window's own sales (``Block.reads_history`` in forecast.models.neural.blocks)."""
+        skipped = frozenset() if self.uses_history else history_blocks(part)
+        return [name for name in self.blocks[part] if name not in skipped]
 
     @property
     def uses_text(self) -> bool:
@@ -103,7 +104,7 @@ class ForecastNetwork(nn.Module):
             self.init_proj = nn.Linear(h, h)
             if spec.fusion == "gated":
                 self.gate = nn.Linear(2 * h, h)
-        self.summary = nn.Sequential(nn.Linear(h + spec.width("static", spec.static_blocks), h), nn.GELU())
+        self.summary = nn.Sequential(nn.Linear(h + spec.width("static"), h), nn.GELU())
         self.step_embedding = nn.Embedding(spec.horizon, h // 4)
         self.decoder = nn.Sequential(
             nn.Linear(h + spec.width("future") + h // 4, h), nn.GELU(), nn.Dropout(spec.dropout),
@@ -135,10 +136,10 @@ class ForecastNetwork(nn.Module):
         self.text_mean.copy_(vectors.mean(0))
         self.text_std.copy_(vectors.std(0).clamp(min=1e-4))
 
-    def joined(self, batch: dict, part: str, names: list[str] | None = None) -> torch.Tensor:
-        """A part's blocks concatenated on the last axis, in the spec's order."""
+    def joined(self, batch: dict, part: str) -> torch.Tensor:
+        """The part's blocks this variant reads, concatenated on the last axis in the spec's order."""
         blocks = batch[part]
-        return torch.cat([blocks[name] for name in (names or self.spec.blocks[part])], dim=-1)
+        return torch.cat([blocks[name] for name in self.spec.read_blocks(part)], dim=-1)
 
     def encode(self, batch: dict[str, torch.Tensor], average_text: bool = False) -> torch.Tensor:
         """The window's summary vector [B, hidden]."""
@@ -154,7 +155,7 @@ class ForecastNetwork(nn.Module):
                 summary = g * seq + (1 - g) * text
             else:
                 summary = seq
-        return self.summary(torch.cat([summary, self.joined(batch, "static", self.spec.static_blocks)], dim=-1))
+        return self.summary(torch.cat([summary, self.joined(batch, "static")], dim=-1))
 
     def forward(self, batch: dict[str, torch.Tensor], average_text: bool = False) -> dict[str, torch.Tensor]:
         """``average_text``: forecast as if every product had the average description."""
