@@ -60,11 +60,11 @@ def main() -> None:
         "data.sales": str(DATA / "sales.csv"), "data.products": str(DATA / "products.csv"),
         "tracking.uri": f"sqlite:///{CACHE / 'mlflow.db'}", "tracking.experiment": "tuning-benchmark",
         "output.export": str(CACHE / "forecast.csv"), "output.checkpoint_dir": str(CACHE / "checkpoints"),
-        "train.progress": False,
-    })
+        "train.progress": False, "tune.trials": args.trials, "tune.study_name": "online-retail-fusion",
+        "tune.storage": f"sqlite:///{CACHE / 'optuna.db'}", "tune.best_config": str(CACHE / "best_config.yaml"),
+    })  # the packaged search space
     tic = time.perf_counter()
-    study, winner, fitted = tune(cfg, args.trials, "online-retail-fusion", f"sqlite:///{CACHE / 'optuna.db'}",
-                                 None, CACHE / "best_config.yaml")  # the packaged search space
+    study, winner, fitted = tune(cfg)
     sweep_seconds = time.perf_counter() - tic
     result = fitted.backtest
     # The untuned default on the same origins.
