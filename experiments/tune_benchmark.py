@@ -30,7 +30,7 @@ from forecast.evaluation.backtest import run_backtest  # noqa: E402
 from forecast.core.config import RunConfig  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 from forecast.evaluation.metrics import score  # noqa: E402
-from forecast.models.registry import build  # noqa: E402
+from forecast.models.registry import NEURAL, build  # noqa: E402
 from forecast.pipeline import load_panel  # noqa: E402
 from forecast.tuning import tune  # noqa: E402
 
@@ -73,7 +73,7 @@ def main() -> None:
     unseen, tuned_on = list(range(len(result.folds) - 1)), [len(result.folds) - 1]
     rows = []
     for name, source, model in [("fusion (tuned)", result, "fusion"), ("fusion (default)", default, "fusion")] + [
-            (m, result, m) for m in cfg.baselines.models if m != "knn"] + [("knn", result, "knn")]:
+            (m, result, m) for m in cfg.models if m not in (*NEURAL, "knn")] + [("knn", result, "knn")]:
         rows.append({"model": name,
                      "history_wape_unseen_origins": fold_wape(source, model, HISTORY, unseen),
                      "history_wape_tuned_origin": fold_wape(source, model, HISTORY, tuned_on),

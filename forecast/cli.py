@@ -25,9 +25,9 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 from forecast.api import package_version
-from forecast.core.config import FITTING, RANGES, READING, KeyOption, RunConfig, key_options, ranges_text
+from forecast.core.config import RANGES, READING, KeyOption, RunConfig, key_options, ranges_text
 from forecast.core.errors import ConfigError, ForecastError
-from forecast.models.registry import MODELS, NEURAL, check_models
+from forecast.models.registry import MODELS, check_models
 
 log = logging.getLogger("forecast")
 
@@ -61,7 +61,7 @@ VERBS = {  # verb: its one-line help, and whether --help lists the config ranges
     "trends": ("trend report by attribute and description word from a forecast CSV", False),
     "ui": ("start the MLflow UI on the tracking store (127.0.0.1)", False),
 }
-MODELS_OPTION = "models"  # --models: one list, split by the registry into baselines.models and neural.models
+HELP_VALUES = {"models": ", ".join(MODELS)}  # what a key's help names in braces: {models}, the model names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,10 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
         for key_option in key_options():
             if verb in key_option.option.verbs:
                 _add_config_option(groups[key_option.option.group], verb, key_option)
-            if key_option.key == "train.max_epochs" and verb in FITTING:  # --models beside the model options
-                groups["models"].add_argument("--models", dest=MODELS_OPTION, type=_text_parser(list[str]),
-                                              default=argparse.SUPPRESS, metavar="MODELS",
-                                              help=f"comma-separated models to fit and compare, from: {', '.join(MODELS)}")
         _verb_options(verb, sub, groups)
     return parser
 
@@ -128,7 +124,7 @@ def _add_config_option(group: Any, verb: str, key_option: KeyOption) -> None:
     shown = [f"default {_shown(default)}"] if _shown(default) is not None else []
     if key_option.key in RANGES:
         shown.append(str(RANGES[key_option.key]))
-    text = (option.help + (f" ({'; '.join(shown)})" if shown else "")).replace("%", "%%")
+    text = (option.help.format_map(HELP_VALUES) + (f" ({'; '.join(shown)})" if shown else "")).replace("%", "%%")
     kwargs: dict[str, Any] = {"dest": key_option.key, "default": argparse.SUPPRESS, "help": text}
     if hint is bool:  # a switch: gives the opposite of the default (--excel, --no-progress)
         kwargs |= {"action": "store_const", "const": not key_option.default}
@@ -143,7 +139,7 @@ def _shown(default: Any) -> str | None:
     """A default as --help shows it; None for one not worth showing (none, a switch)."""
     if default is None or isinstance(default, bool) or default == []:
         return None
-    return ",".join(map(str, default)) if isinstance(default, list) else str(default)
+    return ", ".join(map(str, default)) if isinstance(default, list) else str(default)
 
 
 def _text_parser(hint: Any) -> Callable[[str], Any]:
@@ -199,10 +195,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             overrides[key_option.key] = verb_default
     if not sys.stderr.isatty():
         overrides["train.progress"] = False
-    if MODELS_OPTION in given:
-        names = given[MODELS_OPTION]
-        overrides["baselines.models"] = [m for m in names if m not in NEURAL]
-        overrides["neural.models"] = [m for m in names if m in NEURAL]
     return check_models(cfg.updated(overrides).validate())
 
 

@@ -38,7 +38,7 @@ from forecast.data.contract import input_paths
 from forecast.data.panel import Panel
 from forecast.core.errors import ConfigError
 from forecast.core.files import check_writable, write_atomic
-from forecast.models.registry import check_models
+from forecast.models.registry import NEURAL, check_models
 from forecast.models.base import HISTORY
 
 log = logging.getLogger(__name__)
@@ -274,7 +274,7 @@ def tune(cfg: RunConfig):
 
     trials, study_name, storage = cfg.tune.trials, cfg.tune.study_name, cfg.tune.storage
     search_space, best_config = cfg.tune.search_space, cfg.tune.best_config
-    cfg = check_models(cfg.updated({"neural.models": ["fusion"]}).validate())
+    cfg = check_models(cfg.updated({"models": [m for m in cfg.models if m not in NEURAL] + ["fusion"]}).validate())
     space = load_search_space(search_space)
     inputs = [*input_paths(cfg.data), *([search_space] if search_space else [])]
     best_path = check_writable(best_config, inputs)

@@ -34,7 +34,7 @@ def test_every_config_option_is_listed_once_per_verb_with_its_default_and_range(
             help_text = " ".join(action.help.split())
             default = item.option.verb_defaults.get(verb, item.default)
             if not (default is None or isinstance(default, bool) or default == []):
-                shown = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+                shown = ", ".join(map(str, default)) if isinstance(default, list) else str(default)
                 assert help_text.count("(default ") == 1 and f"(default {shown}" in help_text, (verb, item.key)
             else:
                 assert "(default " not in help_text, (verb, item.key)
@@ -114,3 +114,11 @@ def test_option_text_is_read_by_the_keys_declared_type():
     assert parsed("fit", "--excel").output.excel is True and parsed("fit").output.excel is False
     assert parsed("fit", "--no-progress").train.progress is False
     assert parsed("fit", "--seed", "3").seed == 3
+
+
+def test_models_is_one_list_fitted_statistical_first_as_before():
+    from forecast.models.registry import fitted
+
+    cfg = parsed("fit", "--models", "fusion,ets,ensemble,knn")
+    assert cfg.models == ["fusion", "ets", "ensemble", "knn"]
+    assert fitted(cfg.models) == ["ets", "knn", "fusion"]  # the backtest's order: as with the two old lists

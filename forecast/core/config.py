@@ -103,10 +103,6 @@ class EvalConfig:
 class BaselineConfig:
     """Statistical baselines fitted per series, and the description-kNN baseline."""
 
-    models: list[str] = field(
-        default_factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "croston", "tsb", "imapa",
-                                 "knn", "launch_curve", "ensemble"]
-    )  # the references (croston, tsb, imapa, launch_curve) add ~10% to a baselines-only fit of the sample
     moving_average_window: int = 4
     knn_neighbours: int = 10
     ensemble_shrinkage: float = 0.0  # ensemble: weights = (1 - this) x fitted + this x equal (forecast.evaluation.combination);
@@ -122,7 +118,6 @@ class BaselineConfig:
 class NeuralConfig:
     """The fusion network and its ablations (see forecast.models)."""
 
-    models: list[str] = field(default_factory=lambda: ["fusion"])
     text_encoder: str | None = option(None, flag="--text-encoder", verbs=FITTING, group="models",
                                       help="local HuggingFace model directory (none: the packaged MiniLM)")
     text_mode: Literal["auto", "frozen", "last-k", "full"] = option(
@@ -359,6 +354,11 @@ def ranges_text() -> str:
 
 @dataclass
 class RunConfig:
+    models: list[str] = option(  # the references (croston, tsb, imapa, launch_curve) add ~10% to a baselines-only
+        flag="--models", verbs=FITTING, group="models",  # fit of the sample
+        factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "croston", "tsb", "imapa", "knn",
+                         "launch_curve", "ensemble", "fusion"],
+        help="comma-separated models to fit and compare, from: {models}")
     data: DataConfig = field(default_factory=DataConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
@@ -370,11 +370,6 @@ class RunConfig:
     trends: TrendsConfig = field(default_factory=TrendsConfig)
     seed: int = option(0, flag="--seed", verbs=FITTING, group="task", help="random seed")
 
-    @property
-    def models(self) -> list[str]:
-        """Every model this run fits, statistical first."""
-        return list(self.baselines.models) + list(self.neural.models)
-
     def validate(self) -> "RunConfig":
         """Refuse impossible combinations before any data is read or model fitted (each value's range:
         RANGES, checked when the config is built, and again here for one built in code; model names:
@@ -382,8 +377,7 @@ class RunConfig:
         for key, value in _leaves(self.to_dict()):
             check_range(key, value)
         if not self.models:
-            raise ConfigError("baselines.models and neural.models are both empty; name at least one model "
-                              "(e.g. --models ets,fusion)")
+            raise ConfigError("models is empty; name at least one model (e.g. --models ets,fusion)")
         levels = self.evaluation.levels
         if len(set(levels)) < len(levels):
             raise ConfigError(f"evaluation.interval: {self.evaluation.interval} repeats a level; give different "
@@ -413,7 +407,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return _build(cls, data or {}, "")
+        return _build(cls, _one_model_list(data or {}), "")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
@@ -439,9 +433,37 @@ class RunConfig:
                     raise ConfigError(f"unknown configuration key {key!r}")
                 node = node[part]
             if leaf not in node:
-                raise ConfigError(f"unknown configuration key {key!r}")
+                hint = "; models is one list of every model to fit" if key in TWO_MODEL_LISTS else ""
+                raise ConfigError(f"unknown configuration key {key!r}{hint}")
             node[leaf] = value
         return RunConfig.from_dict(data)
+
+
+TWO_MODEL_LISTS = ("baselines.models", "neural.models")  # before the one ``models`` list
+
+
+def _one_model_list(data: Any) -> Any:
+    """A config written before ``models`` was one list (a saved model's config.yaml, a best config, an
+    MLflow run's config) named the statistical models in baselines.models and the neural ones in
+    neural.models: read as ``models``, those two lists in that order (the order they were fitted in)."""
+    if not isinstance(data, dict):
+        return data
+    old = [key for key in TWO_MODEL_LISTS
+           if isinstance(data.get(key.split(".")[0]), dict) and "models" in data[key.split(".")[0]]]
+    if not old:
+        return data
+    if "models" in data:
+        raise ConfigError(f"models and {' and '.join(old)} are both given; keep only models, the one list of "
+                          "every model to fit")
+    data, models = dict(data), []
+    for key in old:
+        section = data[key.split(".")[0]] = dict(data[key.split(".")[0]])
+        names = section.pop("models")
+        if not isinstance(names, list):
+            raise ConfigError(f"{key}: {names!r} is not a list of model names (models, the one list of every "
+                              "model to fit, replaces it)")
+        models += names
+    return data | {"models": models}
 
 
 def _leaves(data: dict[str, Any], prefix: str = ""):
