@@ -100,7 +100,7 @@ def _verb_options(verb: str, parser: argparse.ArgumentParser, groups: dict[str, 
         groups["trends"].add_argument("--item", help="with --model-dir: print which words of this product's "
                                       "description raise or lower its forecast, instead of the report")
     if verb == "ui":
-        parser.add_argument("--port", type=int, default=5000, help="(default 5000)")
+        parser.add_argument("--port", type=int, default=5000, help="port of the UI on 127.0.0.1 (default 5000)")
         parser.add_argument("--open", action="store_true", help="also open that address in the default browser")
 
 

@@ -252,7 +252,7 @@ class TrendsConfig:
     forecast: str = option("forecast.csv", flag="--forecast", verbs=("trends",), group="trends",
                            help="the CSV written by fit")
     output: str = option("trends.csv", flag="--output", verbs=("trends",), group="trends",
-                         help="report CSV to write (its chart: the same name with .png)")
+                         help="report CSV to write; its chart: the same name with .png")
     min_products: int = option(3, flag="--min-products", verbs=("trends",), group="trends",
                                help="ignore words and attribute values shared by fewer products")
 
