@@ -47,7 +47,7 @@ SHRINKAGES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def config(dataset: str, neural: list[str], max_epochs: int) -> RunConfig:
-    overrides = {"baselines.models": BASELINES, "neural.models": neural, "train.progress": False,
+    overrides = {"models": BASELINES + neural, "train.progress": False,
                  "train.max_epochs": max_epochs}
     if dataset != "sample":
         overrides |= {"data.sales": str(DATA / dataset / "sales.csv"),

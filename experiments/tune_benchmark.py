@@ -30,7 +30,7 @@ from forecast.evaluation.backtest import run_backtest  # noqa: E402
 from forecast.core.config import RunConfig  # noqa: E402
 from forecast.models.base import HISTORY, NEW  # noqa: E402
 from forecast.evaluation.metrics import score  # noqa: E402
-from forecast.models.registry import build  # noqa: E402
+from forecast.models.registry import NEURAL, build  # noqa: E402
 from forecast.pipeline import load_panel  # noqa: E402
 from forecast.tuning import tune  # noqa: E402
 
@@ -60,11 +60,11 @@ def main() -> None:
         "data.sales": str(DATA / "sales.csv"), "data.products": str(DATA / "products.csv"),
         "tracking.uri": f"sqlite:///{CACHE / 'mlflow.db'}", "tracking.experiment": "tuning-benchmark",
         "output.export": str(CACHE / "forecast.csv"), "output.checkpoint_dir": str(CACHE / "checkpoints"),
-        "train.progress": False,
-    })
+        "train.progress": False, "tune.trials": args.trials, "tune.study_name": "online-retail-fusion",
+        "tune.storage": f"sqlite:///{CACHE / 'optuna.db'}", "tune.best_config": str(CACHE / "best_config.yaml"),
+    })  # the packaged search space
     tic = time.perf_counter()
-    study, winner, fitted = tune(cfg, args.trials, "online-retail-fusion", f"sqlite:///{CACHE / 'optuna.db'}",
-                                 None, CACHE / "best_config.yaml")  # the packaged search space
+    study, winner, fitted = tune(cfg)
     sweep_seconds = time.perf_counter() - tic
     result = fitted.backtest
     # The untuned default on the same origins.
@@ -73,7 +73,7 @@ def main() -> None:
     unseen, tuned_on = list(range(len(result.folds) - 1)), [len(result.folds) - 1]
     rows = []
     for name, source, model in [("fusion (tuned)", result, "fusion"), ("fusion (default)", default, "fusion")] + [
-            (m, result, m) for m in cfg.baselines.models if m != "knn"] + [("knn", result, "knn")]:
+            (m, result, m) for m in cfg.models if m not in (*NEURAL, "knn")] + [("knn", result, "knn")]:
         rows.append({"model": name,
                      "history_wape_unseen_origins": fold_wape(source, model, HISTORY, unseen),
                      "history_wape_tuned_origin": fold_wape(source, model, HISTORY, tuned_on),

@@ -50,17 +50,10 @@ def config_from_settings(config: RunConfig | str | Path | None = None, **setting
 
     A setting is named by its key in the config without its section when that name is unique
     (``max_epochs=2``, ``interval=0.9``) or with the section and a double underscore
-    (``train__max_epochs=2``); ``models`` is the list of every model to fit, split by the
-    registry into the statistical and neural lists.
+    (``train__max_epochs=2``); ``models`` is the list of every model to fit.
     """
     base = config if isinstance(config, RunConfig) else RunConfig.from_yaml(config) if config else RunConfig()
     overrides: dict[str, Any] = {}
-    if "models" in settings:
-        models = list(settings.pop("models"))
-        for name in models:
-            registry.entry(name)
-        overrides["baselines.models"] = [m for m in models if m not in registry.NEURAL]
-        overrides["neural.models"] = [m for m in models if m in registry.NEURAL]
     leaves = _leaf_keys()
     for name, value in settings.items():
         overrides[_dotted(name, leaves)] = value

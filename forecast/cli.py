@@ -1,5 +1,10 @@
 """`python -m forecast VERB`: argument parsing into one RunConfig, exit codes, user-facing errors.
 
+Every option that sets a config key is generated from that key's ``option`` metadata
+(forecast.core.config): flag, verbs, help, type, choices (the key's ``Literal``), default and
+range are declared once, on the key. Only the options that are no config key (which saved model,
+--config, --debug, --resume, ui's --port) are written here.
+
 Exit codes: 0 success, 2 bad input or option (a message, never a traceback),
 1 an unexpected internal error (a one-line summary; --debug shows the traceback),
 130 interrupted (Ctrl-C or SIGTERM; the MLflow run is marked KILLED).
@@ -14,13 +19,15 @@ import signal
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from forecast.api import package_version
-from forecast.core.config import RANGES, RunConfig, choices, ranges_text
+from forecast.core.config import RANGES, READING, KeyOption, RunConfig, key_options, ranges_text
 from forecast.core.errors import ConfigError, ForecastError
-from forecast.models.registry import MODELS, NEURAL, check_models
+from forecast.models.registry import MODELS, check_models
 
 log = logging.getLogger("forecast")
 
@@ -36,11 +43,6 @@ CONFIG_EPILOG = EPILOG + "\n\nValid values of the numeric config keys (--config 
     "\n".join(textwrap.fill(line, 100, subsequent_indent="      ") for line in ranges_text().splitlines())
 
 
-def _within(key: str) -> str:
-    """An option's valid values, as declared in RANGES (forecast.core.config)."""
-    return str(RANGES[key])
-
-
 class Parser(argparse.ArgumentParser):
     """argparse whose refusals are ConfigErrors: one ``error:`` line and exit 2, like a bad config value."""
 
@@ -48,196 +50,163 @@ class Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
-def _data_options(parser: argparse.ArgumentParser) -> None:
-    """The tables and how to read them, --config and --debug: what every verb but ui needs."""
-    data = parser.add_argument_group("data")
-    data.add_argument("--sales", help="sales table: item_id, date, units[, price, covariates] (CSV or Parquet)")
-    data.add_argument("--products", help="products table: item_id, description[, attributes, launch_date, end_date]")
-    data.add_argument("--freq", help="pandas frequency alias (e.g. W-MON); inferred when omitted")
-    data.add_argument("--date-format", help="format of non-ISO dates in every input file, e.g. %%d/%%m/%%y "
-                      "(ambiguous dates are refused, not guessed)")
-    data.add_argument("--covariates", help="comma-separated sales columns to use as covariates "
-                      "(promo, discount, holiday, event... are recognised without it)")
-    data.add_argument("--gaps", choices=choices("data.gaps"), help="missing periods: zero sales (default) or refuse")
-    data.add_argument("--negative-units", choices=choices("data.negative_units"),
-                      help="negative units (returns): refuse (default) or count as zero")
-    data.add_argument("--series-end", choices=choices("data.series_end"),
-                      help="where a series without end_date ends: the table's end (default) or its last sale")
-    data.add_argument("--signals", help="exogenous signals: date + one numeric column per signal name (CSV or Parquet)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", help="YAML config (e.g. the best config a sweep wrote); options override it")
-    run.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-
-
-def _training_options(parser: argparse.ArgumentParser) -> None:
-    """The backtest, the seed and the MLflow run: for the verbs that fit (fit, tune)."""
-    task = parser.add_argument_group("task")
-    task.add_argument("--horizon", type=int, help=f"periods to forecast (default 12; {_within('evaluation.horizon')})")
-    task.add_argument("--folds", type=int, help=f"rolling-origin backtest folds (default 3; {_within('evaluation.folds')})")
-    task.add_argument("--step", type=int, help=f"periods between backtest origins (default 4; {_within('evaluation.step')})")
-    task.add_argument("--seed", type=int, help=f"random seed (default 0; {_within('seed')})")
-    task.add_argument("--interval", type=_levels, help="coverage of the forecast range, or several comma-separated: "
-                      "0.8 (the default) exports units_p10 and units_p90; 0.8,0.9 also units_p5 and units_p95 "
-                      f"({_within('evaluation.interval')})")
-    run = parser.add_argument_group("tracking")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite under ./mlruns)")
-    run.add_argument("--experiment", help="MLflow experiment name (default 'forecast')")
-    run.add_argument("--run-name", help="MLflow run name")
-    run.add_argument("--no-progress", action="store_true",
-                     help="one log line per step instead of progress bars (the default when stderr is not a terminal)")
-
-
-def _model_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("models")
-    group.add_argument("--models", help=f"comma-separated models to fit and compare, from: {', '.join(MODELS)}")
-    group.add_argument("--text-mode", choices=choices("neural.text_mode"), help="text encoder fine-tuning")
-    group.add_argument("--text-encoder", help="local HuggingFace model directory (default: packaged MiniLM)")
-    group.add_argument("--max-epochs", type=int, help="neural training epochs (default 8; all of them "
-                       "are trained unless train.val_periods in --config holds periods out for early stopping; "
-                       f"{_within('train.max_epochs')})")
-    devices = parser.add_argument_group("scaling out (devices: Lightning's Trainer; see docs/scaling.md)")
-    devices.add_argument("--accelerator", choices=choices("train.accelerator"), help="default auto (a GPU if there is one)")
-    devices.add_argument("--devices", type=_devices, help="how many devices (e.g. 2; -1 or auto: all) or which (0,1)")
-    devices.add_argument("--strategy", choices=choices("train.strategy"), help="ddp: one process per device")
-    devices.add_argument("--precision", choices=choices("train.precision"), help="default 32-true")
-    devices.add_argument("--engine", choices=choices("baselines.engine"),
-                         help="where per-series baselines run: local processes (default) or a Dask cluster")
-    devices.add_argument("--scheduler", help="the Dask scheduler's address for --engine dask, e.g. tcp://HOST:8786")
-
-
-def _excel_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--excel", action="store_true", default=None,
-                        help="write the export as UTF-8 with a byte order mark, so Excel shows £ and accents right")
-
-
-def _devices(text: str) -> int | list[int] | str:
-    """--devices: a count (2, -1), the word auto, or a comma-separated list of device indices (0,1)."""
-    try:
-        if text == "auto":
-            return text
-        return [int(d) for d in text.split(",")] if "," in text else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count, auto or a list like 0,1") from None
-
-
-def _levels(text: str) -> float | list[float]:
-    """--interval: one level (0.8) or a comma-separated list of them (0.8,0.9)."""
-    try:
-        return [float(v) for v in text.split(",")] if "," in text else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a level such as 0.8, or a list like 0.8,0.9") from None
+# --help groups, in the order shown; each config key's Option names its group (forecast.core.config)
+GROUPS = {"data": "data", "run": "run", "task": "task", "models": "models",
+          "scaling": "scaling out (devices: Lightning's Trainer; see docs/scaling.md)", "output": "output",
+          "tracking": "tracking", "tune": "tune", "trends": "trends"}
+VERBS = {  # verb: its one-line help, and whether --help lists the config ranges
+    "fit": ("backtest all models, refit the best, export the forecast, log to MLflow", True),
+    "predict": ("forecast with a saved neural model, without retraining", True),
+    "tune": ("Optuna sweep of the fusion model's hyperparameters, then refit the best", True),
+    "trends": ("trend report by attribute and description word from a forecast CSV", False),
+    "ui": ("start the MLflow UI on the tracking store (127.0.0.1)", False),
+}
+HELP_VALUES = {"models": ", ".join(MODELS)}  # what a key's help names in braces: {models}, the model names
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m forecast", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"forecast {package_version()}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-
-    fit = verbs.add_parser("fit", help="backtest all models, refit the best, export the forecast, log to MLflow",
-                           epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _data_options(fit)
-    _training_options(fit)
-    _model_options(fit)
-    fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
-    fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
-    _excel_option(fit)
-    fit.add_argument("--checkpoint-dir", help="where neural models are saved (default checkpoints/)")
-    fit.add_argument("--register", help="register the refit neural model in the MLflow model registry under this name")
-    fit.add_argument("--resume", action="store_true",
-                     help="continue a killed fit of the same config and data from its last checkpoints")
-
-    predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining",
-                               epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _data_options(predict)
-    saved = predict.add_mutually_exclusive_group(required=True)
-    saved.add_argument("--model-dir", help="folder written by fit (printed at its end)")
-    saved.add_argument("--model", dest="model_uri", help="MLflow model logged by fit: runs:/<run id>/model or "
-                       "models:/<registered name>/<version> (from $MLFLOW_TRACKING_URI or ./mlruns)")
-    predict.add_argument("--horizon", type=int, help="periods to forecast, at most the model's (default: the model's; "
-                         f"{_within('evaluation.horizon')})")
-    predict.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
-    _excel_option(predict)
-
-    tune = verbs.add_parser("tune", help="Optuna sweep of the fusion model's hyperparameters, then refit the best",
-                            epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _data_options(tune)
-    _training_options(tune)
-    _model_options(tune)
-    tune.add_argument("--trials", type=int, default=20, help="finished (complete or pruned) trials the study should hold: rerunning resumes "
-                           "a killed sweep, a larger number extends it (default 20)")
-    tune.add_argument("--search-space", help="YAML search space (default: the packaged one)")
-    tune.add_argument("--study-name", default="forecast-fusion", help="Optuna study; rerun the same to resume")
-    tune.add_argument("--storage", help="Optuna RDB storage (default sqlite:///mlruns/optuna.db)")
-    tune.add_argument("--best-config", default="best_config.yaml", help="YAML written with the best configuration")
-    tune.add_argument("--export", help=f"forecast CSV of the refit best model (default {TUNE_EXPORT}: "
-                      "a fit's forecast.csv is never overwritten unasked)")
-    _excel_option(tune)
-
-    trends = verbs.add_parser("trends", help="trend report by attribute and description word from a forecast CSV")
-    _data_options(trends)
-    trends.add_argument("--forecast", default="forecast.csv", help="the CSV written by fit (default forecast.csv)")
-    trends.add_argument("--output", default="trends.csv", help="report CSV to write (default trends.csv)")
-    trends.add_argument("--min-products", type=int, default=3, help="ignore words/values with fewer products")
-    trends.add_argument("--model-dir", help="a saved fusion or text model (printed by fit): adds each word's "
-                        "model_effect, how much its forecast moves when the word is removed")
-    trends.add_argument("--item", help="with --model-dir: print which words of this product's description "
-                        "raise or lower its forecast, instead of the report")
-    trends.add_argument("--tracking-uri", help="MLflow store to log the report and its chart to (default: none, "
-                    "or $MLFLOW_TRACKING_URI)")
-
-    ui = verbs.add_parser("ui", help="start the MLflow UI on the tracking store (127.0.0.1)")
-    ui.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite under ./mlruns)")
-    ui.add_argument("--port", type=int, default=5000)
-    ui.add_argument("--experiment", default="forecast", help="experiment whose runs table it prints (default forecast)")
-    ui.add_argument("--open", action="store_true", help="also open that address in the default browser")
+    for verb, (summary, ranges) in VERBS.items():
+        sub = verbs.add_parser(verb, help=summary, epilog=CONFIG_EPILOG if ranges else None,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        groups = {name: sub.add_argument_group(title) for name, title in GROUPS.items()}
+        for key_option in key_options():
+            if verb in key_option.option.verbs:
+                _add_config_option(groups[key_option.option.group], verb, key_option)
+        _verb_options(verb, sub, groups)
     return parser
 
 
+def _verb_options(verb: str, parser: argparse.ArgumentParser, groups: dict[str, Any]) -> None:
+    """The options that are not config keys: which file or model a verb works on, and how it runs."""
+    if verb in READING:
+        groups["run"].add_argument("--config", help="YAML config (e.g. the best config a sweep wrote); options override it")
+        groups["run"].add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    if verb == "fit":
+        groups["run"].add_argument("--resume", action="store_true",
+                                   help="continue a killed fit of the same config and data from its last checkpoints")
+    if verb == "predict":
+        saved = parser.add_mutually_exclusive_group(required=True)
+        saved.add_argument("--model-dir", help="folder written by fit (printed at its end)")
+        saved.add_argument("--model-uri", help="MLflow model logged by fit: runs:/<run id>/model or "
+                           "models:/<registered name>/<version> (from $MLFLOW_TRACKING_URI or ./mlruns)")
+        parser.add_argument("--model", action=Renamed, new="--model-uri", help=argparse.SUPPRESS)
+    if verb == "trends":
+        groups["trends"].add_argument("--model-dir", help="a saved fusion or text model (printed by fit): adds "
+                                      "each word's model_effect, how much its forecast moves when the word is removed")
+        groups["trends"].add_argument("--item", help="with --model-dir: print which words of this product's "
+                                      "description raise or lower its forecast, instead of the report")
+    if verb == "ui":
+        parser.add_argument("--port", type=int, default=5000, help="port of the UI on 127.0.0.1 (default 5000)")
+        parser.add_argument("--open", action="store_true", help="also open that address in the default browser")
+
+
+class Renamed(argparse.Action):
+    """An option spelling this verb no longer takes, because the name means something else elsewhere:
+    refused with the name to use instead (predict's --model became --model-uri; --model names a model on fit)."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{parser.prog.split()[-1]} takes {self.new}, not {option_string} ({option_string} names the "
+                     f"model to export on fit): e.g. {self.new} {values or 'runs:/<run id>/model'}")
+
+
+def _add_config_option(group: Any, verb: str, key_option: KeyOption) -> None:
+    """The option of one config key: flag, type, choices and help from the key; its default shown once."""
+    option, hint = key_option.option, key_option.hint
+    default = option.verb_defaults.get(verb, key_option.default)
+    shown = [f"default {_shown(default)}"] if _shown(default) is not None else []
+    if key_option.key in RANGES:
+        shown.append(str(RANGES[key_option.key]))
+    text = (option.help.format_map(HELP_VALUES) + (f" ({'; '.join(shown)})" if shown else "")).replace("%", "%%")
+    kwargs: dict[str, Any] = {"dest": key_option.key, "default": argparse.SUPPRESS, "help": text}
+    if hint is bool:  # a switch: gives the opposite of the default (--excel, --no-progress)
+        kwargs |= {"action": "store_const", "const": not key_option.default}
+    elif get_origin(hint) is Literal:
+        kwargs["choices"] = get_args(hint)
+    else:
+        kwargs |= {"type": _text_parser(hint), "metavar": option.flag.lstrip("-").upper().replace("-", "_")}
+    group.add_argument(option.flag, **kwargs)
+
+
+def _shown(default: Any) -> str | None:
+    """A default as --help shows it; None for one not worth showing (none, a switch)."""
+    if default is None or isinstance(default, bool) or default == []:
+        return None
+    return ", ".join(map(str, default)) if isinstance(default, list) else str(default)
+
+
+def _text_parser(hint: Any) -> Callable[[str], Any]:
+    """argparse's ``type`` for a key declared ``hint``: the text as the first of its types that takes it,
+    a single value before a comma-separated list (--devices 2, auto or 0,1; --interval 0.8 or 0.8,0.9)."""
+    arms = sorted(get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,),
+                  key=lambda arm: get_origin(arm) is list)
+
+    def parse(text: str) -> Any:
+        for arm in arms:
+            ok, value = _from_text(text, arm)
+            if ok:
+                return value
+        words = [_in_words(arm) for arm in arms if arm is not type(None)]
+        raise argparse.ArgumentTypeError(f"{text!r} is not {', '.join(words[:-1]) + ' or ' if words[1:] else ''}{words[-1]}")
+    return parse
+
+
+def _from_text(text: str, arm: Any) -> tuple[bool, Any]:
+    """(whether ``text`` is a value of the type ``arm``, that value)."""
+    if get_origin(arm) is list:
+        items = [_from_text(item.strip(), get_args(arm)[0]) for item in text.split(",") if item.strip()]
+        return all(ok for ok, _ in items), [value for _, value in items]
+    if get_origin(arm) is Literal:
+        return text in get_args(arm), text
+    if arm in (int, float):
+        try:
+            return True, arm(text)
+        except ValueError:
+            return False, None
+    return arm is str, text
+
+
+def _in_words(arm: Any) -> str:
+    if get_origin(arm) is list:
+        return {int: "integers", float: "numbers"}.get(get_args(arm)[0], "texts") + " separated by commas"
+    if get_origin(arm) is Literal:
+        return " or ".join(map(str, get_args(arm)))
+    return {int: "an integer", float: "a number"}.get(arm, "a text")
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Defaults, then --config, then explicit options: later wins."""
+    """Defaults, then --config, then the verb's own defaults where the config keeps the general one
+    (tune's export), then explicit options: later wins."""
     cfg = RunConfig.from_yaml(args.config) if getattr(args, "config", None) else RunConfig()
+    given = vars(args)
     overrides: dict[str, Any] = {}
-    mapping = {
-        "sales": "data.sales", "products": "data.products", "freq": "data.freq", "gaps": "data.gaps",
-        "negative_units": "data.negative_units", "series_end": "data.series_end", "signals": "data.signals",
-        "date_format": "data.date_format",
-        "horizon": "evaluation.horizon", "folds": "evaluation.folds",
-        "step": "evaluation.step", "seed": "seed", "tracking_uri": "tracking.uri",
-        "interval": "evaluation.interval", "register": "tracking.register",
-        "experiment": "tracking.experiment", "run_name": "tracking.run_name", "model": "output.model",
-        "export": "output.export", "excel": "output.excel", "checkpoint_dir": "output.checkpoint_dir",
-        "text_mode": "neural.text_mode",
-        "text_encoder": "neural.text_encoder", "max_epochs": "train.max_epochs",
-        "accelerator": "train.accelerator", "devices": "train.devices", "strategy": "train.strategy",
-        "precision": "train.precision", "engine": "baselines.engine", "scheduler": "baselines.scheduler",
-    }
-    for attr, key in mapping.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            overrides[key] = value
-    if getattr(args, "covariates", None):
-        overrides["data.covariates"] = [c.strip() for c in args.covariates.split(",") if c.strip()]
-    if getattr(args, "no_progress", False) or not sys.stderr.isatty():
+    for key_option in key_options():
+        verb_default = key_option.option.verb_defaults.get(args.verb)
+        if key_option.key in given:
+            overrides[key_option.key] = given[key_option.key]
+        elif verb_default is not None and _value(cfg, key_option.key) == key_option.default:
+            overrides[key_option.key] = verb_default
+    if not sys.stderr.isatty():
         overrides["train.progress"] = False
-    if getattr(args, "models", None):
-        names = [m.strip() for m in args.models.split(",") if m.strip()]
-        overrides["baselines.models"] = [m for m in names if m not in NEURAL]
-        overrides["neural.models"] = [m for m in names if m in NEURAL]
     return check_models(cfg.updated(overrides).validate())
 
 
-TRAINING_VERBS = ("fit", "tune", "predict")
-TUNE_EXPORT = "forecast_tuned.csv"  # tune's own export, beside (not over) the fit's forecast.csv
+def _value(cfg: RunConfig, key: str) -> Any:
+    """The value of a dotted key, e.g. _value(cfg, "output.export")."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
 
-def tune_export(cfg: RunConfig, given: str | None) -> RunConfig:
-    """``tune`` writes TUNE_EXPORT unless --export or the config names another file."""
-    from forecast.core.config import OutputConfig
-
-    if given is None and cfg.output.export == OutputConfig.export:
-        return cfg.updated({"output.export": TUNE_EXPORT})
-    return cfg  # the verbs that import Lightning
+TRAINING_VERBS = ("fit", "tune", "predict")  # the verbs that import Lightning
 
 
 def _setup_logging(debug: bool, verb: str) -> None:
@@ -273,11 +242,11 @@ def _sigterm_as_interrupt() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
     if args.verb == "ui":
         from forecast.tracking.runs import launch_ui
 
-        return launch_ui(args.tracking_uri, args.port, args.experiment, args.open)
-    cfg = config_from_args(args)
+        return launch_ui(cfg.tracking.uri, args.port, cfg.tracking.experiment, args.open)
     from forecast.outputs.paths import check_verb_paths
 
     check_verb_paths(args.verb, args, cfg)  # every output against every input and other output, before work
@@ -291,8 +260,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.verb == "predict":
         from forecast.pipeline import predict
 
+        horizon = vars(args).get("evaluation.horizon")  # none given: the saved model's
         if args.model_dir:
-            predict(cfg, args.model_dir, args.horizon)
+            predict(cfg, args.model_dir, horizon)
         else:
             from tempfile import TemporaryDirectory
 
@@ -300,16 +270,15 @@ def run(args: argparse.Namespace) -> int:
             from forecast.tracking.runs import download_model
 
             with TemporaryDirectory() as tmp:
-                predict(cfg, download_model(args.model_uri, Path(tmp), serving.__name__), args.horizon)
+                predict(cfg, download_model(args.model_uri, Path(tmp), serving.__name__), horizon)
     elif args.verb == "tune":
         from forecast.tuning import tune
 
-        tune(tune_export(cfg, args.export), trials=args.trials, study_name=args.study_name, storage=args.storage,
-             search_space=args.search_space, best_config=args.best_config)
+        tune(cfg)
     elif args.verb == "trends":
         from forecast.pipeline import trends
 
-        trends(cfg, Path(args.forecast), Path(args.output), args.min_products, args.model_dir, args.item)
+        trends(cfg, args.model_dir, args.item)
     return 0
 
 

@@ -363,7 +363,7 @@ def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel
         uri = tracking.log_pyfunc_model(model_dir, serving.__name__, example, serving.REQUIRED_INPUTS,
                                         serving.typed_output(output), serving.requirements(), cfg.tracking.register,
                                         name=variant_name(prediction.model)[0], code_paths=serving.code_paths())
-    log.info("logged %s as an MLflow model; reuse it with: python -m forecast predict --model %s%s",
+    log.info("logged %s as an MLflow model; reuse it with: python -m forecast predict --model-uri %s%s",
              prediction.model, uri, f" (registered as {cfg.tracking.register})" if cfg.tracking.register else "")
 
 
@@ -446,17 +446,16 @@ def format_summary(summary: pd.DataFrame) -> str:
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
-def trends(cfg: RunConfig, forecast_csv: Path, output: Path, min_products: int,
-           model_dir: str | Path | None = None, item: str | None = None) -> pd.DataFrame:
-    """The trend report of an exported forecast by attribute and description word, its chart
+def trends(cfg: RunConfig, model_dir: str | Path | None = None, item: str | None = None) -> pd.DataFrame:
+    """The trend report of an exported forecast (``cfg.trends``: which, where the report goes, how many
+    products a word or value needs) by attribute and description word, its chart
     beside it (``<output>.png``), with a saved text-reading model the words' ``model_effect``;
     both logged to an MLflow run when a tracking store is given (see forecast.outputs.trends).
     ``item``: instead, which words of that product's description move the model's forecast."""
     from forecast.outputs import trends as tr
     from forecast.outputs.plots import plot_trends
 
-    if min_products < 1:
-        raise ConfigError(f"--min-products must be at least 1, got {min_products}")
+    forecast_csv, output, min_products = Path(cfg.trends.forecast), Path(cfg.trends.output), cfg.trends.min_products
     model = _text_model(model_dir) if model_dir else None
     if item is not None:
         if model is None:

@@ -6,7 +6,7 @@
   history, the model trained on everything before it. Inside that training the
   last ``horizon`` periods are held out for validation, whose per-epoch
   ``val/loss`` feeds Optuna's ``PyTorchLightningPruningCallback`` and a median pruner.
-- The study lives in an RDB storage (default ``sqlite:///mlruns/optuna.db``), so
+- The study lives in an RDB storage (``tune.storage``, default ``sqlite:///mlruns/optuna.db``), so
   rerunning the same command resumes it; ``--trials N`` is the number of finished
   (complete or pruned) trials the study should hold, so a killed sweep picks up
   where it stopped, and several processes (or machines, with
@@ -38,12 +38,11 @@ from forecast.data.contract import input_paths
 from forecast.data.panel import Panel
 from forecast.core.errors import ConfigError
 from forecast.core.files import check_writable, write_atomic
-from forecast.models.registry import check_models
+from forecast.models.registry import NEURAL, check_models
 from forecast.models.base import HISTORY
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 FINISHED = ("COMPLETE", "PRUNED")
 DEFAULTS_ATTR = "defaults"  # user attribute of the trial that runs the current defaults
 
@@ -208,13 +207,12 @@ def _optimize(study, objective, todo: int, callbacks: list) -> None:
             log.warning("another worker finished the same queued trial first; going on with the next ones")
 
 
-def open_study(study_name: str, storage: str | None):
+def open_study(study_name: str, storage: str):
     """Create or load the study; a heartbeat lets a later run fail trials whose process died."""
     import optuna
 
     from forecast.tracking.runs import sqlite_lock
 
-    storage = storage or DEFAULT_STORAGE
     sqlite = storage.startswith("sqlite")
     _check_sqlite_folder(storage)
     try:
@@ -263,9 +261,9 @@ def finished_trials(study) -> int:
     return sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
 
 
-def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, search_space: str | None,
-         best_config: str | Path):
-    """Run the sweep up to `trials` finished trials, write the best config, refit and export it.
+def tune(cfg: RunConfig):
+    """Run the sweep up to ``cfg.tune.trials`` finished trials (the study, its storage, the search space
+    and where the best config goes: ``cfg.tune``), write the best config, refit and export it.
 
     Returns (the study, the winning RunConfig, the winner's FitResult).
     """
@@ -274,9 +272,9 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     from forecast import pipeline
     from forecast.tracking import runs as tracking
 
-    if trials <= 0:
-        raise ConfigError(f"--trials must be positive, got {trials}")
-    cfg = check_models(cfg.updated({"neural.models": ["fusion"]}).validate())
+    trials, study_name, storage = cfg.tune.trials, cfg.tune.study_name, cfg.tune.storage
+    search_space, best_config = cfg.tune.search_space, cfg.tune.best_config
+    cfg = check_models(cfg.updated({"models": [m for m in cfg.models if m not in NEURAL] + ["fusion"]}).validate())
     space = load_search_space(search_space)
     inputs = [*input_paths(cfg.data), *([search_space] if search_space else [])]
     best_path = check_writable(best_config, inputs)
@@ -290,7 +288,7 @@ def tune(cfg: RunConfig, trials: int, study_name: str, storage: str | None, sear
     tracking.mark_abandoned_runs(cfg.tracking)
 
     with tracking.tracked_run(cfg, "tune", pipeline.data_paths(cfg)[0], panel.n_items) as parent_id:
-        tracking.set_tags({"optuna.study": study_name, "optuna.storage": storage or DEFAULT_STORAGE})
+        tracking.set_tags({"optuna.study": study_name, "optuna.storage": storage})
         todo = trials - finished_trials(study)
         if todo > 0:
             log.info("study %r: %d finished trial(s); running up to %d more", study_name, trials - todo, todo)

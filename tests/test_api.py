@@ -108,7 +108,7 @@ def test_settings_are_config_keys_by_name(tmp_path):
     fc = forecast.Forecaster(horizon=4, models=["ets", "fusion"], max_epochs=2, train__batch_size=64, interval=0.9)
     cfg = fc.config
     assert (cfg.evaluation.horizon, cfg.train.max_epochs, cfg.train.batch_size) == (4, 2, 64)
-    assert cfg.baselines.models == ["ets"] and cfg.neural.models == ["fusion"]
+    assert cfg.models == ["ets", "fusion"]
     assert cfg.evaluation.interval == 0.9
     with pytest.raises(ConfigError, match="unknown setting 'max_epoch'"):
         forecast.Forecaster(max_epoch=2)

@@ -87,8 +87,8 @@ def test_a_search_space_reaching_out_of_range_is_refused(tmp_path):
 def test_no_model_at_all_is_refused():
     from forecast.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="both empty"):
-        RunConfig().updated({"baselines.models": [], "neural.models": []}).validate()
+    with pytest.raises(ConfigError, match="models is empty"):
+        RunConfig().updated({"models": []}).validate()
 
 
 def numeric_keys() -> list[str]:

@@ -27,7 +27,7 @@ M = 52  # weekly season
 
 def configured(name: str, window: int = 4) -> SeriesModel:
     """The per-series model (with its fallback chain) that the registry builds for `name`."""
-    cfg = RunConfig().updated({"baselines.moving_average_window": window, "baselines.models": [name]})
+    cfg = RunConfig().updated({"baselines.moving_average_window": window, "models": [name]})
     return registry.build(name, cfg).model
 
 

@@ -115,7 +115,7 @@ def test_predict_through_the_cli_from_a_logged_model(fitted, monkeypatch):
     folder, sales, products = fitted
     monkeypatch.chdir(folder)
     run_id = mlflow_runs(folder)[2]["fusion"].info.run_id
-    assert main(["predict", "--model", f"runs:/{run_id}/fusion", "--sales", sales, "--products", products,
+    assert main(["predict", "--model-uri", f"runs:/{run_id}/fusion", "--sales", sales, "--products", products,
                  "--export", "from_mlflow.csv"]) == 0
     predicted = pd.read_csv(folder / "from_mlflow.csv", dtype={"item_id": str})
     exported = pd.read_csv(folder / "forecast.csv", dtype={"item_id": str})
@@ -126,8 +126,8 @@ def test_predict_through_the_cli_from_a_logged_model(fitted, monkeypatch):
 def test_predict_refuses_an_unknown_logged_model(fitted, monkeypatch, capsys):
     folder, sales, products = fitted
     monkeypatch.chdir(folder)
-    assert main(["predict", "--model", "runs:/0123456789abcdef/model", "--sales", sales, "--products", products]) == 2
-    assert capsys.readouterr().err.startswith("error: --model runs:/0123456789abcdef/model: cannot load it")
+    assert main(["predict", "--model-uri", "runs:/0123456789abcdef/model", "--sales", sales, "--products", products]) == 2
+    assert capsys.readouterr().err.startswith("error: --model-uri runs:/0123456789abcdef/model: cannot load it")
 
 
 def test_export_ranges_hold_the_forecast_and_units_are_rounded(fitted):

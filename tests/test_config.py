@@ -22,7 +22,7 @@ BAD_VALUES = [
     ("evaluation.horizon", "abc", ["evaluation.horizon", "'abc'", "integer"]),
     ("evaluation.horizon", 2.5, ["evaluation.horizon", "2.5", "integer"]),
     ("evaluation.horizon", True, ["evaluation.horizon", "True", "integer"]),
-    ("baselines.models", "moving_average", ["baselines.models", "'moving_average'", "list"]),
+    ("models", "moving_average", ["models", "'moving_average'", "list"]),
 ]
 
 # the same mistakes through the options that set those keys
@@ -43,8 +43,8 @@ def refused(capsys, argv: list[str], *needles: str) -> None:
 
 
 def nested(key: str, value) -> dict:
-    section, leaf = key.split(".")
-    return {section: {leaf: value}}
+    section, _, leaf = key.rpartition(".")
+    return {section: {leaf: value}} if section else {leaf: value}
 
 
 @pytest.mark.parametrize(("key", "value", "needles"), BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
@@ -68,7 +68,7 @@ def test_overrides_are_checked_like_the_file(key, value, needles):
 
 def test_well_typed_values_pass_and_an_integer_number_is_a_float():
     cfg = RunConfig().updated({"neural.dropout": 0, "evaluation.season_length": None, "neural.fusion": "init",
-                               "train.limit_train_batches": 0.5, "baselines.models": ["ets"]})
+                               "train.limit_train_batches": 0.5, "models": ["ets"]})
     assert cfg.neural.dropout == 0.0 and isinstance(cfg.neural.dropout, float)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
 
@@ -83,3 +83,18 @@ def test_search_space_values_are_checked_before_trial_0(tmp_path, entry):
     path.write_text(entry + "\n")
     with pytest.raises(ConfigError, match=entry.split(":")[0].replace(".", r"\.")):
         load_search_space(path)
+
+
+# --- one list of models; configs written with the two old lists still read ---------------------------
+def test_a_config_with_the_two_old_model_lists_reads_as_one_list_in_their_order(workdir):
+    Path("old.yaml").write_text("baselines:\n  models: [ets, knn]\n  n_jobs: 2\nneural:\n  models: [fusion]\n")
+    cfg = RunConfig.from_yaml("old.yaml")
+    assert cfg.models == ["ets", "knn", "fusion"] and cfg.baselines.n_jobs == 2
+    assert "models" not in cfg.to_dict()["baselines"] and "models" not in cfg.to_dict()["neural"]
+
+
+def test_old_and_new_model_lists_together_or_an_old_key_in_code_are_refused_by_name(workdir, capsys):
+    Path("both.yaml").write_text("models: [ets]\nneural:\n  models: [fusion]\n")
+    refused(capsys, ["fit", "--config", "both.yaml", "--no-progress"], "models and neural.models", "keep only models")
+    with pytest.raises(ConfigError, match="unknown configuration key 'baselines.models'; models is one list"):
+        RunConfig().updated({"baselines.models": ["ets"]})

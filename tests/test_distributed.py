@@ -66,4 +66,4 @@ def test_device_options_are_checked_before_anything_runs(capsys):
     assert main(["fit", "--strategy", "ddp_spawn"]) == 2
     assert "invalid choice: 'ddp_spawn'" in capsys.readouterr().err
     assert main(["fit", "--devices", "two"]) == 2
-    assert "'two' is not a count" in capsys.readouterr().err
+    assert "'two' is not an integer, auto or integers separated by commas" in capsys.readouterr().err

@@ -122,8 +122,9 @@ def _tune_with(objective, small_data, monkeypatch, trials: int = 3):
     Path("defaults_space.yaml").write_text(DEFAULTS_SPACE)
     sales, products = small_data
     cfg = RunConfig().updated({"data.sales": sales, "data.products": products, "evaluation.horizon": 6,
-                               "evaluation.folds": 1, "baselines.models": ["moving_average"]})
-    study, winner, _ = tuning.tune(cfg, trials, "defaults-first", None, "defaults_space.yaml", "best_config.yaml")
+                               "evaluation.folds": 1, "models": ["moving_average"], "tune.trials": trials,
+                               "tune.study_name": "defaults-first", "tune.search_space": "defaults_space.yaml"})
+    study, winner, _ = tuning.tune(cfg)
     return study, calls
 
 

@@ -3,13 +3,15 @@
 Every verb (`fit`, `predict`, `tune`, `trends`) receives a single
 :class:`RunConfig`. It round-trips through YAML so that a sweep's winner, or any
 past run logged to MLflow, can be rerun with ``python -m forecast fit --config``.
+A key set from the command line declares its option here too (``option``: flag, verbs,
+help), so ``forecast.cli`` builds each option, its type, choices and shown default from the key.
 This module knows nothing of torch or MLflow.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -18,31 +20,76 @@ import yaml
 
 from forecast.core.errors import ConfigError
 
+# The verbs of ``python -m forecast`` an option belongs to (forecast.cli builds every option from the
+# ``option`` metadata below: its flag, type, choices, help and default come from the key itself).
+READING = ("fit", "predict", "tune", "trends")  # every verb that reads the two tables
+FITTING = ("fit", "tune")
+EXPORTING = ("fit", "predict", "tune")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A config key's command-line option. ``help`` says what the key means, never its default or
+    range (--help adds both, from the field and RANGES); ``verb_defaults``: a verb whose default differs
+    from the field's (None: no default, the help says what happens then)."""
+
+    flag: str
+    help: str
+    verbs: tuple[str, ...]
+    group: str
+    verb_defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def option(default: Any = MISSING, *, flag: str, help: str, verbs: tuple[str, ...], group: str,
+           factory: Any = MISSING, verb_defaults: dict[str, Any] | None = None) -> Any:
+    """A dataclass field that is also the command-line option ``flag`` of ``verbs`` (see Option)."""
+    return field(default=default, default_factory=factory,
+                 metadata={"option": Option(flag, help, verbs, group, verb_defaults or {})})
+
+
 @dataclass
 class DataConfig:
     """Where the two tables are and how to read them (None: the embedded sample)."""
 
-    sales: str | None = None
-    products: str | None = None
-    freq: str | None = None  # pandas offset alias, e.g. "W-MON"; inferred when None
-    gaps: Literal["zero", "error"] = "zero"  # missing periods: zero sales, or refuse
-    negative_units: Literal["error", "zero"] = "error"  # returns: refuse, or count as zero sales
+    sales: str | None = option(None, flag="--sales", verbs=READING, group="data",
+                               help="sales table: item_id, date, units[, price, covariates] (CSV or Parquet)")
+    products: str | None = option(None, flag="--products", verbs=READING, group="data",
+                                  help="products table: item_id, description[, attributes, launch_date, end_date]")
+    freq: str | None = option(None, flag="--freq", verbs=READING, group="data",
+                              help="pandas frequency alias (e.g. W-MON); inferred when omitted")
+    date_format: str | None = option(None, flag="--date-format", verbs=READING, group="data",
+                                     help="format of non-ISO dates in every input file, e.g. %d/%m/%y "
+                                          "(ambiguous dates are refused, not guessed)")
+    covariates: list[str] = option(flag="--covariates", verbs=READING, group="data", factory=list,
+                                   help="comma-separated sales columns to use as covariates "
+                                        "(promo, discount, holiday, event... are recognised without it)")
+    gaps: Literal["zero", "error"] = option("zero", flag="--gaps", verbs=READING, group="data",
+                                            help="missing periods: zero sales or refuse")
+    negative_units: Literal["error", "zero"] = option("error", flag="--negative-units", verbs=READING, group="data",
+                                                      help="negative units (returns): refuse or count as zero")
     max_description_chars: int = 500  # longer descriptions are truncated with a warning
-    series_end: Literal["table", "last-sale"] = "table"  # a series runs to the table's end, or to its last sale
-    signals: str | None = None  # exogenous signals table: date + one numeric column per signal name
-    date_format: str | None = None  # strftime format of non-ISO dates, e.g. "%d/%m/%y"; never guessed when ambiguous
-    covariates: list[str] = field(default_factory=list)  # extra sales columns fed to models, besides recognised names
+    series_end: Literal["table", "last-sale"] = option(
+        "table", flag="--series-end", verbs=READING, group="data",
+        help="where a series without end_date ends: the table's end or its last sale")
+    signals: str | None = option(None, flag="--signals", verbs=READING, group="data",
+                                 help="exogenous signals: date + one numeric column per signal name (CSV or Parquet)")
 
 
 @dataclass
 class EvalConfig:
     """The forecast task and how it is scored: holdout + rolling origins."""
 
-    horizon: int = 12
-    folds: int = 3  # rolling origins; the last one is the holdout of the final H periods
-    step: int = 4  # periods between consecutive origins
+    horizon: int = option(12, flag="--horizon", verbs=("fit", "predict", "tune"), group="task",
+                          verb_defaults={"predict": None},
+                          help="periods to forecast; predict: at most the saved model's, by default its own")
+    folds: int = option(3, flag="--folds", verbs=FITTING, group="task",  # the last: the holdout of the final H periods
+                        help="rolling-origin backtest folds")
+    step: int = option(4, flag="--step", verbs=FITTING, group="task", help="periods between backtest origins")
     season_length: int | None = None  # inferred from the frequency (52 for weekly)
-    interval: float | list[float] = 0.8  # nominal coverage of the forecast range, or several (first: the headline)
+    interval: float | list[float] = option(  # the first level is the headline one
+        0.8, flag="--interval", verbs=FITTING, group="task",
+        help="coverage of the forecast range, or several comma-separated: 0.8 exports units_p10 and units_p90; "
+             "0.8,0.9 also units_p5 and units_p95")
     interval_method: Literal["auto", "absolute", "sqrt", "scaled", "absolute+bands", "sqrt+bands",
                              "scaled+bands"] = "auto"  # how ranges are calibrated (forecast.evaluation.intervals); auto: backtest
 
@@ -56,26 +103,26 @@ class EvalConfig:
 class BaselineConfig:
     """Statistical baselines fitted per series, and the description-kNN baseline."""
 
-    models: list[str] = field(
-        default_factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "croston", "tsb", "imapa",
-                                 "knn", "launch_curve", "ensemble"]
-    )  # the references (croston, tsb, imapa, launch_curve) add ~10% to a baselines-only fit of the sample
     moving_average_window: int = 4
     knn_neighbours: int = 10
     ensemble_shrinkage: float = 0.0  # ensemble: weights = (1 - this) x fitted + this x equal (forecast.evaluation.combination);
                                      # 0: any shrinkage raised the ensemble's WAPE (experiments/results/combination.md)
     n_jobs: int = -1  # processes for per-series fitting; -1: all cores
-    engine: Literal["local", "dask"] = "local"  # where per-series fits run: local processes or a Dask cluster
-    scheduler: str | None = None  # the Dask scheduler's address (engine dask), e.g. tcp://10.0.0.5:8786
+    engine: Literal["local", "dask"] = option("local", flag="--engine", verbs=FITTING, group="scaling",
+                                             help="where per-series baselines run: local processes or a Dask cluster")
+    scheduler: str | None = option(None, flag="--scheduler", verbs=FITTING, group="scaling",
+                                   help="the Dask scheduler's address for --engine dask, e.g. tcp://HOST:8786")
 
 
 @dataclass
 class NeuralConfig:
     """The fusion network and its ablations (see forecast.models)."""
 
-    models: list[str] = field(default_factory=lambda: ["fusion"])
-    text_encoder: str | None = None  # local HF model path; None: packaged MiniLM
-    text_mode: Literal["auto", "frozen", "last-k", "full"] = "auto"  # auto: last-k on CUDA, frozen on CPU
+    text_encoder: str | None = option(None, flag="--text-encoder", verbs=FITTING, group="models",
+                                      help="local HuggingFace model directory (none: the packaged MiniLM)")
+    text_mode: Literal["auto", "frozen", "last-k", "full"] = option(
+        "auto", flag="--text-mode", verbs=FITTING, group="models",
+        help="text encoder fine-tuning; auto: last-k on CUDA, frozen on CPU")
     finetune_layers: int = 1  # for text_mode "last-k"
     max_tokens: int = 32
     sequence_encoder: Literal["lstm", "attention"] = "lstm"
@@ -112,8 +159,11 @@ class NeuralConfig:
 class TrainConfig:
     """The Lightning training loop."""
 
-    max_epochs: int = 8  # x windows_per_epoch: ~35 s per fit on 2 quiet CPU cores (online_retail), whatever the
-                         # panel's size; where validation WAPE flattened (experiments/results/ablations.md, round 4)
+    max_epochs: int = option(8, flag="--max-epochs", verbs=FITTING, group="models",
+                             help="neural training epochs, all of them trained unless train.val_periods in "
+                                  "--config holds periods out for early stopping")
+    # x windows_per_epoch: ~35 s per fit on 2 quiet CPU cores (online_retail), whatever the panel's
+    # size; where validation WAPE flattened (experiments/results/ablations.md, round 4)
     batch_size: int = 512  # the global batch: with DDP each of W processes takes batch_size // W
     learning_rate: float = 3e-3
     lr_schedule: Literal["constant", "onecycle"] = "onecycle"  # onecycle: warm-up, then cosine decay per step
@@ -127,25 +177,37 @@ class TrainConfig:
     windows_per_epoch: int | None = 48_000  # random training windows per epoch (EpochShuffle); None: all
     limit_train_batches: int | float | None = None
     num_workers: int = 0
-    progress: bool = True
+    progress: bool = option(True, flag="--no-progress", verbs=FITTING, group="tracking",
+                            help="one log line per step instead of progress bars (the default when stderr is not "
+                                 "a terminal)")
     num_threads: int | None = 1  # torch CPU threads while training; small LSTMs gain nothing from more, and
                                  # lose badly when cores are shared (spin-waiting); None: torch's setting
     # Lightning's Trainer device settings, passed as they are (forecast.models.neural.devices)
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"] = "auto"
-    devices: int | list[int] | Literal["auto"] = 1  # how many (or which) devices; -1 or auto: all
-    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true", "fsdp", "deepspeed"] = "auto"
-    precision: Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = "32-true"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu"] = option(
+        "auto", flag="--accelerator", verbs=FITTING, group="scaling", help="auto: a GPU if there is one")
+    devices: int | list[int] | Literal["auto"] = option(
+        1, flag="--devices", verbs=FITTING, group="scaling", help="how many devices (e.g. 2; -1 or auto: all) or which (0,1)")
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true", "fsdp", "deepspeed"] = option(
+        "auto", flag="--strategy", verbs=FITTING, group="scaling", help="ddp: one process per device")
+    precision: Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"] = option(
+        "32-true", flag="--precision", verbs=FITTING, group="scaling", help="numeric precision of training")
 
 
 @dataclass
 class TrackingConfig:
     """MLflow store (default: sqlite under ./mlruns, or $MLFLOW_TRACKING_URI)."""
 
-    uri: str | None = None
-    experiment: str = "forecast"
-    run_name: str | None = None  # None: named after what ran on what, e.g. "fit retail/sales.csv 300 items h12"
+    uri: str | None = option(None, flag="--tracking-uri", verbs=(*FITTING, "trends", "ui"), group="tracking",
+                             help="MLflow tracking URI (none: $MLFLOW_TRACKING_URI, else sqlite under ./mlruns; "
+                                  "trends logs its report only to a store named by one of these two)")
+    experiment: str = option("forecast", flag="--experiment", verbs=(*FITTING, "ui"), group="tracking",
+                             help="MLflow experiment; ui: the one whose runs table it prints")
+    run_name: str | None = option(None, flag="--run-name", verbs=FITTING, group="tracking",
+                                  help="MLflow run name (none: what ran on what, e.g. 'fit retail/sales.csv "
+                                       "300 items h12')")
     plot_items: int = 12
-    register: str | None = None  # model registry name the refit neural model is registered under
+    register: str | None = option(None, flag="--register", verbs=("fit",), group="tracking",
+                                  help="register the refit neural model in the MLflow model registry under this name")
     tuned_from: str | None = None  # set by tune in the best config it writes ("study forecast-fusion trial 7")
 
 
@@ -153,11 +215,46 @@ class TrackingConfig:
 class OutputConfig:
     """What the planner gets."""
 
-    export: str | None = "forecast.csv"
-    model: str | None = None  # None: the best model on the backtest, per item group
-    checkpoint_dir: str = "checkpoints"  # saved models, and the work folder a --resume continues from
+    export: str | None = option("forecast.csv", flag="--export", verbs=EXPORTING, group="output",
+                                verb_defaults={"tune": "forecast_tuned.csv"},
+                                help="forecast CSV to write; tune writes a file of its own, so that a fit's "
+                                     "forecast is never overwritten unasked")
+    model: str | None = option(None, flag="--model", verbs=("fit",), group="output",
+                               help="model whose forecast is exported (none: the best on the backtest, per group)")
+    checkpoint_dir: str = option("checkpoints", flag="--checkpoint-dir", verbs=("fit",), group="output",
+                                 help="where neural models are saved, and the work folder a --resume continues from")
     trend_threshold: float = 0.1  # |change| below this is "flat" (see forecast.outputs.trends)
-    excel: bool = False  # the export as UTF-8 with a byte order mark, so Excel reads "£" right (--excel)
+    excel: bool = option(False, flag="--excel", verbs=EXPORTING, group="output",
+                         help="write the export as UTF-8 with a byte order mark, so Excel shows £ and accents right")
+
+
+@dataclass
+class TuneConfig:
+    """The Optuna sweep of ``tune`` (forecast.tuning)."""
+
+    trials: int = option(20, flag="--trials", verbs=("tune",), group="tune",
+                         help="finished (complete or pruned) trials the study should hold: rerunning resumes "
+                              "a killed sweep, a larger number extends it")
+    search_space: str | None = option(None, flag="--search-space", verbs=("tune",), group="tune",
+                                      help="YAML search space (none: the packaged one)")
+    study_name: str = option("forecast-fusion", flag="--study-name", verbs=("tune",), group="tune",
+                             help="Optuna study; rerun the same to resume")
+    storage: str = option("sqlite:///mlruns/optuna.db", flag="--storage", verbs=("tune",), group="tune",
+                          help="Optuna RDB storage")
+    best_config: str = option("best_config.yaml", flag="--best-config", verbs=("tune",), group="tune",
+                              help="YAML written with the best configuration")
+
+
+@dataclass
+class TrendsConfig:
+    """The trend report of ``trends`` (forecast.outputs.trends)."""
+
+    forecast: str = option("forecast.csv", flag="--forecast", verbs=("trends",), group="trends",
+                           help="the CSV written by fit")
+    output: str = option("trends.csv", flag="--output", verbs=("trends",), group="trends",
+                         help="report CSV to write; its chart: the same name with .png")
+    min_products: int = option(3, flag="--min-products", verbs=("trends",), group="trends",
+                               help="ignore words and attribute values shared by fewer products")
 
 
 @dataclass(frozen=True)
@@ -222,7 +319,8 @@ RANGES: dict[str, Range] = {
     "train.gradient_clip_val": WEIGHT, "train.log_every_n_steps": POSITIVE, "train.val_periods": COUNT,
     "train.windows_per_epoch": POSITIVE, "train.limit_train_batches": Range(0.0, lo_open=True),
     "train.num_workers": COUNT, "train.num_threads": POSITIVE, "train.devices": Range(0, also=(-1,)),
-    "tracking.plot_items": COUNT, "output.trend_threshold": WEIGHT, "seed": Range(0, 2**32 - 1),
+    "tracking.plot_items": COUNT, "output.trend_threshold": WEIGHT, "tune.trials": POSITIVE,
+    "trends.min_products": POSITIVE, "seed": Range(0, 2**32 - 1),
 }
 NON_EMPTY_LISTS = ("train.devices", "evaluation.interval")  # a list given for these must hold at least one value
 
@@ -256,6 +354,11 @@ def ranges_text() -> str:
 
 @dataclass
 class RunConfig:
+    models: list[str] = option(  # the references (croston, tsb, imapa, launch_curve) add ~10% to a baselines-only
+        flag="--models", verbs=FITTING, group="models",  # fit of the sample
+        factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "croston", "tsb", "imapa", "knn",
+                         "launch_curve", "ensemble", "fusion"],
+        help="comma-separated models to fit and compare, from: {models}")
     data: DataConfig = field(default_factory=DataConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
@@ -263,12 +366,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    seed: int = 0
-
-    @property
-    def models(self) -> list[str]:
-        """Every model this run fits, statistical first."""
-        return list(self.baselines.models) + list(self.neural.models)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    trends: TrendsConfig = field(default_factory=TrendsConfig)
+    seed: int = option(0, flag="--seed", verbs=FITTING, group="task", help="random seed")
 
     def validate(self) -> "RunConfig":
         """Refuse impossible combinations before any data is read or model fitted (each value's range:
@@ -277,8 +377,7 @@ class RunConfig:
         for key, value in _leaves(self.to_dict()):
             check_range(key, value)
         if not self.models:
-            raise ConfigError("baselines.models and neural.models are both empty; name at least one model "
-                              "(e.g. --models ets,fusion)")
+            raise ConfigError("models is empty; name at least one model (e.g. --models ets,fusion)")
         levels = self.evaluation.levels
         if len(set(levels)) < len(levels):
             raise ConfigError(f"evaluation.interval: {self.evaluation.interval} repeats a level; give different "
@@ -308,7 +407,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return _build(cls, data or {}, "")
+        return _build(cls, _one_model_list(data or {}), "")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "RunConfig":
@@ -334,9 +433,37 @@ class RunConfig:
                     raise ConfigError(f"unknown configuration key {key!r}")
                 node = node[part]
             if leaf not in node:
-                raise ConfigError(f"unknown configuration key {key!r}")
+                hint = "; models is one list of every model to fit" if key in TWO_MODEL_LISTS else ""
+                raise ConfigError(f"unknown configuration key {key!r}{hint}")
             node[leaf] = value
         return RunConfig.from_dict(data)
+
+
+TWO_MODEL_LISTS = ("baselines.models", "neural.models")  # before the one ``models`` list
+
+
+def _one_model_list(data: Any) -> Any:
+    """A config written before ``models`` was one list (a saved model's config.yaml, a best config, an
+    MLflow run's config) named the statistical models in baselines.models and the neural ones in
+    neural.models: read as ``models``, those two lists in that order (the order they were fitted in)."""
+    if not isinstance(data, dict):
+        return data
+    old = [key for key in TWO_MODEL_LISTS
+           if isinstance(data.get(key.split(".")[0]), dict) and "models" in data[key.split(".")[0]]]
+    if not old:
+        return data
+    if "models" in data:
+        raise ConfigError(f"models and {' and '.join(old)} are both given; keep only models, the one list of "
+                          "every model to fit")
+    data, models = dict(data), []
+    for key in old:
+        section = data[key.split(".")[0]] = dict(data[key.split(".")[0]])
+        names = section.pop("models")
+        if not isinstance(names, list):
+            raise ConfigError(f"{key}: {names!r} is not a list of model names (models, the one list of every "
+                              "model to fit, replaces it)")
+        models += names
+    return data | {"models": models}
 
 
 def _leaves(data: dict[str, Any], prefix: str = ""):
@@ -415,6 +542,30 @@ def _describe(hint: Any) -> str:
         return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}"
     return {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a text"}.get(
         hint, getattr(hint, "__name__", str(hint)))
+
+
+@dataclass(frozen=True)
+class KeyOption:
+    """A config key with a command-line option: the key, its Option, its declared type and its default."""
+
+    key: str
+    option: Option
+    hint: Any
+    default: Any
+
+
+def key_options() -> list[KeyOption]:
+    """Every config key that has a command-line option, in the order the config declares them."""
+    found = []
+    for section in fields(RunConfig):
+        hint = get_type_hints(RunConfig)[section.name]
+        leaves = [(f"{section.name}.", f, get_type_hints(hint)[f.name]) for f in fields(hint)] \
+            if is_dataclass(hint) else [("", section, hint)]
+        for prefix, leaf, leaf_hint in leaves:
+            if "option" in leaf.metadata:
+                default = leaf.default_factory() if leaf.default is MISSING else leaf.default
+                found.append(KeyOption(prefix + leaf.name, leaf.metadata["option"], leaf_hint, default))
+    return found
 
 
 def choices(key: str) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
-"""Every model the package can fit, in one table: its name, its config section, the item
-groups it forecasts, and how it is built from a RunConfig.
+"""Every model the package can fit, in one table: its name, the item groups it forecasts,
+how it is built from a RunConfig and, for a neural model, which inputs it reads.
 
 Adding a model is one entry here (plus its class and its test). The table's order is
 the preference order used when the backtest has no evidence for a group (see
@@ -23,7 +23,6 @@ from forecast.models.neural.variants import READS
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    section: str  # the config list that names it: "baselines" (baselines.models) or "neural" (neural.models)
     groups: frozenset[str]  # which items it forecasts
     build: Callable[..., Model]  # (name, config, **neural_options) -> an unfitted model
     reads: frozenset[str] = frozenset()  # neural models: which inputs of "text", "history" the network reads
@@ -114,32 +113,34 @@ def _combination(name: str, cfg: RunConfig, **_: Any) -> Model:
 
 
 MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference order
-    ModelEntry("fusion", "neural", BOTH_GROUPS, _neural, READS["fusion"]),
-    ModelEntry("text", "neural", BOTH_GROUPS, _neural, READS["text"]),
-    ModelEntry("sequence", "neural", BOTH_GROUPS, _neural, READS["sequence"]),
-    ModelEntry("knn", "baselines", frozenset({NEW}), _knn),
-    ModelEntry("launch_curve", "baselines", frozenset({NEW}), _launch_curve),
-    ModelEntry("ets", "baselines", frozenset({HISTORY}), _series(ets)),
-    ModelEntry("theta", "baselines", frozenset({HISTORY}), _series(theta)),
-    ModelEntry("moving_average", "baselines", frozenset({HISTORY}), _series(moving_average)),
-    ModelEntry("seasonal_naive", "baselines", frozenset({HISTORY}), _series(seasonal_naive)),
-    ModelEntry("sarimax", "baselines", frozenset({HISTORY}), _series(sarimax)),
-    ModelEntry("croston", "baselines", frozenset({HISTORY}), _series(croston)),
-    ModelEntry("tsb", "baselines", frozenset({HISTORY}), _series(tsb)),
-    ModelEntry("imapa", "baselines", frozenset({HISTORY}), _series(imapa)),
-    ModelEntry("ensemble", "baselines", BOTH_GROUPS, _combination),  # weighted average of the others (forecast.evaluation.combination)
+    ModelEntry("fusion", BOTH_GROUPS, _neural, READS["fusion"]),
+    ModelEntry("text", BOTH_GROUPS, _neural, READS["text"]),
+    ModelEntry("sequence", BOTH_GROUPS, _neural, READS["sequence"]),
+    ModelEntry("knn", frozenset({NEW}), _knn),
+    ModelEntry("launch_curve", frozenset({NEW}), _launch_curve),
+    ModelEntry("ets", frozenset({HISTORY}), _series(ets)),
+    ModelEntry("theta", frozenset({HISTORY}), _series(theta)),
+    ModelEntry("moving_average", frozenset({HISTORY}), _series(moving_average)),
+    ModelEntry("seasonal_naive", frozenset({HISTORY}), _series(seasonal_naive)),
+    ModelEntry("sarimax", frozenset({HISTORY}), _series(sarimax)),
+    ModelEntry("croston", frozenset({HISTORY}), _series(croston)),
+    ModelEntry("tsb", frozenset({HISTORY}), _series(tsb)),
+    ModelEntry("imapa", frozenset({HISTORY}), _series(imapa)),
+    ModelEntry("ensemble", BOTH_GROUPS, _combination),  # weighted average of the others (forecast.evaluation.combination)
 )}
 
 # What fit uses for products that no model of --models forecasts (see pipeline.choose_models).
 FALLBACK = {NEW: "knn"}
 
-NEURAL = tuple(name for name, entry in MODELS.items() if entry.section == "neural")
+NEURAL = tuple(name for name, entry in MODELS.items() if entry.reads)  # the network-based ones
 COMBINATIONS = ("ensemble",)  # built from the other models' backtest forecasts, never fitted on their own
 
 
 def fitted(models: list[str]) -> list[str]:
-    """The models of a list that are fitted on their own (all but the combinations)."""
-    return [m for m in models if m not in COMBINATIONS]
+    """The models of a list that are fitted on their own (all but the combinations): the statistical
+    ones, then the neural ones, each as listed (the backtest's order, as when they were two config lists)."""
+    alone = [m for m in models if m not in COMBINATIONS]
+    return [m for m in alone if m not in NEURAL] + [m for m in alone if m in NEURAL]
 
 
 def entry(name: str) -> ModelEntry:
@@ -155,12 +156,8 @@ def build(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None, r
 
 
 def check_models(cfg: RunConfig) -> RunConfig:
-    """Refuse unknown model names, and names listed in the wrong config section."""
+    """Refuse unknown model names."""
     unknown = [m for m in cfg.models if m not in MODELS]
     if unknown:
         raise ConfigError(f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(MODELS)}")
-    misplaced = [m for section in ("baselines", "neural") for m in getattr(cfg, section).models
-                 if MODELS[m].section != section]
-    if misplaced:
-        raise ConfigError(f"model(s) {misplaced} listed in the wrong section (baselines vs neural)")
     return cfg

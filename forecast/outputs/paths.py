@@ -27,11 +27,11 @@ def verb_outputs(verb: str, args: argparse.Namespace, cfg: RunConfig) -> dict[st
     if verb in ("fit", "predict", "tune"):
         outputs["--export"] = cfg.output.export
     if verb == "tune":
-        outputs["--best-config"] = args.best_config
+        outputs["--best-config"] = cfg.tune.best_config
     if verb == "trends" and not getattr(args, "item", None):
-        outputs["--output"] = args.output
-        outputs[f"the chart of --output ({Path(args.output).with_suffix('.png').name})"] = \
-            str(Path(args.output).with_suffix(".png"))
+        report = Path(cfg.trends.output)
+        outputs["--output"] = str(report)
+        outputs[f"the chart of --output ({report.with_suffix('.png').name})"] = str(report.with_suffix(".png"))
     return {name: str(path) for name, path in outputs.items() if path}
 
 
@@ -40,10 +40,10 @@ def verb_inputs(verb: str, args: argparse.Namespace, cfg: RunConfig) -> dict[str
     inputs: dict[str, str | None] = {"--sales": cfg.data.sales, "--products": cfg.data.products,
                                      "--signals": cfg.data.signals, "--config": getattr(args, "config", None)}
     if verb == "tune":
-        inputs["--search-space"] = args.search_space
-        inputs["--storage"] = sqlite_file(args.storage or "sqlite:///mlruns/optuna.db")
+        inputs["--search-space"] = cfg.tune.search_space
+        inputs["--storage"] = sqlite_file(cfg.tune.storage)
     if verb == "trends":
-        inputs["--forecast"] = args.forecast
+        inputs["--forecast"] = cfg.trends.forecast
     if verb in ("fit", "tune") or (verb == "trends" and (cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI"))):
         inputs["the MLflow store"] = sqlite_file(cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
                                                  or "sqlite:///mlruns/mlflow.db")

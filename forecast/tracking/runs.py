@@ -373,10 +373,10 @@ def download_model(uri: str, destination: Path, loader_module: str) -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
         flavor = Model.load(str(local)).flavors.get("python_function", {})
     except Exception as err:  # MlflowException, OSError: an unknown run, model or store
-        raise ForecastError(f"--model {uri}: cannot load it from {resolve_uri(TrackingConfig())} "
+        raise ForecastError(f"--model-uri {uri}: cannot load it from {resolve_uri(TrackingConfig())} "
                             f"({str(err).splitlines()[0]})") from None
     if flavor.get("loader_module") != loader_module or "data" not in flavor:
-        raise ForecastError(f"--model {uri}: not a model logged by forecast fit")
+        raise ForecastError(f"--model-uri {uri}: not a model logged by forecast fit")
     return local / flavor["data"]
 
 
