@@ -56,7 +56,7 @@ GROUPS = {"data": "data", "run": "run", "task": "task", "models": "models",
           "tracking": "tracking", "tune": "tune", "trends": "trends"}
 VERBS = {  # verb: its one-line help, and whether --help lists the config ranges
     "fit": ("backtest all models, refit the best, export the forecast, log to MLflow", True),
-    "predict": ("forecast with a saved neural model, without retraining", True),
+    "predict": ("forecast with a model fit saved (one model or the chosen ensemble), without retraining", True),
     "tune": ("Optuna sweep of the fusion model's hyperparameters, then refit the best", True),
     "trends": ("trend report by attribute and description word from a forecast CSV", False),
     "ui": ("start the MLflow UI on the tracking store (127.0.0.1)", False),
