@@ -142,12 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", help="model whose forecast is exported (default: best on the backtest per group)")
     fit.add_argument("--export", help="forecast CSV to write (default forecast.csv)")
     _excel_option(fit)
-    fit.add_argument("--checkpoint-dir", help="where neural models are saved (default checkpoints/)")
+    fit.add_argument("--checkpoint-dir", help="where the chosen models are saved (default checkpoints/)")
     fit.add_argument("--register", help="register the refit neural model in the MLflow model registry under this name")
     fit.add_argument("--resume", action="store_true",
                      help="continue a killed fit of the same config and data from its last checkpoints")
 
-    predict = verbs.add_parser("predict", help="forecast with a saved neural model, without retraining",
+    predict = verbs.add_parser("predict", help="forecast with a saved model, without retraining",
                                epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(predict)
     saved = predict.add_mutually_exclusive_group(required=True)
