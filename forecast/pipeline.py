@@ -3,7 +3,7 @@
 ``fit``: read and validate the tables -> panel -> backtest every model on the same
 origins -> pick the best model per item group (or the one asked for) -> refit it
 on all the data -> export the future forecast with its range -> log it all to one MLflow
-run, with a child run per model (a refit neural model logged there as an MLflow model).
+run, with a child run per model (each refit chosen model logged there as an MLflow model).
 """
 
 from __future__ import annotations
