@@ -3,7 +3,7 @@
 ``fit``: read and validate the tables -> panel -> backtest every model on the same
 origins -> pick the best model per item group (or the one asked for) -> refit it
 on all the data -> export the future forecast with its range -> log it all to one MLflow
-run, with a child run per model (a refit neural model logged there as an MLflow model).
+run, with a child run per model (each refit chosen model logged there as an MLflow model).
 """
 
 from __future__ import annotations
@@ -88,11 +88,10 @@ def check_models_serve(cfg: RunConfig, panel: Panel) -> None:
 
 
 def check_checkpoint_dir(cfg: RunConfig) -> None:
-    """The folder neural models are saved in must be a folder (or creatable): refused before the
+    """The folder the chosen models are saved in must be a folder (or creatable): refused before the
     backtest, not after it, when the first model is saved."""
-    if not any(m in registry.NEURAL for m in cfg.models):
-        return
-    check_devices(cfg.train)  # before any training, like the folder: an accelerator or device count the machine lacks
+    if any(m in registry.NEURAL for m in cfg.models):
+        check_devices(cfg.train)  # before any training, like the folder: an accelerator or device count the machine lacks
     folder = Path(cfg.output.checkpoint_dir)
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
@@ -261,27 +260,26 @@ def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = No
 
 def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_path: Path | None,
             model_runs: dict[str, str]) -> FitResult:
-    """The one step with side effects, on rank 0 only: save the refitted chosen models (a chosen
-    ensemble as one folder with its members, weights and ranges), write the export, log the served
-    models to MLflow (a model that is only an ensemble member is saved inside the ensemble's folder)."""
+    """The one step with side effects, on rank 0 only: save each refitted chosen model in a folder of its
+    own (a chosen ensemble as one folder with its members, weights and ranges), write the export, log the
+    served models to MLflow (a model that is only an ensemble member is saved inside the ensemble's folder;
+    one that is also chosen for a group is saved once, its folder linked into the ensemble's)."""
     from forecast.tracking import runs as tracking
 
     model_dirs: dict[str, Path] = {}
     if is_rank_zero():
+        run_folder = Path(cfg.output.checkpoint_dir) / run_id
         for base in fitted.plan.chosen_models():
-            model = fitted.models[base]
-            if not hasattr(model, "save"):
-                continue
-            saved, missing = saved_widths(fitted.plan.backtest, base, fitted.widths[base], panel)
-            model_dirs[base] = artifact.save(model, Path(cfg.output.checkpoint_dir) / run_id / base,
-                                             cfg.evaluation.levels, saved, missing)
+            model_dirs[base] = save_chosen(cfg, panel, fitted, base, run_folder / base)
         if fitted.combined:
-            model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted).save(
-                Path(cfg.output.checkpoint_dir) / run_id / combination.NAME)
+            neural = {base: path for base, path in model_dirs.items() if base in registry.NEURAL}
+            model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted).save(run_folder / combination.NAME,
+                                                                                    neural)
         for base, folder in model_dirs.items():
             if base in model_runs:
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
-                _log_served_model(cfg, model_runs[base], folder, panel, served)
+                registered = base in registry.NEURAL or base == combination.NAME  # what --register registers
+                _log_served_model(cfg, model_runs[base], folder, panel, served, registered)
         if export_path:
             write_csv_atomic(fitted.frame, export_path, bom=cfg.output.excel)
             tracking.log_file(export_path)
@@ -291,10 +289,22 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
     return FitResult(run_id, planned.backtest, planned.chosen, fitted.frame, export_path, model_dirs)
 
 
+def save_chosen(cfg: RunConfig, panel: Panel, fitted: Refitted, base: str, folder: Path) -> Path:
+    """The folder ``predict --model-dir`` serves the chosen model ``base`` from: a neural model with the
+    ranges of every group it serves; a statistical or launch model (refitted on the data it is given) as
+    a choice of that one model for the groups it was chosen for (its variant, e.g. launch_curve:attributes)."""
+    model = fitted.models[base]
+    if base in registry.NEURAL:
+        saved, missing = saved_widths(fitted.plan.backtest, base, fitted.widths[base], panel)
+        return artifact.save(model, folder, cfg.evaluation.levels, saved, missing)
+    chosen = {group: name for group, name in fitted.plan.chosen.items() if variant_name(name)[0] == base}
+    return artifact.Choice(cfg, chosen, {base: model}, {base: fitted.widths[base]}, {}, panel.freq).save(folder)
+
+
 def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted) -> artifact.Choice:
     """The chosen ensemble as ``predict`` reads it back: the groups it forecasts with their weights, its
-    refitted members and the ensemble's ranges (a neural member's weights are saved inside it again, so
-    the folder serves on its own, e.g. as an MLflow model)."""
+    refitted members and the ensemble's ranges (a neural member's files are inside it, so the folder
+    serves on its own, e.g. as an MLflow model)."""
     combined = fitted.combined
     members = list(dict.fromkeys(m for weights in combined.values() for m in weights.members))
     widths = {name: fitted.widths.get(name, {}) for name in (combination.NAME, *members)}
@@ -350,21 +360,23 @@ def saved_widths(backtest: BacktestResult, base: str, chosen: dict[str, np.ndarr
     return widths, missing
 
 
-def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction) -> None:
-    """The saved model (one neural model, or the ensemble) as an MLflow pyfunc model in its child run
-    (registered with --register)."""
+def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel, prediction: Prediction,
+                      registered: bool = True) -> None:
+    """A saved chosen model as an MLflow pyfunc model in its child run (with --register, a neural model
+    or the ensemble is also registered: a statistical one holds nothing learned to register)."""
     from forecast.tracking import runs as tracking, serving
 
     example = serving.example_input(*data_paths(cfg))
+    register = cfg.tracking.register if registered else None
     output = forecast_frame(panel, [prediction], cfg.neural.trend_window, cfg.output.trend_threshold).head(5)
     # MLflow checks the input example by forecasting its 2 products: their data lines and warnings
     # would read as the user's data's, so the check runs quietly
     with tracking.in_run(run_id), quiet_logs("forecast"):
         uri = tracking.log_pyfunc_model(model_dir, serving.__name__, example, serving.REQUIRED_INPUTS,
-                                        serving.typed_output(output), serving.requirements(), cfg.tracking.register,
+                                        serving.typed_output(output), serving.requirements(), register,
                                         name=variant_name(prediction.model)[0], code_paths=serving.code_paths())
     log.info("logged %s as an MLflow model; reuse it with: python -m forecast predict --model-uri %s%s",
-             prediction.model, uri, f" (registered as {cfg.tracking.register})" if cfg.tracking.register else "")
+             prediction.model, uri, f" (registered as {register})" if register else "")
 
 
 def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> None:

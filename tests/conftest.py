@@ -75,3 +75,27 @@ def mlflow_runs(uri: str, experiment: str = "forecast") -> tuple[object, list, l
     runs = client.search_runs([found.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return found, parents, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def run_in_folder(folder: Path, argv: list[str]) -> tuple[int, list[str]]:
+    """(exit code, the ``forecast`` log's messages at INFO and above) of ``python -m forecast ARGV`` run in
+    this process in ``folder``, with its own ./mlruns: for module fixtures, which have no caplog."""
+    import logging
+
+    from forecast.cli import main
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger, level = logging.getLogger("forecast"), logging.getLogger("forecast").level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # e.g. fit's closing summary is an INFO line
+    old = Path.cwd()
+    os.chdir(folder)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        return main(argv), lines
+    finally:
+        os.chdir(old)
+        logger.removeHandler(handler)
+        logger.setLevel(level)

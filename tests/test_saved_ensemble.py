@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 
 import forecast
-from tests.conftest import assert_refused, mlflow_runs
+from tests.conftest import assert_refused, mlflow_runs, run_in_folder
 from forecast.cli import main
 from forecast.data import synthetic
 
@@ -29,22 +28,9 @@ def fitted(tmp_path_factory) -> tuple[Path, str, str, list[str]]:
     folder = tmp_path_factory.mktemp("ensemble")
     sales, products = synthetic.write(folder / "data", n_items=30, n_periods=40, n_new=2, seed=0,
                                      launch_window=0.95)
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logger, level = logging.getLogger("forecast"), logging.getLogger("forecast").level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)  # the closing summary is an INFO line
-    old = Path.cwd()
-    os.chdir(folder)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        code = main(["fit", "--sales", sales, "--products", products, "--models", MODELS, "--model", "ensemble",
-                     "--folds", "2", "--horizon", str(HORIZON), "--max-epochs", "1", "--no-progress"])
-    finally:
-        os.chdir(old)
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    code, lines = run_in_folder(folder, ["fit", "--sales", sales, "--products", products, "--models", MODELS,
+                                         "--model", "ensemble", "--folds", "2", "--horizon", str(HORIZON),
+                                         "--max-epochs", "1", "--no-progress"])
     assert code == 0
     return folder, sales, products, lines
 
@@ -119,7 +105,7 @@ def test_predict_refuses_a_truncated_forecaster_json_and_a_folder_that_holds_no_
     (copy / "forecaster.json").write_text(text[: len(text) // 2])
     argv = ["--sales", sales, "--products", products, "--export", "o.csv"]
     assert_refused(main(["predict", "--model-dir", str(copy), *argv]), capsys.readouterr().err,
-                   "forecaster.json: unreadable", "refit", outputs=("o.csv",))
+                   "forecaster.json", "corrupt or was modified", "refit", outputs=("o.csv",))
     run_folder = saved_folder(folder).parent  # one level too high: the run's folder, not a model's
     assert_refused(main(["predict", "--model-dir", str(run_folder), *argv]), capsys.readouterr().err,
                    "not a saved model", "checkpoints/<run id>/<model>", outputs=("o.csv",))

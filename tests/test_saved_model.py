@@ -67,6 +67,13 @@ def test_predict_refuses_an_edited_config(saved, model_copy, capsys):
     refused(predict(saved, model_copy), capsys.readouterr().err, "config.yaml", "modified")
 
 
+def test_predict_refuses_edited_forecast_ranges(saved, model_copy, capsys):
+    """The ranges saved beside the weights are checksummed with them: a widened range is refused."""
+    ranges = model_copy / "intervals.json"
+    ranges.write_text(ranges.read_text().replace("[", "[9", 1))
+    refused(predict(saved, model_copy), capsys.readouterr().err, "intervals.json", "modified", "refit")
+
+
 def test_predict_refuses_a_model_without_checksums(saved, model_copy, capsys):
     (model_copy / "SHA256SUMS").unlink()
     refused(predict(saved, model_copy), capsys.readouterr().err, "SHA256SUMS is missing")

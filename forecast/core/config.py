@@ -222,7 +222,7 @@ class OutputConfig:
     model: str | None = option(None, flag="--model", verbs=("fit",), group="output",
                                help="model whose forecast is exported (none: the best on the backtest, per group)")
     checkpoint_dir: str = option("checkpoints", flag="--checkpoint-dir", verbs=("fit",), group="output",
-                                 help="where neural models are saved, and the work folder a --resume continues from")
+                                 help="where the chosen models are saved, and the work folder a --resume continues from")
     trend_threshold: float = 0.1  # |change| below this is "flat" (see forecast.outputs.trends)
     excel: bool = option(False, flag="--excel", verbs=EXPORTING, group="output",
                          help="write the export as UTF-8 with a byte order mark, so Excel shows £ and accents right")

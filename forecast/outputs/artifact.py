@@ -1,15 +1,21 @@
 """A saved model's folder, read and written in one place: the model's own files (a neural model's
 weights, config and metadata with their checksums) and the forecast ranges it was exported with.
 
-Two kinds of folder, both written here and both read by :func:`load`:
+Two kinds of folder, both written here and both read by :func:`load`; ``fit`` saves one per chosen
+model, in ``checkpoints/<run id>/<model>``:
 
-- **one neural model** (``fit`` saves each chosen neural model so): ``model.safetensors``,
-  ``config.yaml``, ``meta.json``, ``SHA256SUMS``, ``intervals.json``.
-- **a choice of models** (:class:`Choice`: the ensemble ``fit`` chose, or what ``Forecaster.save``
-  saves): ``forecaster.json`` (the model per item group, the models, the ensemble's members and
-  weights per group, the data's frequency), ``config.yaml``, ``intervals.json`` (the ensemble's
-  ranges) and a folder per model: a neural one as above, a statistical one (local to each series,
-  refitted on the history it is given) its ``intervals.json`` only.
+- **one neural model** (a chosen neural model): ``model.safetensors``, ``config.yaml``, ``meta.json``,
+  ``reference.safetensors``, ``intervals.json`` and ``SHA256SUMS`` (the sums of all of them).
+- **a choice of models** (:class:`Choice`: a chosen statistical or launch model, the chosen ensemble,
+  or what ``Forecaster.save`` saves): ``forecaster.json`` (the model per item group, the models and
+  how each forecasts, the ensemble's members and weights per group, the data's frequency),
+  ``config.yaml``, ``intervals.json`` (the ensemble's ranges), a folder per model (a neural one as
+  above; a statistical or launch one, refitted on the data it is given, its ``intervals.json`` only)
+  and ``SHA256SUMS`` over every file in it (forecast.core.checksums): an edited file is refused.
+
+A neural model fit chose for one group and that is also a member of the ensemble is saved once: the
+ensemble's folder holds hard links to the files of the model's own folder (a copy where the file
+system has no hard links), so each folder still serves, copies and logs to MLflow on its own.
 
 ``load(folder).forecast`` is the one way a saved model forecasts: the ``predict`` verb, the MLflow
 pyfunc flavour (forecast.tracking.serving) and ``Forecaster.predict`` all call it, so they cannot
@@ -20,7 +26,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+import os
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +37,7 @@ import pandas as pd
 from forecast.evaluation import combination, intervals
 from forecast.evaluation.combination import GroupWeights
 from forecast.evaluation.intervals import Calibration
+from forecast.core import checksums
 from forecast.core.config import RunConfig
 from forecast.core.version import package_version
 from forecast.data.panel import Panel
@@ -36,7 +45,7 @@ from forecast.core.errors import ConfigError, DataError, ForecastError
 from forecast.outputs.export import forecast_frame
 from forecast.core.files import disk_faults
 from forecast.models import registry
-from forecast.models.base import Model, Prediction, in_group, variant_name
+from forecast.models.base import NEW, Model, Prediction, in_group, variant_name
 
 log = logging.getLogger("forecast.pipeline")
 
@@ -48,6 +57,7 @@ def save(model, directory: Path, levels: tuple[float, ...], calibrations: dict[s
     saved = model.save(directory)
     with disk_faults(f"the forecast ranges of {saved}"):
         intervals.save(saved, levels, calibrations, missing)
+        checksums.add(saved, intervals.FILE)  # an edited range is refused like an edited weight
     return saved
 
 
@@ -105,9 +115,10 @@ class Choice:
     directory: Path | None = None  # the folder it was loaded from
     reasons: dict[str, str] = field(default_factory=dict)  # per group without a saved range, why
 
-    def save(self, directory: str | Path) -> Path:
-        """This choice as a folder (see the module docstring); refuses a folder that holds files."""
-        directory = Path(directory)
+    def save(self, directory: str | Path, shared: dict[str, Path] | None = None) -> Path:
+        """This choice as a folder (see the module docstring); refuses a folder that holds files.
+        ``shared``: models already saved in a folder of their own (by fit), linked here, not written again."""
+        directory, shared = Path(directory), shared or {}
         if directory.exists() and any(directory.iterdir()):
             raise ConfigError(f"{directory}: not empty; give a new or empty folder (nothing is overwritten)")
         levels = self.config.evaluation.levels
@@ -116,17 +127,21 @@ class Choice:
             intervals.save(directory, levels, self.widths.get(combination.NAME, {}),
                            self._unranged(combination.NAME))
             for base, model in self.models.items():
-                if hasattr(model, "save"):
+                if base in shared:
+                    _link_files(shared[base], directory / base)
+                elif hasattr(model, "save"):
                     save(model, directory / base, levels, self.widths[base], self._unranged(base))
-                    continue
-                (directory / base).mkdir()
-                intervals.save(directory / base, levels, self.widths[base], self._unranged(base))
+                else:
+                    (directory / base).mkdir()
+                    intervals.save(directory / base, levels, self.widths[base], self._unranged(base))
             self.config.to_yaml(directory / CONFIG)
             ensemble = {g: {"members": w.members, "weights": [float(v) for v in w.weights]}
                         for g, w in self.ensemble.items()}
             meta = {"format": FORMAT, "version": package_version(), "chosen": self.chosen,
-                    "models": list(self.models), "ensemble": ensemble, "freq": self.freq}
+                    "models": list(self.models), "how": {base: how_it_forecasts(base) for base in self.models},
+                    "ensemble": ensemble, "freq": self.freq}
             (directory / FILE).write_text(json.dumps(meta, indent=2))
+            checksums.write(directory, checksums.all_files(directory))
         return directory
 
     @classmethod
@@ -135,6 +150,9 @@ class Choice:
         from forecast.models.neural.estimator import META, NeuralEstimator
 
         directory = Path(directory)
+        if not (directory / FILE).is_file():
+            raise ForecastError(f"{directory}: not a saved model ({FILE} is missing)")
+        checksums.verify(directory, (FILE, CONFIG, intervals.FILE), "saved model")
         try:
             meta = json.loads((directory / FILE).read_text())
             if meta.get("format") != FORMAT:
@@ -143,7 +161,7 @@ class Choice:
             ensemble = {g: GroupWeights([str(m) for m in w["members"]], np.array(w["weights"], dtype=float))
                         for g, w in meta.get("ensemble", {}).items()}
         except OSError as err:
-            raise ForecastError(f"{directory}: not a saved model ({err})") from None
+            raise ForecastError(f"{directory / FILE}: cannot be read ({err})") from None
         except (ValueError, KeyError, TypeError, AttributeError) as err:  # edited or truncated by hand
             raise ForecastError(f"{directory / FILE}: unreadable ({type(err).__name__}: {err}); "
                                 f"refit to save the model again") from None
@@ -158,16 +176,18 @@ class Choice:
         return cls(config, chosen, models, widths, ensemble, meta.get("freq"), directory, reasons)
 
     def predictions(self, panel: Panel, horizon: int) -> list[Prediction]:
-        """Each chosen model's ranged forecast of the products of the groups it was chosen for, the
-        ensemble's of its groups (its members forecast all theirs; only the weighted sum is kept)."""
+        """Each chosen model's (or variant's) ranged forecast of the products of the groups it was chosen
+        for, the ensemble's of its groups (its members forecast all theirs; only the weighted sum is kept)."""
         out, predictions = [], {}
         for base, model in self.models.items():
             if not hasattr(model, "save"):  # a local model: its fit is part of forecasting new data
                 model.fit(panel, horizon)
             prediction = predictions[base] = model.predict(panel, horizon)
-            groups = [g for g, name in self.chosen.items() if _base(name) == base]
-            ranged = intervals.with_range(prediction, panel.has_history[prediction.item_index], self.widths[base])
-            out.append(ranged.for_groups(panel.has_history, groups))
+            for group, name in self.chosen.items():
+                if _base(name) == base:
+                    chosen = _as_chosen(prediction, name, panel)
+                    ranged = intervals.with_range(chosen, panel.has_history[chosen.item_index], self.widths[base])
+                    out.append(ranged.for_groups(panel.has_history, [group]))
         for group, weights in self.ensemble.items():
             combined = combination.combine(panel, predictions, group, weights)
             out.append(intervals.with_range(combined, panel.has_history[combined.item_index],
@@ -200,6 +220,45 @@ class Choice:
 def _base(name: str | None) -> str | None:
     """The fitted model behind a chosen name (a variant's model; ``ensemble`` itself)."""
     return None if name is None else variant_name(name)[0]
+
+
+def _as_chosen(prediction: Prediction, name: str, panel: Panel) -> Prediction:
+    """The forecast of the chosen variant ``name`` (e.g. ``launch_curve:attributes``), as fit exported it:
+    a baseline offers it beside its own forecast; a saved neural model forecasts as its variant already."""
+    label = variant_name(name)[1]
+    if label is None:
+        return prediction
+    if label in prediction.variants:
+        return prediction.variant(label)
+    if registry.MODELS[_base(name)].section == "neural" or not len(prediction.item_index):
+        return replace(prediction, model=name, variants={})
+    raise DataError(f"the products table ({panel.n_items} products) lacks the columns {name}, the model fit "
+                    f"chose, forecasts from (launch_curve:attributes: the attribute columns, e.g. category, "
+                    f"colour); give the products table with the fitted data's columns, or fit on this data")
+
+
+def how_it_forecasts(base: str) -> str:
+    """What a saved model holds and what it reads at predict time, in its folder's metadata."""
+    entry = registry.MODELS[base]
+    if entry.section == "neural":
+        return f"trained on the fitted data: its weights are in {base}/ and forecast as saved"
+    if entry.groups == frozenset({NEW}):
+        return ("nothing learned is saved: forecasts each new product from the launch curves of the products "
+                "predict is given that launched before the forecast starts; the ranges are the fit's")
+    return ("local to each series: nothing learned is saved; predict refits it on the history of each series "
+            "it is given; the ranges are the fit's")
+
+
+def _link_files(source: Path, target: Path) -> None:
+    """``target`` holding ``source``'s files: hard links (stored once), copies where links cannot be made."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, destination)
+            except OSError:
+                shutil.copy2(path, destination)
 
 
 def load(directory: str | Path) -> SavedModel | Choice:

@@ -11,8 +11,8 @@ forecasts every item from the panel's end (or a new product from its launch).
 ``reference.safetensors`` (the training products the retrieval features are computed from,
 :class:`~forecast.models.neural.features.Reference`: a product's forecast never depends on
 the other products passed to ``predict``) and ``SHA256SUMS`` (a SHA-256 of each of those
-files, ``sha256sum -c`` format);
-``NeuralEstimator.load(dir)`` refuses a folder where any file differs from its sum and
+files, ``sha256sum -c`` format, :mod:`forecast.core.checksums`; the forecast ranges saved beside
+them are added there); ``NeuralEstimator.load(dir)`` refuses a folder where any file differs from its sum and
 rebuilds the same network, so the forecasts are identical. In ``frozen`` text mode the encoder is not saved (it is
 reloaded from its path); in ``last-k``/``full`` its fine-tuned weights are part
 of the state.
@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from forecast.core import checksums
 from forecast.core.config import RunConfig
 from forecast.data.panel import Panel
 from forecast.core.errors import ConfigError, DataError, ForecastError
@@ -75,7 +76,7 @@ class EpochLine(Callback):
                  f" ({losses})" if losses else "")
 
 
-WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", "SHA256SUMS"
+WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", checksums.SUMS
 REFERENCE = "reference.safetensors"  # /6: the training products the retrieval features are computed from
 FORMAT = "forecast-neural/6"  # /6: REFERENCE; /5: scaler.attributes (neural.attribute_curves); /4: text_dropout, ...
 READABLE_FORMATS = (FORMAT, "forecast-neural/5", "forecast-neural/4")  # older: no REFERENCE (see predict)
@@ -326,8 +327,7 @@ class NeuralEstimator:
         (directory / META).write_text(json.dumps(meta, indent=2))
         tensors, about = self.reference.to_tensors()
         save_file(tensors, str(directory / REFERENCE), metadata=about)
-        (directory / SUMS).write_text("".join(f"{_sha256(directory / name)}  {name}\n"
-                                              for name in (WEIGHTS, CONFIG, META, REFERENCE)))
+        checksums.write(directory, (WEIGHTS, CONFIG, META, REFERENCE))
         return directory
 
     @classmethod
@@ -339,7 +339,8 @@ class NeuralEstimator:
         for name in (WEIGHTS, CONFIG, META, SUMS):
             if not (directory / name).is_file():
                 raise ForecastError(f"{directory}: not a saved neural model ({name} is missing)")
-        _verify_checksums(directory)
+        reference = [REFERENCE] if (directory / REFERENCE).exists() else []  # none before /6
+        checksums.verify(directory, (WEIGHTS, CONFIG, META, *reference), "saved neural model")
         try:
             meta = json.loads((directory / META).read_text())
             if meta.get("format") not in READABLE_FORMATS:
@@ -508,32 +509,12 @@ def _readable_checkpoint(path: Path) -> bool:
         return False
 
 
-def _verify_checksums(directory: Path) -> None:
-    """Every file of a saved model must match SHA256SUMS: an edited meta.json (scaling constants),
-    config.yaml or weights file is refused, not silently used."""
-    sums = {}
-    for line in (directory / SUMS).read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        sums[name] = digest
-    reference = [REFERENCE] if REFERENCE in sums or (directory / REFERENCE).exists() else []  # none before /6
-    for name in (WEIGHTS, CONFIG, META, *reference):
-        if not (directory / name).is_file():
-            raise ForecastError(f"{directory}: not a saved neural model ({name} is missing)")
-        if sums.get(name) != _sha256(directory / name):
-            raise ForecastError(f"{directory / name}: the file is corrupt or was modified (its SHA-256 differs "
-                                f"from {SUMS}); retrain with `python -m forecast fit`")
-
-
 def _load_reference(path: Path) -> Reference:
     """The training products saved beside the weights (checksummed with them)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
         return Reference.from_tensors({k: handle.get_tensor(k) for k in handle.keys()}, handle.metadata())
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _float(value) -> float | None:
