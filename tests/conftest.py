@@ -132,7 +132,7 @@ def mlflow_runs(uri: str, experiment: str = "forecast") -> tuple[object, list, l
 
 
 def runs_by_name(runs: list) -> dict[str, object]:
-    """{run name: run}, e.g. a fit's child runs by model."""
+    """{run name: the latest run of that name} of runs listed oldest first, e.g. a fit's child runs by model."""
     return {run.info.run_name: run for run in runs}
 
 
