@@ -21,7 +21,7 @@ from forecast.models.neural.estimator import NeuralEstimator
 from forecast.models.neural.features import (ATTRIBUTE_PRIOR, PanelDataModule, attribute_curves, neighbour_curves,
                                              recent_launch_curves, without_censored_launches)
 from forecast.models.neural.network import ForecastNetwork
-from tests.test_config import refused
+from tests.conftest import refused
 
 H = 6
 FAST = {"train.max_epochs": 2, "train.windows_per_epoch": 2000, "train.progress": False, "neural.hidden_size": 16,

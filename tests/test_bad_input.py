@@ -3,13 +3,11 @@ naming the file/column/rows, no traceback, no export file and no finished MLflow
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_refused, run_cli, write_csv  # noqa: F401  (run_cli: test_input_rules reads it here)
+from tests.conftest import assert_refused, free_port, no_finished_runs, run_cli, run_cli_process, write_csv
 
 GOOD_SALES = "item_id,date,units,price\nA,2024-01-01,3,2.0\nA,2024-01-08,4,2.0\nA,2024-01-15,5,2.0\n" + "".join(
     f"A,2024-{m:02d}-{d:02d},5,2.0\n" for m, d in [(1, 22), (1, 29), (2, 5), (2, 12), (2, 19), (2, 26), (3, 4)]
@@ -28,16 +26,6 @@ def with_column(sales: str, name: str, value: str) -> str:
 def fit_args(sales: str, products: str, *extra: str) -> list[str]:
     return ["fit", "--sales", sales, "--products", products, "--horizon", "2", "--folds", "1",
             "--models", "moving_average", "--no-progress", *extra]
-
-
-def no_finished_runs() -> bool:
-    db = Path("mlruns/mlflow.db")
-    if not db.exists():
-        return True
-    import sqlite3
-
-    with sqlite3.connect(db, timeout=60) as con:
-        return con.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0] == 0
 
 
 CASES = {
@@ -187,8 +175,7 @@ def test_short_series_is_forecast_not_refused(workdir, capsys):
 def test_real_process_prints_no_traceback(workdir):
     sales = write_csv(workdir, "sales.csv", GOOD_SALES + "A,2024-03-11,-4,2.0\n")
     products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
-    proc = subprocess.run([sys.executable, "-m", "forecast", *fit_args(sales, products)],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli_process(*fit_args(sales, products), timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "negative" in proc.stderr
@@ -270,11 +257,7 @@ def test_config_gaps_error_spelled_otherwise_is_refused(workdir, capsys):
 
 def test_unreachable_tracking_server_fails_within_seconds(workdir, capsys):
     """MLflow would retry for minutes: the run is refused at once with the URI named."""
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     sales = write_csv(workdir, "sales.csv", GOOD_SALES)
     products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
     code, err = run_cli(capsys, fit_args(sales, products, "--tracking-uri", f"http://127.0.0.1:{port}"))

@@ -7,8 +7,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import subprocess
-import sys
 import unicodedata
 import zipfile
 from dataclasses import fields
@@ -22,10 +20,8 @@ import yaml
 
 from forecast.cli import build_parser
 from forecast.core.config import RANGES, RunConfig
-from tests.conftest import write_csv
-from tests.test_bad_input import GOOD_PRODUCTS, GOOD_SALES, assert_refused, fit_args, no_finished_runs, run_cli
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, assert_refused, no_finished_runs, run_cli, run_cli_process, write_csv
+from tests.test_bad_input import GOOD_PRODUCTS, GOOD_SALES, fit_args
 
 
 def sales_frame() -> pd.DataFrame:
@@ -314,15 +310,9 @@ def test_an_excel_workbook_is_named(workdir, capsys):
     assert_refused(code, err, "sales.xlsx", "ZIP archive", "xlsx")
 
 
-def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "forecast", *args], input=stdin, capture_output=True, text=True,
-                          timeout=300, env=env)
-
-
 def test_piped_sales_on_stdin_are_read(workdir):
     products = write_csv(workdir, "products.csv", GOOD_PRODUCTS)
-    proc = cli(*fit_args("/dev/stdin", products), stdin=GOOD_SALES)
+    proc = run_cli_process(*fit_args("/dev/stdin", products), stdin=GOOD_SALES)
     assert proc.returncode == 0, proc.stderr
     assert len(pd.read_csv("forecast.csv")) == 2
 

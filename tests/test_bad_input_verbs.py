@@ -21,26 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecast.cli import main
 from forecast.data import synthetic
-from tests.conftest import write_csv
+from tests.conftest import assert_refused, free_port, run_cli, run_cli_in, run_cli_process, write_csv
 
 HORIZON = 3
-
-
-def refused(code: int, err: str, *needles: str) -> str:
-    """The one error line of a refusal (exit 2, no traceback), holding every needle."""
-    assert code == 2, err
-    assert "Traceback" not in err and "internal error" not in err, err
-    [line] = [line for line in err.splitlines() if line.startswith("error:")]
-    for needle in needles:
-        assert needle in line, line
-    return line
-
-
-def run(capsys, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +43,8 @@ def saved(data, tmp_path_factory) -> Path:
     """The issue's example: fit --models moving_average,fusion --max-epochs 1 --folds 1; the saved fusion."""
     folder = tmp_path_factory.mktemp("saved")
     (folder / "small.yaml").write_text("train:\n  windows_per_epoch: 512\nneural:\n  hidden_size: 8\n")
-    old = Path.cwd()
-    os.chdir(folder)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        code = main(["fit", "--sales", str(data / "sales.csv"), "--products", str(data / "products.csv"),
-                     "--models", "moving_average,fusion", "--max-epochs", "1", "--folds", "1", "--horizon",
-                     str(HORIZON), "--config", "small.yaml", "--no-progress"])
-    finally:
-        os.chdir(old)
+    code = run_cli_in(folder, ["fit", *tables(data), "--models", "moving_average,fusion", "--max-epochs", "1",
+                               "--folds", "1", "--horizon", str(HORIZON), "--config", "small.yaml", "--no-progress"])
     assert code == 0
     [model] = [p.parent for p in (folder / "checkpoints").rglob("model.safetensors") if "work" not in p.parts]
     return model
@@ -77,14 +54,8 @@ def saved(data, tmp_path_factory) -> Path:
 def forecast_csv(data, tmp_path_factory) -> Path:
     """A forecast of the data by moving_average (fast), for trends."""
     folder = tmp_path_factory.mktemp("forecast")
-    old = Path.cwd()
-    os.chdir(folder)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        assert main(["fit", "--sales", str(data / "sales.csv"), "--products", str(data / "products.csv"),
-                     "--models", "moving_average", "--folds", "1", "--horizon", str(HORIZON), "--no-progress"]) == 0
-    finally:
-        os.chdir(old)
+    assert run_cli_in(folder, ["fit", *tables(data), "--models", "moving_average", "--folds", "1", "--horizon",
+                               str(HORIZON), "--no-progress"]) == 0
     return folder / "forecast.csv"
 
 
@@ -103,12 +74,12 @@ def sales_without(data: Path, workdir: Path, column: str, extra: dict | None = N
 # --- a verb reads the wrong kind of file -------------------------------------------------------------------
 
 def trends(capsys, data: Path, forecast: Path | str, *extra: str) -> tuple[int, str]:
-    return run(capsys, "trends", *tables(data), "--forecast", str(forecast), *extra)
+    return run_cli(capsys, ["trends", *tables(data), "--forecast", str(forecast), *extra])
 
 
 def test_trends_refuses_a_sales_table_given_as_the_forecast(data, workdir, capsys):
     code, err = trends(capsys, data, data / "sales.csv")
-    refused(code, err, "sales.csv", "sales history", "not a forecast")
+    assert_refused(code, err, "sales.csv", "sales history", "not a forecast")
     assert not Path("trends.csv").exists()
 
 
@@ -123,19 +94,19 @@ def test_trends_refuses_a_forecast_edited_to_negative_units(data, forecast_csv, 
     def negative(frame):
         frame.loc[1, "units"] = -50
     code, err = trends(capsys, data, edited(forecast_csv, workdir, negative))
-    refused(code, err, "fc.csv", "'units'", "negative", "line 3", "-50")
+    assert_refused(code, err, "fc.csv", "'units'", "negative", "line 3", "-50")
 
 
 def test_trends_refuses_a_range_upside_down(data, forecast_csv, workdir, capsys):
     def upside_down(frame):
         frame.loc[0, ["units_p10", "units_p90"]] = [9.0, 2.0]
     code, err = trends(capsys, data, edited(forecast_csv, workdir, upside_down))
-    refused(code, err, "fc.csv", "'units_p10'", "above units_p90", "line 2")
+    assert_refused(code, err, "fc.csv", "'units_p10'", "above units_p90", "line 2")
 
 
 def test_trends_refuses_a_forecast_with_repeated_rows(data, forecast_csv, workdir, capsys):
     code, err = trends(capsys, data, edited(forecast_csv, workdir, lambda f: f.loc.__setitem__(1, f.loc[0])))
-    refused(code, err, "fc.csv", "duplicate an (item_id, date)", "line 2", "line 3")
+    assert_refused(code, err, "fc.csv", "duplicate an (item_id, date)", "line 2", "line 3")
 
 
 def test_trends_accepts_the_real_forecast(data, forecast_csv, workdir, capsys):
@@ -145,19 +116,19 @@ def test_trends_accepts_the_real_forecast(data, forecast_csv, workdir, capsys):
 
 
 def predict(capsys, model: Path, sales: str, products: str, *extra: str) -> tuple[int, str]:
-    return run(capsys, "predict", "--model-dir", str(model), "--sales", sales, "--products", products,
-               "--export", "out.csv", *extra)
+    return run_cli(capsys, ["predict", "--model-dir", str(model), "--sales", sales, "--products", products,
+                            "--export", "out.csv", *extra])
 
 
 def test_predict_refuses_data_without_the_trained_price(data, saved, workdir, capsys):
     code, err = predict(capsys, saved, sales_without(data, workdir, "price"), str(data / "products.csv"))
-    refused(code, err, "sales.csv", "'price'", "trained with")
+    assert_refused(code, err, "sales.csv", "'price'", "trained with")
     assert not Path("out.csv").exists()
 
 
 def test_predict_refuses_data_without_the_trained_covariate_naming_it(data, saved, workdir, capsys):
     code, err = predict(capsys, saved, sales_without(data, workdir, "promo"), str(data / "products.csv"))
-    line = refused(code, err, "sales.csv", "'promo'", "trained with")
+    line = assert_refused(code, err, "sales.csv", "'promo'", "trained with")
     assert "{" not in line  # no internal feature-width dictionaries
 
 
@@ -172,36 +143,38 @@ def test_predict_ignores_a_covariate_the_model_never_saw_and_says_so(data, saved
 
 def test_predict_export_onto_the_models_meta_json_is_refused(data, saved, workdir, capsys):
     before = (saved / "meta.json").read_bytes()
-    code, err = run(capsys, "predict", "--model-dir", str(saved), *tables(data), "--export", str(saved / "meta.json"))
-    refused(code, err, "--export", "meta.json", "input file")
+    code, err = run_cli(capsys, ["predict", "--model-dir", str(saved), *tables(data),
+                                 "--export", str(saved / "meta.json")])
+    assert_refused(code, err, "--export", "meta.json", "input file")
     assert (saved / "meta.json").read_bytes() == before
 
 
 def test_tune_best_config_and_export_naming_one_file_are_refused(data, workdir, capsys):
-    code, err = run(capsys, "tune", *tables(data), "--best-config", "x.yaml", "--export", "x.yaml", "--trials", "1")
-    refused(code, err, "--best-config x.yaml", "--export x.yaml", "same file")
+    code, err = run_cli(capsys, ["tune", *tables(data), "--best-config", "x.yaml", "--export", "x.yaml",
+                                 "--trials", "1"])
+    assert_refused(code, err, "--best-config x.yaml", "--export x.yaml", "same file")
     assert not Path("mlruns").exists()  # refused before the study or the store was opened
 
 
 def test_trends_output_whose_chart_is_the_output_is_refused(data, forecast_csv, workdir, capsys):
     code, err = trends(capsys, data, forecast_csv, "--output", "report.png")
-    refused(code, err, "--output report.png", "chart", "same file")
+    assert_refused(code, err, "--output report.png", "chart", "same file")
 
 
 def test_export_onto_the_config_or_the_mlflow_store_is_refused(data, workdir, capsys):
     Path("c.yaml").write_text("seed: 1\n")
-    code, err = run(capsys, "fit", *tables(data), "--models", "moving_average", "--config", "c.yaml",
-                    "--export", "c.yaml")
-    refused(code, err, "--export c.yaml", "--config")
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "moving_average", "--config", "c.yaml",
+                                 "--export", "c.yaml"])
+    assert_refused(code, err, "--export c.yaml", "--config")
     assert Path("c.yaml").read_text() == "seed: 1\n"
-    code, err = run(capsys, "fit", *tables(data), "--models", "moving_average", "--export", "mlruns/mlflow.db")
-    refused(code, err, "mlflow.db", "MLflow store")
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "moving_average", "--export", "mlruns/mlflow.db"])
+    assert_refused(code, err, "mlflow.db", "MLflow store")
 
 
 def test_tune_best_config_onto_the_search_space_is_refused(data, workdir, capsys):
     Path("space.yaml").write_text("neural.dropout: {type: float, low: 0.0, high: 0.3}\n")
-    code, err = run(capsys, "tune", *tables(data), "--search-space", "space.yaml", "--best-config", "space.yaml")
-    refused(code, err, "--best-config space.yaml", "--search-space")
+    code, err = run_cli(capsys, ["tune", *tables(data), "--search-space", "space.yaml", "--best-config", "space.yaml"])
+    assert_refused(code, err, "--best-config space.yaml", "--search-space")
 
 
 # --- option values checked before the first trial or training --------------------------------------------------
@@ -227,25 +200,25 @@ SPACES = {
 def test_bad_search_spaces_are_refused_before_any_trial(case, data, workdir, capsys):
     text, needles = SPACES[case]
     Path("space.yaml").write_text(text + "\n")
-    code, err = run(capsys, "tune", *tables(data), "--search-space", "space.yaml", "--trials", "1")
-    refused(code, err, "space.yaml", *needles)
+    code, err = run_cli(capsys, ["tune", *tables(data), "--search-space", "space.yaml", "--trials", "1"])
+    assert_refused(code, err, "space.yaml", *needles)
     assert not Path("mlruns/optuna.db").exists() and not Path("best_config.yaml").exists()
 
 
 @pytest.mark.parametrize("name", ["a/../b", "x:y", " ", "n" * 300])
 def test_bad_register_names_are_refused_before_training(name, data, workdir, capsys):
-    code, err = run(capsys, "fit", *tables(data), "--models", "moving_average,fusion", "--register", name)
-    refused(code, err, "--register")
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "moving_average,fusion", "--register", name])
+    assert_refused(code, err, "--register")
     assert not Path("checkpoints").exists() and not Path("forecast.csv").exists()  # no training ran
     assert not Path("mlruns").exists()  # nor was a run opened
 
 
 def test_an_export_name_too_long_for_the_file_system_is_refused_first(data, workdir, capsys):
-    code, err = run(capsys, "fit", *tables(data), "--models", "moving_average", "--export", "f" * 300 + ".csv")
-    refused(code, err, "file name is 304 bytes", "shorter name")
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "moving_average", "--export", "f" * 300 + ".csv"])
+    assert_refused(code, err, "file name is 304 bytes", "shorter name")
     assert not Path("mlruns").exists()
-    code, err = run(capsys, "trends", *tables(data), "--output", "t" * 250 + ".csv")
-    refused(code, err, "file name is 254 bytes", "shorter name")
+    code, err = run_cli(capsys, ["trends", *tables(data), "--output", "t" * 250 + ".csv"])
+    assert_refused(code, err, "file name is 254 bytes", "shorter name")
 
 
 # --- faults the user can fix ------------------------------------------------------------------------------
@@ -260,8 +233,8 @@ def test_a_full_disk_during_the_export_is_said_and_leaves_no_temporary_file(data
         return real(self, target, *args, **kwargs)
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
-    code, err = run(capsys, "fit", *tables(data), "--models", "moving_average", "--folds", "1")
-    refused(code, err, "forecast.csv", "no space left")
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "moving_average", "--folds", "1"])
+    assert_refused(code, err, "forecast.csv", "no space left")
     assert not list(workdir.glob(".forecast.csv.*")) and not Path("forecast.csv").exists()
 
 
@@ -273,9 +246,9 @@ def test_a_full_disk_while_saving_a_checkpoint_is_said(data, workdir, capsys, mo
 
     monkeypatch.setattr(torch, "save", full_disk)
     Path("small.yaml").write_text("train:\n  windows_per_epoch: 256\nneural:\n  hidden_size: 8\n")
-    code, err = run(capsys, "fit", *tables(data), "--models", "fusion", "--folds", "1", "--max-epochs", "1",
-                    "--config", "small.yaml", "--no-progress")
-    refused(code, err, "training checkpoints", "no space left")
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "fusion", "--folds", "1", "--max-epochs", "1",
+                                 "--config", "small.yaml", "--no-progress"])
+    assert_refused(code, err, "training checkpoints", "no space left")
 
 
 def test_a_stale_temporary_file_of_a_killed_export_is_cleared(data, workdir, capsys):
@@ -284,7 +257,7 @@ def test_a_stale_temporary_file_of_a_killed_export_is_cleared(data, workdir, cap
     for path in left:
         path.write_text("item_id,da")
     os.utime(left[1], (time.time() - 3600, time.time() - 3600))  # an older name without a pid, an hour old
-    code, err = run(capsys, "fit", *tables(data), "--models", "moving_average", "--folds", "1")
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "moving_average", "--folds", "1"])
     assert code == 0, err
     assert not any(path.exists() for path in left)
     assert Path("forecast.csv").is_file()
@@ -294,37 +267,31 @@ def test_a_read_only_folder_for_the_optuna_store_is_refused(data, workdir, capsy
     Path("ro").mkdir()
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p).name == "ro" else real(p, mode))  # root ignores chmod
-    code, err = run(capsys, "tune", *tables(data), "--storage", "sqlite:///ro/optuna.db", "--trials", "1")
-    refused(code, err, "--storage sqlite:///ro/optuna.db", "ro", "not writable")
+    code, err = run_cli(capsys, ["tune", *tables(data), "--storage", "sqlite:///ro/optuna.db", "--trials", "1"])
+    assert_refused(code, err, "--storage sqlite:///ro/optuna.db", "ro", "not writable")
 
 
 @pytest.mark.parametrize("storage", ["foo://somewhere/db", "sqlite:///notdb.db"])
 def test_a_storage_optuna_cannot_open_is_refused_naming_it(storage, data, workdir, capsys):
     Path("notdb.db").write_text("this is not a database\n" * 100)
-    code, err = run(capsys, "tune", *tables(data), "--storage", storage, "--trials", "1")
-    refused(code, err, f"--storage {storage}", "cannot open")
+    code, err = run_cli(capsys, ["tune", *tables(data), "--storage", storage, "--trials", "1"])
+    assert_refused(code, err, f"--storage {storage}", "cannot open")
 
 
 def test_a_non_database_file_as_the_ui_store_is_refused(workdir, capsys):
     Path("notdb.db").write_text("this is not a database\n" * 100)
-    code, err = run(capsys, "ui", "--tracking-uri", "sqlite:///notdb.db", "--port", str(free_port()))
-    refused(code, err, "sqlite:///notdb.db", "not a database")
-    code, err = run(capsys, "ui", "--tracking-uri", "nosuch://x", "--port", str(free_port()))
-    refused(code, err, "nosuch://x")
+    code, err = run_cli(capsys, ["ui", "--tracking-uri", "sqlite:///notdb.db", "--port", str(free_port())])
+    assert_refused(code, err, "sqlite:///notdb.db", "not a database")
+    code, err = run_cli(capsys, ["ui", "--tracking-uri", "nosuch://x", "--port", str(free_port())])
+    assert_refused(code, err, "nosuch://x")
 
 
 # --- ui exits non-zero when it failed -------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("port", ["-1", "99999", "0", "65536"])
 def test_ui_refuses_a_port_out_of_range(port, workdir, capsys):
-    code, err = run(capsys, "ui", f"--port={port}")
-    refused(code, err, f"--port {port}", "1 to 65535")
+    code, err = run_cli(capsys, ["ui", f"--port={port}"])
+    assert_refused(code, err, f"--port {port}", "1 to 65535")
 
 
 def test_ui_refuses_a_busy_port_through_the_cli(workdir):
@@ -332,8 +299,7 @@ def test_ui_refuses_a_busy_port_through_the_cli(workdir):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "forecast", "ui", "--port", str(port)], capture_output=True,
-                              text=True, timeout=120, cwd=workdir)
+        proc = run_cli_process("ui", "--port", str(port), timeout=120, cwd=workdir)
     assert proc.returncode == 2, proc.stderr
     assert f"--port {port}" in proc.stderr and "another --port" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -347,8 +313,8 @@ LIFE_SALES = "item_id,date,units\n" + "".join(f"A,2024-{m:02d}-{d:02d},5\n" for 
 def life_fit(workdir: Path, products: str, capsys, *extra: str) -> tuple[int, str]:
     sales = write_csv(workdir, "sales.csv", LIFE_SALES)
     products = write_csv(workdir, "products.csv", products)
-    return run(capsys, "fit", "--sales", sales, "--products", products, "--horizon", "2", "--folds", "1",
-               "--models", "moving_average", "--no-progress", *extra)
+    return run_cli(capsys, ["fit", "--sales", sales, "--products", products, "--horizon", "2", "--folds", "1",
+                            "--models", "moving_average", "--no-progress", *extra])
 
 
 def test_a_past_launch_without_sales_rows_is_forecast_for_the_forecast_weeks(workdir, capsys, caplog):
@@ -374,7 +340,7 @@ def test_a_past_launch_that_has_ended_gets_no_rows(workdir, capsys, caplog):
 def test_signals_that_end_before_the_sales_start_are_refused(workdir, capsys):
     signals = write_csv(workdir, "signals.csv", "date,red\n2019-01-07,3\n2019-01-14,4\n")
     code, err = life_fit(workdir, "item_id,description\nA,red coat\n", capsys, "--signals", signals)
-    refused(code, err, "signals.csv", "end on 2019-01-14", "before the sales start on 2024-01-01")
+    assert_refused(code, err, "signals.csv", "end on 2019-01-14", "before the sales start on 2024-01-01")
 
 
 def test_signals_that_stop_long_before_the_table_ends_are_named(workdir, capsys, caplog):
@@ -384,8 +350,8 @@ def test_signals_that_stop_long_before_the_table_ends_are_named(workdir, capsys,
                                                                                             freq="W-MON"))
     write_csv(workdir, "sales.csv", sales)
     products = write_csv(workdir, "products.csv", "item_id,description\nA,red coat\n")
-    code, err = run(capsys, "fit", "--sales", "sales.csv", "--products", products, "--horizon", "2", "--folds", "1",
-                    "--models", "moving_average", "--signals", signals, "--no-progress")
+    code, err = run_cli(capsys, ["fit", "--sales", "sales.csv", "--products", products, "--horizon", "2",
+                                 "--folds", "1", "--models", "moving_average", "--signals", signals, "--no-progress"])
     assert code == 0, err
     assert "the signals end on 2023-01-02, 67 periods before the sales end" in caplog.text
 
@@ -421,15 +387,16 @@ def test_a_model_saved_without_intervals_json_says_to_refit(data, saved, workdir
 def test_more_cpu_devices_than_cores_is_refused_before_training(data, workdir, capsys):
     from forecast.models.neural.devices import cpu_cores
 
-    code, err = run(capsys, "fit", *tables(data), "--models", "fusion", "--accelerator", "cpu", "--devices", "64")
-    refused(code, err, "--devices 64", f"{cpu_cores()} core(s)")
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "fusion", "--accelerator", "cpu", "--devices", "64"])
+    assert_refused(code, err, "--devices 64", f"{cpu_cores()} core(s)")
     assert not Path("mlruns").exists()
 
 
 @pytest.mark.parametrize("devices, needle", [("0", "positive number"), ("0,1", "not a list")])
 def test_impossible_cpu_device_options_are_refused(devices, needle, data, workdir, capsys):
-    code, err = run(capsys, "fit", *tables(data), "--models", "fusion", "--accelerator", "cpu", "--devices", devices)
-    refused(code, err, f"--devices {devices}", needle)
+    code, err = run_cli(capsys, ["fit", *tables(data), "--models", "fusion", "--accelerator", "cpu",
+                                 "--devices", devices])
+    assert_refused(code, err, f"--devices {devices}", needle)
 
 
 def test_a_gpu_asked_for_on_a_machine_without_one_is_refused(data, workdir, capsys):
@@ -437,8 +404,8 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_refused(data, workdir, caps
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    code, err = run(capsys, "tune", *tables(data), "--accelerator", "gpu", "--trials", "1")
-    refused(code, err, "--accelerator gpu", "no GPU")
+    code, err = run_cli(capsys, ["tune", *tables(data), "--accelerator", "gpu", "--trials", "1"])
+    assert_refused(code, err, "--accelerator gpu", "no GPU")
 
 
 def test_a_distributed_rank_dies_with_its_parent(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import mlflow_runs as read_runs
+from tests.conftest import mlflow_runs, run_cli_in, runs_by_name, store_uri
 from forecast.cli import build_parser, main
 
 FAST = ["--horizon", "6", "--folds", "2", "--step", "6", "--max-epochs", "2", "--no-progress", "--seed", "0"]
@@ -17,19 +17,11 @@ FAST = ["--horizon", "6", "--folds", "2", "--step", "6", "--max-epochs", "2", "-
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory, synthetic_csv):
     """One fit with fusion + baselines on the synthetic data, shared by the tests below."""
-    import os
-
     folder = tmp_path_factory.mktemp("fit")
-    old = Path.cwd()
-    os.chdir(folder)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        sales, products = synthetic_csv
-        code = main(["fit", "--sales", sales, "--products", products, "--models",
-                     "seasonal_naive,moving_average,theta,knn,fusion", "--model", "fusion", "--register", "demand",
-                     *FAST])
-    finally:
-        os.chdir(old)
+    sales, products = synthetic_csv
+    code = run_cli_in(folder, ["fit", "--sales", sales, "--products", products, "--models",
+                               "seasonal_naive,moving_average,theta,knn,fusion", "--model", "fusion", "--register",
+                               "demand", *FAST])
     assert code == 0
     return folder, sales, products
 
@@ -52,15 +44,10 @@ def test_fit_exports_every_product_with_the_promised_columns(fitted):
     assert set(export["trend_direction"]) <= {"rising", "falling", "flat", "new"}
 
 
-def mlflow_runs(folder: Path) -> tuple[object, list, dict[str, object]]:
-    """(experiment, parent runs, {model: child run}) of the store under folder/mlruns."""
-    experiment, parents, children = read_runs(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
-    return experiment, parents, {r.data.params["model"]: r for r in children}
-
-
 def test_fit_records_a_parent_run_and_one_child_run_per_model_with_the_same_keys(fitted):
     folder, sales, _ = fitted
-    experiment, parents, children = mlflow_runs(folder)
+    experiment, parents, children = mlflow_runs(store_uri(folder))
+    children = runs_by_name(children)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     [parent] = parents
     assert parent.info.status == "FINISHED"
@@ -68,7 +55,7 @@ def test_fit_records_a_parent_run_and_one_child_run_per_model_with_the_same_keys
     # fusion's average-description forecast of new products is a candidate of its own (a prediction variant)
     assert set(children) == {"seasonal_naive", "moving_average", "theta", "knn", "fusion", "fusion:average_text_new"}
     for model, child in children.items():
-        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id and child.info.run_name == model
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id and child.data.params["model"] == model
         assert child.info.status == "FINISHED"
     for model in ("seasonal_naive", "moving_average", "theta", "fusion"):
         keys = set(children[model].data.metrics)
@@ -91,10 +78,10 @@ def test_the_refit_model_is_an_mlflow_model_that_loads_predicts_and_is_registere
 
     folder, sales, products = fitted
     monkeypatch.chdir(folder)
-    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    uri = store_uri(folder)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    run_id = mlflow_runs(folder)[2]["fusion"].info.run_id
+    run_id = runs_by_name(mlflow_runs(store_uri(folder))[2])["fusion"].info.run_id
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/fusion")
     assert {"table", "item_id"} <= set(model.metadata.get_input_schema().input_names())
     frame = model.predict(tables_frame(pd.read_csv(sales, dtype=str), pd.read_csv(products, dtype=str)))
@@ -114,7 +101,7 @@ def test_the_refit_model_is_an_mlflow_model_that_loads_predicts_and_is_registere
 def test_predict_through_the_cli_from_a_logged_model(fitted, monkeypatch):
     folder, sales, products = fitted
     monkeypatch.chdir(folder)
-    run_id = mlflow_runs(folder)[2]["fusion"].info.run_id
+    run_id = runs_by_name(mlflow_runs(store_uri(folder))[2])["fusion"].info.run_id
     assert main(["predict", "--model-uri", f"runs:/{run_id}/fusion", "--sales", sales, "--products", products,
                  "--export", "from_mlflow.csv"]) == 0
     predicted = pd.read_csv(folder / "from_mlflow.csv", dtype={"item_id": str})

@@ -4,7 +4,6 @@ leave-one-fold-out (never from the folds that set its weights), and fit chooses 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from forecast.data.panel import build_panel
 from forecast.evaluation.metrics import score
 from forecast.models import registry
 from forecast.models.base import HISTORY, Prediction, forecast_targets
+from tests.conftest import mlflow_runs, refused, store_uri
 
 CUTOFFS = (18, 22, 26)  # the default rolling origins of a 30-week table with horizon 4, step 4
 
@@ -124,11 +124,9 @@ def test_fit_chooses_and_exports_the_ensemble_when_it_wins(workdir: Path, monkey
     export = pd.read_csv("out.csv")
     assert set(export["model"]) == {combination.NAME}
     assert export["units"].to_numpy() == pytest.approx(1.0, abs=1e-3)
-    with sqlite3.connect("mlruns/mlflow.db") as con:
-        tags = dict(con.execute("select key, value from tags where key like 'forecast.model.%'"))
-        params = dict(con.execute("select key, value from params where key like 'ensemble.%'"))
-    assert tags["forecast.model.history"] == combination.NAME
-    assert float(params["ensemble.history.over"]) == pytest.approx(0.5, abs=1e-3)
+    _, [parent], _ = mlflow_runs(store_uri())
+    assert parent.data.tags["forecast.model.history"] == combination.NAME
+    assert float(parent.data.params["ensemble.history.over"]) == pytest.approx(0.5, abs=1e-3)
     logged = json.loads(next(Path("mlruns").rglob("ensemble.json")).read_text())
     assert set(logged["groups"][HISTORY]["weights"]) == {"over", "under"}
 
@@ -138,8 +136,7 @@ def test_an_ensemble_of_nothing_and_a_shrinkage_outside_0_1_are_refused(workdir:
     from forecast.core.errors import ConfigError
 
     sales, products = _flat_panel(workdir)
-    assert main(["fit", "--sales", str(sales), "--products", str(products), "--models", "ensemble",
-                 "--no-progress"]) == 2
-    assert "add the models to combine" in capsys.readouterr().err
+    refused(capsys, ["fit", "--sales", str(sales), "--products", str(products), "--models", "ensemble",
+                     "--no-progress"], "add the models to combine", outputs=("forecast.csv",))
     with pytest.raises(ConfigError, match="baselines.ensemble_shrinkage: 1.5 is out of range; it must be between 0 and 1"):
         RunConfig().updated({"baselines.ensemble_shrinkage": 1.5}).validate()

@@ -1,9 +1,10 @@
 """Two fit jobs writing to the same ./mlruns at once both finish, with intact runs."""
 
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.conftest import mlflow_runs, store_uri
 
 
 def test_two_fits_share_one_store(workdir, synthetic_csv):
@@ -18,13 +19,11 @@ def test_two_fits_share_one_store(workdir, synthetic_csv):
     results = [p.communicate(timeout=300) for p in procs]
     for proc, (_, err) in zip(procs, results):
         assert proc.returncode == 0, err
-    with sqlite3.connect(Path("mlruns/mlflow.db"), timeout=60) as con:
-        runs = con.execute("select run_uuid, name, status from runs where run_uuid not in "
-                           "(select run_uuid from tags where key = 'mlflow.parentRunId')").fetchall()
-        assert sorted((name, status) for _, name, status in runs) == [("job1", "FINISHED"), ("job2", "FINISHED")]
-        for run_id, _, _ in runs:
-            children = con.execute("select r.name, m.key from runs r join tags t on t.run_uuid = r.run_uuid "
-                                   "join latest_metrics m on m.run_uuid = r.run_uuid "
-                                   "where t.key = 'mlflow.parentRunId' and t.value = ?", (run_id,)).fetchall()
-            assert {("moving_average", "history/wape"), ("seasonal_naive", "history/wape")} <= set(children)
+    _, parents, children = mlflow_runs(store_uri())
+    assert sorted((run.info.run_name, run.info.status) for run in parents) == [("job1", "FINISHED"),
+                                                                                ("job2", "FINISHED")]
+    for parent in parents:
+        metrics = {(run.info.run_name, key) for run in children
+                   if run.data.tags["mlflow.parentRunId"] == parent.info.run_id for key in run.data.metrics}
+        assert {("moving_average", "history/wape"), ("seasonal_naive", "history/wape")} <= metrics
     assert Path("out1.csv").stat().st_size > 0 and Path("out2.csv").stat().st_size > 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import assert_refused, run_cli
+from tests.conftest import refused
 from forecast.core.config import RunConfig
 from forecast.core.errors import ConfigError
 from forecast.tuning import load_search_space
@@ -35,11 +35,6 @@ BAD_OPTIONS = [
     (["--interval", "1.5"], ["evaluation.interval", "between 0 and 1", "1.5"]),
     (["--interval", "ninety"], ["--interval", "'ninety'"]),
 ]
-
-
-def refused(capsys, argv: list[str], *needles: str) -> None:
-    """Exit 2, one `error:` line holding every needle, no traceback, no MLflow store written."""
-    assert_refused(*run_cli(capsys, argv), *needles, outputs=("mlruns", "forecast.csv"))
 
 
 def nested(key: str, value) -> dict:

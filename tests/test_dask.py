@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from forecast.models.baselines.statistical import ETS, Mean, MovingAverage, Theta, forecast_many
+from tests.conftest import refused
 
 distributed = pytest.importorskip(
     "distributed", reason="dask is not installed: pip install -c constraints.txt -e '.[test,dask]' (.ci/run does)")
@@ -44,8 +45,5 @@ def test_fit_through_the_cli_on_the_cluster(scheduler, workdir, synthetic_csv, c
     assert code == 0 and (workdir / "forecast.csv").is_file()
 
 
-def test_dask_engine_needs_its_scheduler(capsys):
-    from forecast.cli import main
-
-    assert main(["fit", "--engine", "dask"]) == 2
-    assert "baselines.scheduler" in capsys.readouterr().err
+def test_dask_engine_needs_its_scheduler(workdir, capsys):
+    refused(capsys, ["fit", "--engine", "dask"], "baselines.scheduler")

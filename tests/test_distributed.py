@@ -7,26 +7,19 @@ may open the MLflow run, save models and write the export.
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import mlflow_runs, refused, run_cli_process, store_uri
 
 
 def test_ddp_fit_on_two_cpu_processes_writes_one_run_one_model_one_export(tmp_path, synthetic_csv):
     sales, products = synthetic_csv
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "forecast", "fit", "--sales", sales, "--products", products,
-         "--models", "moving_average,fusion", "--model", "fusion", "--horizon", "6", "--folds", "1",
-         "--max-epochs", "2", "--no-progress", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = run_cli_process(
+        "fit", "--sales", sales, "--products", products,
+        "--models", "moving_average,fusion", "--model", "fusion", "--horizon", "6", "--folds", "1",
+        "--max-epochs", "2", "--no-progress", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+        cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # each rank trains and logs its own line per epoch (with its own shard's loss): two processes trained
     assert done.stderr.count("fusion: epoch 1/2") == 2 * 2  # the backtest fold and the refit, on 2 ranks
@@ -36,13 +29,9 @@ def test_ddp_fit_on_two_cpu_processes_writes_one_run_one_model_one_export(tmp_pa
     assert set(export["item_id"]) == set(catalogue["item_id"]) and set(export["model"]) == {"fusion"}
     assert export["units"].notna().all() and (export["units"] >= 0).all()
 
-    with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db", timeout=60) as con:
-        parents = con.execute("select status from runs where run_uuid not in "
-                              "(select run_uuid from tags where key = 'mlflow.parentRunId')").fetchall()
-        metrics = {(run, k) for run, k in con.execute(
-            "select t.value, m.key from latest_metrics m join tags t on t.run_uuid = m.run_uuid "
-            "and t.key = 'mlflow.runName'")}
-    assert parents == [("FINISHED",)]  # rank 1 opened no run of its own
+    _, parents, children = mlflow_runs(store_uri(tmp_path))
+    metrics = {(run.info.run_name, key) for run in parents + children for key in run.data.metrics}
+    assert [run.info.status for run in parents] == ["FINISHED"]  # rank 1 opened no run of its own
     assert {("fusion", "history/wape"), ("moving_average", "history/wape")} <= metrics
     assert any(run == "fusion" and "train/loss" in k for run, k in metrics)  # rank 0's Lightning curves
     saved = list((tmp_path / "checkpoints").rglob("meta.json"))
@@ -60,10 +49,6 @@ def test_text_mode_auto_fine_tunes_on_cuda_and_stays_frozen_on_cpu():
     assert resolve_text_mode(cfg.updated({"neural.text_mode": "full"})).neural.text_mode == "full"
 
 
-def test_device_options_are_checked_before_anything_runs(capsys):
-    from forecast.cli import main
-
-    assert main(["fit", "--strategy", "ddp_spawn"]) == 2
-    assert "invalid choice: 'ddp_spawn'" in capsys.readouterr().err
-    assert main(["fit", "--devices", "two"]) == 2
-    assert "'two' is not an integer, auto or integers separated by commas" in capsys.readouterr().err
+def test_device_options_are_checked_before_anything_runs(workdir, capsys):
+    refused(capsys, ["fit", "--strategy", "ddp_spawn"], "invalid choice: 'ddp_spawn'")
+    refused(capsys, ["fit", "--devices", "two"], "'two' is not an integer, auto or integers separated by commas")

@@ -18,8 +18,8 @@ from forecast.data.contract import load_tables
 from forecast.models.neural.features import Scaler
 from forecast.data.panel import build_panel
 from forecast.outputs.export import neutralise_formulas
-from tests.conftest import write_csv
-from tests.test_bad_input import GOOD_PRODUCTS, GOOD_SALES, MONTHLY_DAY_FIRST, fit_args, run_cli, with_column
+from tests.conftest import run_cli, write_csv
+from tests.test_bad_input import GOOD_PRODUCTS, GOOD_SALES, MONTHLY_DAY_FIRST, fit_args, with_column
 
 
 def fit_ok(capsys, sales: str, products: str, *extra: str) -> pd.DataFrame:

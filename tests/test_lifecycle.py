@@ -19,7 +19,7 @@ from forecast.models.neural.features import training_windows
 from forecast.data.panel import OPEN_END, build_panel
 from forecast.core.errors import ConfigError
 from forecast.models.base import HISTORY, NEW
-from tests.conftest import write_csv
+from tests.conftest import refused, write_csv
 
 WEEKS = pd.date_range("2024-01-01", periods=10, freq="W-MON")  # table ends 2024-03-04; next week 2024-03-11
 
@@ -120,8 +120,7 @@ def test_series_end_last_sale_ends_series_at_their_last_row(workdir, files, capl
 
 
 def test_bad_series_end_is_refused(workdir, files, capsys):
-    assert main(["fit", "--sales", files[0], "--products", files[1], "--series-end", "never"]) == 2
-    assert "--series-end" in capsys.readouterr().err
+    refused(capsys, ["fit", "--sales", files[0], "--products", files[1], "--series-end", "never"], "--series-end")
     with pytest.raises(ConfigError, match="data.series_end: 'never' is not one of table, last-sale"):
         RunConfig().updated({"data.series_end": "never"})
 
@@ -143,10 +142,8 @@ def test_mostly_zero_filled_cells_warn_naming_the_options(workdir, tmp_path, cap
 def test_end_date_before_a_sale_is_refused(workdir, tmp_path, capsys):
     products = PRODUCTS.replace("B,blue wool coat,,2024-01-22", "B,blue wool coat,,2024-01-08")
     files = write_csv(tmp_path, "sales.csv", SALES), write_csv(tmp_path, "products.csv", products)
-    code = main(["fit", "--sales", files[0], "--products", files[1], "--models", "moving_average"])
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    assert "products.csv: column 'end_date'" in err and "line 3: item_id=B" in err
+    refused(capsys, ["fit", "--sales", files[0], "--products", files[1], "--models", "moving_average"],
+            "products.csv: column 'end_date'", "line 3: item_id=B", outputs=("forecast.csv",))
 
 
 # --- the panel and backtest rules ----------------------------------------------------------------

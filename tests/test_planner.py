@@ -17,6 +17,7 @@ from forecast.cli import main
 from forecast.core.config import RunConfig
 from forecast.data import synthetic
 from forecast.evaluation.metrics import INTERVAL_METRICS, METRICS
+from tests.conftest import mlflow_runs, run_cli_in, runs_by_name, store_uri
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = ["--horizon", "4", "--folds", "1", "--step", "4", "--no-progress", "--seed", "0"]
@@ -26,7 +27,7 @@ def _store(folder: Path):
     from mlflow.tracking import MlflowClient
 
     (folder / "mlruns").mkdir(exist_ok=True)
-    return MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient(store_uri(folder))
 
 
 def test_ui_address_opens_the_runs_table_in_the_training_view_with_the_headline_columns(workdir):
@@ -35,7 +36,7 @@ def test_ui_address_opens_the_runs_table_in_the_training_view_with_the_headline_
 
     client = _store(workdir)
     experiment = client.create_experiment("forecast")
-    url = ui_address(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}", "forecast", 5123)
+    url = ui_address(store_uri(workdir), "forecast", 5123)
     parsed = urlparse(url)
     assert parsed.netloc == "127.0.0.1:5123"
     path, _, query = parsed.fragment.partition("?")
@@ -177,11 +178,8 @@ def baseline_fit(tmp_path_factory):
     """A fast fit (baselines only) of tiny data kept in a folder named retail."""
     folder = tmp_path_factory.mktemp("planner")
     sales, products = synthetic.write(folder / "retail", n_items=10, n_periods=40, n_new=2, seed=3)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        code = main(["fit", "--sales", sales, "--products", products, "--models", "moving_average,knn", "--excel",
-                     *TINY])
+    code = run_cli_in(folder, ["fit", "--sales", sales, "--products", products, "--models", "moving_average,knn",
+                               "--excel", *TINY])
     assert code == 0
     return folder
 
@@ -198,13 +196,10 @@ def test_the_export_has_step_group_origin_and_one_direction_per_product(baseline
 
 
 def test_the_fit_run_is_named_after_its_data_and_holds_its_input_tables(baseline_fit):
-    client = _store(baseline_fit)
-    runs = client.search_runs([client.get_experiment_by_name("forecast").experiment_id])
-    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    _, [parent], children = mlflow_runs(store_uri(baseline_fit))
     assert parent.info.run_name == "fit retail/sales.csv 12 items h4"
     inputs = {d.dataset.name: json.loads(d.dataset.profile) for d in parent.inputs.dataset_inputs}
     assert set(inputs) == {"sales", "products"} and inputs["products"]["num_rows"] == 12
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     for child in children:  # each lasts its model's backtest fit time
         seconds = child.data.metrics["fit_seconds"]
         assert abs((child.info.end_time - child.info.start_time) / 1000 - seconds) < 0.01
@@ -237,8 +232,6 @@ def readme_then_commands() -> list[list[str]]:
 
 def test_readmes_then_commands_run_in_order_on_tiny_data(tmp_path, monkeypatch):
     """Each command as written (data, placeholders filled in), with tiny training settings added."""
-    from mlflow.tracking import MlflowClient
-
     monkeypatch.chdir(tmp_path)
     synthetic.write(tmp_path, n_items=10, n_periods=40, n_new=2, seed=4)
     tiny = {"fit": [*TINY, "--max-epochs", "1", "--models", "moving_average,knn,fusion"],
@@ -249,9 +242,7 @@ def test_readmes_then_commands_run_in_order_on_tiny_data(tmp_path, monkeypatch):
         if verb in README_SKIPPED or words == ["--help"]:
             continue
         if verb == "predict":
-            client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-            [fusion] = client.search_runs([client.get_experiment_by_name("forecast").experiment_id],
-                                          "attributes.run_name = 'fusion'", max_results=1)
+            fusion = runs_by_name(mlflow_runs(store_uri(tmp_path))[2])["fusion"]
             words = [w.replace("RUN_ID", fusion.info.run_id) for w in words]
             _run_the_pyfunc_snippet(fusion.info.run_id, tmp_path)
         if verb == "fit" and "--config" not in words:
@@ -266,9 +257,7 @@ def test_readmes_then_commands_run_in_order_on_tiny_data(tmp_path, monkeypatch):
             assert (tmp_path / "forecast.csv").read_bytes() == fitted
     assert ran == ["fit", "trends", "predict", "tune", "fit"]
     assert (tmp_path / "trends.csv").read_text().startswith("dimension,value,products")
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    [last] = client.search_runs([client.get_experiment_by_name("forecast").experiment_id],
-                                "tags.`forecast.verb` = 'fit'", order_by=["attributes.start_time DESC"], max_results=1)
+    last = [run for run in mlflow_runs(store_uri(tmp_path))[1] if run.data.tags.get("forecast.verb") == "fit"][-1]
     assert last.info.run_name.endswith(" tuned")  # the fit of tune's best config says so
 
 

@@ -7,9 +7,7 @@ uninterrupted run's, besides the final export.
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,11 +18,12 @@ import pytest
 
 from forecast.data import synthetic
 from forecast.evaluation.metrics import METRICS
+from tests.conftest import cli_env, mlflow_runs, store_uri
 
 ARGS = ["--horizon", "6", "--folds", "1", "--max-epochs", "6", "--models", "moving_average,fusion",
         "--model", "fusion", "--no-progress", "--seed", "3"]
 # Each process opens its own ./mlruns: never a store an earlier in-process test exported.
-ENV = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+ENV = cli_env()
 
 
 def fit_cmd(data: Path, *extra: str) -> list[str]:
@@ -33,23 +32,17 @@ def fit_cmd(data: Path, *extra: str) -> list[str]:
 
 
 def run_statuses(folder: Path) -> list[str]:
-    with sqlite3.connect(folder / "mlruns" / "mlflow.db", timeout=60) as con:
-        return [s for (s,) in con.execute(  # the fit's own runs, not its models' child runs
-            "select status from runs where run_uuid not in (select run_uuid from tags where key = 'mlflow.parentRunId') "
-            "order by start_time")]
+    """The statuses of the fits' own runs (not their models' child runs), oldest first."""
+    return [run.info.status for run in mlflow_runs(store_uri(folder))[1]]
 
 
 def backtest_metrics(folder: Path) -> dict[str, float]:
     """The finished fit's pooled backtest metrics from its model runs, e.g. {'fusion/history/wape': 0.28, ...}."""
-    with sqlite3.connect(folder / "mlruns" / "mlflow.db", timeout=60) as con:
-        rows = con.execute(
-            "select t.value, m.key, m.value from latest_metrics m join runs r on r.run_uuid = m.run_uuid "
-            "join tags t on t.run_uuid = r.run_uuid and t.key = 'mlflow.runName' "
-            "where r.status = 'FINISHED' and r.run_uuid in (select run_uuid from tags where key = 'mlflow.parentRunId')"
-        ).fetchall()
     wanted = {f"{model}/{group}/{name}" for model in ("fusion", "moving_average") for group in ("history", "new")
               for name in METRICS}
-    return {f"{run}/{key}": value for run, key, value in rows if f"{run}/{key}" in wanted}
+    return {f"{run.info.run_name}/{key}": value for run in mlflow_runs(store_uri(folder))[2]
+            if run.info.status == "FINISHED" for key, value in run.data.metrics.items()
+            if f"{run.info.run_name}/{key}" in wanted}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import mlflow_runs
+from tests.conftest import cli_env, free_port, mlflow_runs
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--horizon", "6", "--folds", "1", "--max-epochs", "1", "--no-progress"]
 
 
@@ -40,12 +38,6 @@ def _postgres_bin() -> Path:
     if initdb is None:
         _missing("PostgreSQL server binaries not found (apt-get install -y postgresql)")
     return initdb.resolve().parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres_user(cmd: list[str]) -> list[str]:
@@ -64,7 +56,7 @@ def postgres() -> str:
     root = Path(tempfile.mkdtemp(prefix="forecast-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     run = lambda *cmd: subprocess.run(_as_postgres_user([str(bin_dir / cmd[0]), *cmd[1:]]), check=True,
                                       capture_output=True, text=True)
     run("initdb", "-D", str(data), "-U", "forecast", "--auth=trust", "-E", "UTF8")
@@ -79,15 +71,9 @@ def postgres() -> str:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
 def _run_together(commands: list[list[str]], cwd: Path) -> None:
     """Start every command at once; each must succeed."""
-    procs = [subprocess.Popen([sys.executable, "-m", "forecast", *cmd], cwd=cwd, env=_env(), text=True,
+    procs = [subprocess.Popen([sys.executable, "-m", "forecast", *cmd], cwd=cwd, env=cli_env(), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for cmd in commands]
     for proc in procs:
         _, err = proc.communicate(timeout=400)
@@ -119,7 +105,7 @@ def test_two_tune_workers_share_one_study_on_postgres(postgres, data, tmp_path):
 @pytest.fixture(scope="module")
 def mlflow_server(postgres, tmp_path_factory) -> str:
     """``mlflow server`` on 127.0.0.1 with the PostgreSQL database as backend store, local artifacts."""
-    artifacts, port = tmp_path_factory.mktemp("artifacts"), _free_port()
+    artifacts, port = tmp_path_factory.mktemp("artifacts"), free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{postgres}/mlflow",
          "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

@@ -13,7 +13,7 @@ from forecast.core.config import DataConfig
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
 from forecast.data.signals import attach_signals, signal_windows
-from tests.conftest import write_csv
+from tests.conftest import assert_refused, run_cli, write_csv
 
 WEEKS = pd.date_range("2024-01-01", periods=10, freq="W-MON")
 SALES = "item_id,date,units\n" + "".join(f"{i},{d.date()},{u}\n" for i, u in (("A", 4), ("B", 7)) for d in WEEKS)
@@ -68,14 +68,9 @@ BAD = {
 def test_bad_signal_files_are_refused_naming_file_column_and_lines(workdir, files, capsys, case):
     text, needles = BAD[case]
     bad = write_csv(workdir, "signals.csv", text)
-    code = main(["fit", "--sales", files[0], "--products", files[1], "--signals", bad, "--horizon", "2",
-                 "--folds", "1", "--models", "moving_average", "--no-progress"])
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
-    message = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(message) == 1, err
-    for needle in needles:
-        assert needle in message[0], message[0]
+    code, err = run_cli(capsys, ["fit", "--sales", files[0], "--products", files[1], "--signals", bad,
+                                 "--horizon", "2", "--folds", "1", "--models", "moving_average", "--no-progress"])
+    assert_refused(code, err, *needles)
 
 
 def test_off_grid_signal_dates_are_averaged_into_their_periods(files, tmp_path, caplog):

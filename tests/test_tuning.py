@@ -13,6 +13,7 @@ from forecast.cli import main
 from forecast.core.config import RunConfig
 from forecast.core.errors import ConfigError
 from forecast.tuning import load_search_space
+from tests.conftest import mlflow_runs, runs_by_name, store_uri
 
 SPACE = "neural.hidden_size: {type: categorical, choices: [16, 32]}\n" \
         "train.learning_rate: {type: float, low: 0.001, high: 0.01, log: true}\n"
@@ -40,11 +41,10 @@ def trial_states(db="mlruns/optuna.db") -> tuple[list[str], list[str]]:
     return studies, states
 
 
-def mlflow_trials(db="mlruns/mlflow.db") -> list[tuple[str, str, str]]:
-    with sqlite3.connect(db, timeout=60) as con:
-        return con.execute(
-            "select r.name, r.status, t.value from runs r join tags t on t.run_uuid = r.run_uuid "
-            "where t.key = 'state'").fetchall()
+def mlflow_trials() -> list[tuple[str, str, str]]:
+    """(run name, status, trial state) of the sweep's trial runs in ./mlruns."""
+    return [(run.info.run_name, run.info.status, run.data.tags["state"])
+            for run in mlflow_runs(store_uri())[2] if "state" in run.data.tags]
 
 
 def test_sweep_records_trials_resumes_and_writes_a_config_fit_accepts(small_data):
@@ -56,9 +56,8 @@ def test_sweep_records_trials_resumes_and_writes_a_config_fit_accepts(small_data
     runs = mlflow_trials()
     assert sorted(name for name, _, _ in runs) == ["0", "1"]  # MLflowCallback names a run by its trial number
     assert all(status == "FINISHED" for _, status, _ in runs)
-    with sqlite3.connect("mlruns/mlflow.db", timeout=60) as con:
-        parents = {v for (v,) in con.execute("select value from tags where key = 'mlflow.parentRunId'")}
-        artifacts = {p.name for p in Path("mlruns/artifacts").rglob("*.png")}
+    parents = {run.data.tags["mlflow.parentRunId"] for run in mlflow_runs(store_uri())[2]}
+    artifacts = {p.name for p in Path("mlruns/artifacts").rglob("*.png")}
     assert len(parents) == 1  # every trial nested under the one sweep run
     assert "optimization_history.png" in artifacts
 
@@ -71,9 +70,7 @@ def test_sweep_records_trials_resumes_and_writes_a_config_fit_accepts(small_data
     best = RunConfig.from_yaml("best_config.yaml")
     assert best.neural.hidden_size in (16, 32)
     assert main(["fit", "--config", "best_config.yaml", "--export", "rerun.csv", "--run-name", "rerun"]) == 0
-    with sqlite3.connect("mlruns/mlflow.db", timeout=60) as con:
-        (run_id,) = con.execute("select run_uuid from runs where name = 'rerun'").fetchone()
-        params = dict(con.execute("select key, value from params where run_uuid = ?", (run_id,)))
+    params = runs_by_name(mlflow_runs(store_uri())[1])["rerun"].data.params
     assert params["neural.hidden_size"] == str(best.neural.hidden_size)
     assert params["train.learning_rate"] == str(best.train.learning_rate)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -11,11 +10,7 @@ import time
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import cli_env, free_port, store_uri
 
 
 def listening(port: int) -> bool:
@@ -38,16 +33,15 @@ def make_store(folder) -> None:
     from mlflow.tracking import MlflowClient
 
     (folder / "mlruns").mkdir()
-    MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}").search_experiments()
+    MlflowClient(store_uri(folder)).search_experiments()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_stopping_the_ui_frees_its_port(tmp_path, sig):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     make_store(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "forecast", "ui", "--port", str(port)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None and not listening(port):
