@@ -86,7 +86,8 @@ def one_try(n: int, args: argparse.Namespace, sales: str, products: str) -> dict
                "--models", "fusion", "--horizon", "6", "--folds", "1", "--max-epochs", str(args.epochs),
                "--no-progress", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
     with open(log, "w") as err:
-        proc = subprocess.Popen(command, cwd=where, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(command, cwd=where, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
     sid = proc.pid
     training = wait_for(log, "fusion: epoch 1/", 2, args.start_timeout, proc)  # both ranks logged an epoch
     delay = random.uniform(0, args.spread)

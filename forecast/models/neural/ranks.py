@@ -15,9 +15,9 @@ command; rank 0 is the process the user started. Left to Lightning 2.6, on this 
 
 Here rank 0 owns the ranks instead:
 
-- :class:`~forecast.models.neural.rank_watch.RankWatch`, a callback of every distributed training, takes the launched ranks over from
-  Lightning's watcher and, for the training, puts back the process's own interrupt handlers in place of
-  Lightning's.
+- :class:`~forecast.models.neural.rank_watch.RankWatch`, a callback of every distributed training,
+  takes the launched ranks over from Lightning's watcher and, for the training, puts back the
+  process's own interrupt handlers in place of Lightning's.
 - :func:`handle_interrupts` (the CLI's): in rank 0 Ctrl-C and SIGTERM first stop the other ranks
   (:func:`stop_workers`), then interrupt as a KeyboardInterrupt (exit 130, "interrupted"); in the other
   ranks Ctrl-C is ignored (a terminal sends it to every process of the job; rank 0 does the stopping)
