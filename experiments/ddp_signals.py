@@ -120,7 +120,7 @@ def one_try(n: int, args: argparse.Namespace, sales: str, products: str) -> dict
     lines = [line for line in text.splitlines() if line.strip()]
     return {"try": n, "action": args.action, "training": training, "phase": phase,
             "at": time.strftime("%H:%M:%S", time.localtime(sent_at)), "delay_s": round(delay, 1),
-            "workers": len(workers), "killed": workers[:1] if args.action == "kill-worker" else [], "rc": rc, "exit_s": seconds, "last": lines[-1][:110] if lines else "",
+            "workers": len(workers), "rc": rc, "exit_s": seconds, "last": lines[-1][:110] if lines else "",
             "traceback": "Traceback" in text, "gloo": "gloo" in text.lower(), "left": len(left)}
 
 
@@ -129,7 +129,8 @@ def main() -> None:
     parser.add_argument("--tries", type=int, default=6)
     parser.add_argument("--action", choices=["term", "kill-worker"], default="term")
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--spread", type=float, default=8.0, help="signal up to this many seconds after training starts")
+    parser.add_argument("--spread", type=float, default=8.0,
+                        help="signal up to this many seconds after both ranks logged epoch 1")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--start-timeout", type=float, default=240.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -142,12 +143,13 @@ def main() -> None:
 
     sales, products = synthetic.write(Path(args.out) / "data", n_items=60, n_periods=104, n_new=8, seed=1,
                                       launch_window=0.95)
-    print("| try | action | signal at | phase | after epoch 1 (s) | rc | exit (s) | traceback | gloo | left | last line |")
+    print("| try | action | signal at | phase | after epoch 1 (s) | rc | exit (s) | traceback | gloo | left | "
+          "last line |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in range(1, args.tries + 1):
         r = one_try(n, args, sales, products)
-        print(f"| {r['try']} | {r['action']} | {r['at']} | {r['phase']} | {r['delay_s']} | {r['rc']} | {r['exit_s']} | "
-              f"{r['traceback']} | {r['gloo']} | {r['left']} | `{r['last']}` |", flush=True)
+        print(f"| {r['try']} | {r['action']} | {r['at']} | {r['phase']} | {r['delay_s']} | {r['rc']} | "
+              f"{r['exit_s']} | {r['traceback']} | {r['gloo']} | {r['left']} | `{r['last']}` |", flush=True)
 
 
 if __name__ == "__main__":

@@ -141,14 +141,15 @@ class NeuralEstimator:
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:
             dirpath = Path(root) / self.name if persistent else Path(root)
             trainer = self._trainer(dirpath, datamodule.has_validation)
-            with reporting_dead_workers(resumable=persistent is not None):  # DDP: a rank that died, by name
-                with disk_faults(f"training checkpoints in {dirpath} (--checkpoint-dir, or the temporary folder "
-                                 f"$TMPDIR when not resuming)"):
-                    _fit_interruptibly(trainer, system, datamodule, ckpt_path)
-                best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-                if best:
-                    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-                    system.load_state_dict(state)
+            with (reporting_dead_workers(resumable=persistent is not None),  # DDP: a rank that died, by name
+                  disk_faults(f"training checkpoints in {dirpath} (--checkpoint-dir, or the temporary folder "
+                              f"$TMPDIR when not resuming)")):
+                _fit_interruptibly(trainer, system, datamodule, ckpt_path)
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            if best:
+                state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+                system.load_state_dict(state)
+            with reporting_dead_workers(resumable=persistent is not None):
                 trainer.strategy.barrier("best weights loaded")  # DDP: rank 0 keeps the folder until all have read
         self.network = network.cpu().eval()
         self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq

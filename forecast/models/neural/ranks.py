@@ -8,9 +8,9 @@ command; rank 0 is the process the user started. Left to Lightning 2.6, on this 
 - its SIGTERM handler forwards the signal to the ranks, then broadcasts a flag from inside the handler:
   a collective the other ranks are not in at that moment (Lightning issue #20806), so a SIGTERM during
   training could hang both processes for good;
-- its watcher thread SIGKILLs every process, rank 0 included, within 5 s of a rank exiting with an
-  error: a killed worker ended the fit with no word of why (exit -9), or with gloo's "Connection closed
-  by peer" as an internal error;
+- a killed worker ended the fit with gloo's "Connection closed by peer" (or "Read error") as an
+  internal error, and Lightning's watcher thread SIGKILLs every process, rank 0 included, within 5 s
+  of a rank exiting with an error, whatever rank 0 was doing (``_ChildProcessObserver``);
 - a rank left running while rank 0 was still closing its run printed that gloo error too.
 
 Here rank 0 owns the ranks instead:
