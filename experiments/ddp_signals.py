@@ -90,7 +90,7 @@ def one_try(n: int, args: argparse.Namespace, sales: str, products: str) -> dict
                                 start_new_session=True)
     sid = proc.pid
     training = wait_for(log, "fusion: epoch 1/", 2, args.start_timeout, proc)  # both ranks logged an epoch
-    delay = random.uniform(0, args.spread)
+    delay = random.uniform(args.min_delay, max(args.min_delay, args.spread))
     time.sleep(delay)
     workers = ranks(proc.pid, sid)
     before = log.read_text(errors="replace")
@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--spread", type=float, default=8.0,
                         help="signal up to this many seconds after both ranks logged epoch 1")
+    parser.add_argument("--min-delay", type=float, default=0.0, help="and at least this many (e.g. to land after "
+                                                                      "the first training)")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--start-timeout", type=float, default=240.0)
     parser.add_argument("--seed", type=int, default=0)
