@@ -2,12 +2,14 @@
 
 Each try starts ``python -m forecast fit --devices 2 --strategy ddp`` on a small synthetic panel in a
 session of its own (so every process it starts can be found by session id), waits until both ranks
-train, then either SIGTERMs the parent (rank 0) or SIGKILLs the worker (rank 1) at a random moment,
+train, then SIGTERMs the parent (rank 0), SIGKILLs the worker (rank 1) or sends SIGINT to both (what
+a terminal's Ctrl-C does) at a random moment,
 and records the exit code, the seconds to exit, the CLI's last line, whether a traceback or a gloo
 message was printed, and the processes of the session still alive 5 s after rank 0 exited.
 
     python -m experiments.ddp_signals --tries 6 --action term --out /tmp/ddp_runs
     python -m experiments.ddp_signals --tries 3 --action kill-worker --out /tmp/ddp_runs
+    python -m experiments.ddp_signals --tries 3 --action int-group --out /tmp/ddp_runs
 
 Results: experiments/results/ddp_signals.md.
 """
@@ -98,6 +100,8 @@ def one_try(n: int, args: argparse.Namespace, sales: str, products: str) -> dict
     sent_at = time.time()
     if args.action == "term":
         proc.send_signal(signal.SIGTERM)
+    elif args.action == "int-group":
+        os.killpg(proc.pid, signal.SIGINT)
     elif workers:
         os.kill(workers[0], signal.SIGKILL)
     try:
@@ -127,7 +131,8 @@ def one_try(n: int, args: argparse.Namespace, sales: str, products: str) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=6)
-    parser.add_argument("--action", choices=["term", "kill-worker"], default="term")
+    parser.add_argument("--action", choices=["term", "kill-worker", "int-group"], default="term",
+                        help="SIGTERM to rank 0, SIGKILL to rank 1, or SIGINT to every process (a terminal's Ctrl-C)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--spread", type=float, default=8.0,
                         help="signal up to this many seconds after both ranks logged epoch 1")

@@ -179,7 +179,8 @@ def test_a_training_failing_because_a_rank_died_names_the_rank_and_stops_the_oth
     assert first.poll() is not None  # the surviving rank was stopped too
 
 
-def test_a_failure_with_every_rank_alive_passes_unchanged(no_workers):
+def test_a_failure_with_every_rank_alive_passes_unchanged(no_workers, monkeypatch):
+    monkeypatch.setattr(no_workers, "DEATH_SECONDS", 0.2)  # how long it looks for a death before passing it on
     no_workers.adopt([sleeper()])
     with pytest.raises(ValueError, match="a bug"):
         with no_workers.reporting_dead_workers(resumable=False):
