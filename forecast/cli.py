@@ -6,7 +6,8 @@ range are declared once, on the key. Only the options that are no config key (wh
 --config, --debug, --resume, ui's --port) are written here.
 
 Exit codes: 0 success, 2 bad input or option (a message, never a traceback),
-1 an unexpected internal error (a one-line summary; --debug shows the traceback),
+1 an unexpected internal error (a one-line summary; --debug shows the traceback), or a
+  process of a distributed training died (named: which one, how it ended),
 130 interrupted (Ctrl-C or SIGTERM; the MLflow run is marked KILLED).
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import textwrap
 import warnings
@@ -235,10 +235,12 @@ def _one_handler_for_lightning() -> None:
 
 
 def _sigterm_as_interrupt() -> None:
-    """SIGTERM behaves like Ctrl-C, so runs are closed as KILLED and checkpoints kept."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
+    """SIGTERM behaves like Ctrl-C, so runs are closed as KILLED and checkpoints kept; in a distributed fit
+    either one first stops the other training processes, which leave interrupts to rank 0
+    (forecast.models.neural.ranks)."""
+    from forecast.models.neural.ranks import handle_interrupts
+
+    handle_interrupts()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,6 +57,8 @@ from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trai
 from forecast.models.neural.features import PanelDataModule, Reference, Scaler, build_features
 from forecast.models.neural.network import ForecastNetwork, NetworkSpec
 from forecast.models.neural.progress import EpochBar
+from forecast.models.neural.rank_watch import RankWatch
+from forecast.models.neural.ranks import reporting_dead_workers
 from forecast.models.neural.system import ForecastSystem
 from forecast.models.neural.variants import READS
 from forecast.core.progress import Progress
@@ -140,14 +142,16 @@ class NeuralEstimator:
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:
             dirpath = Path(root) / self.name if persistent else Path(root)
             trainer = self._trainer(dirpath, datamodule.has_validation)
-            with disk_faults(f"training checkpoints in {dirpath} (--checkpoint-dir, or the temporary folder "
-                             f"$TMPDIR when not resuming)"):
+            with (reporting_dead_workers(resumable=persistent is not None),  # DDP: a rank that died, by name
+                  disk_faults(f"training checkpoints in {dirpath} (--checkpoint-dir, or the temporary folder "
+                              f"$TMPDIR when not resuming)")):
                 _fit_interruptibly(trainer, system, datamodule, ckpt_path)
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if best:
                 state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
                 system.load_state_dict(state)
-            trainer.strategy.barrier("best weights loaded")  # DDP: rank 0 keeps the folder until every rank has read
+            with reporting_dead_workers(resumable=persistent is not None):
+                trainer.strategy.barrier("best weights loaded")  # DDP: rank 0 keeps the folder until all have read
         self.network = network.cpu().eval()
         self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq
         self.sales_price = panel.price is not None
@@ -220,7 +224,8 @@ class NeuralEstimator:
         monitor = "val/loss" if validate else None
         checkpoint = ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode="min",
                                      save_top_k=1, save_last=True)
-        callbacks = [checkpoint, *self.callbacks, EpochBar(self.name) if tc.progress else EpochLine(self.name)]
+        callbacks = [checkpoint, *self.callbacks, EpochBar(self.name) if tc.progress else EpochLine(self.name),
+                     RankWatch()]
         if validate:
             callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=tc.patience))
         cpu = not torch.cuda.is_available()
