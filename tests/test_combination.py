@@ -117,7 +117,7 @@ def test_fit_chooses_and_exports_the_ensemble_when_it_wins(workdir: Path, monkey
     # average is exact, so the ensemble wins the backtest, and its export is 0.5 x 1.5 + 0.5 x 0.5 = 1.
     for name, level in (("over", 1.5), ("under", 0.5)):
         build = lambda name, cfg, level=level, **_: _Scaled(name, {c: level for c in (*CUTOFFS, 30)})  # noqa: E731
-        monkeypatch.setitem(registry.MODELS, name, registry.ModelEntry(name, "baselines", frozenset({HISTORY}), build))
+        monkeypatch.setitem(registry.MODELS, name, registry.ModelEntry(name, frozenset({HISTORY}), build))
     sales, products = _flat_panel(workdir)
     assert main(["fit", "--sales", str(sales), "--products", str(products), "--models", "over,under,ensemble",
                  "--horizon", "4", "--no-progress", "--export", "out.csv"]) == 0

@@ -59,7 +59,8 @@ def test_model_runs_are_evaluation_runs_so_the_ui_shows_them_under_their_fit(wor
     table = pd.DataFrame({"model": ["tsb", "tsb"], "group": ["history", "history"], "step": [0, 1],
                           "fit_seconds": [1.5, 1.5]} | {name: [0.5, 0.4] for name in (*METRICS, *INTERVAL_METRICS)})
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    with mlflow.start_run() as parent:
+    experiment = mlflow.create_experiment("runs")  # not the process's active one: an earlier test's store
+    with mlflow.start_run(experiment_id=experiment) as parent:
         runs = log_model_runs(table, 0.8)
     child = mlflow.get_run(runs["tsb"])
     assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
