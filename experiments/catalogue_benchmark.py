@@ -124,10 +124,11 @@ def phase_starts(log: str) -> dict[str, int]:
               if (m := STAMP.match(line))]
     out = {}
     for stamp, line in stamps:
-        text = line.split(": ", 1)[-1] if " INFO " in line else ""
+        text = line.split(" INFO ", 1)[1] if " INFO " in line else ""
         for mark in MARKS:
             if text.startswith(mark):
-                out.setdefault(text[:24], (stamp - stamps[0][0]) % 86400)
+                out.setdefault(text.split(":")[0] if mark != "wrote " else "export written",
+                               (stamp - stamps[0][0]) % 86400)
     return out
 
 
@@ -145,27 +146,28 @@ def top_functions(path: Path, n: int = 25) -> list[dict]:
     return sorted(rows, key=lambda r: -r["cumulative_seconds"])[:n]
 
 
-def write(runs: list[dict], commands: list[str], tag: str | None) -> None:
+def write(runs: list[dict], commands: list[str], tag: str | None, results: Path = RESULTS) -> None:
     stem = f"catalogue_{tag}" if tag else "catalogue"
     meta = {"commands": commands, "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared; load "
             "average at each run's start and end in the table)"}
-    (RESULTS / f"{stem}.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
+    (results / f"{stem}.json").write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
     lines = [f"# A default `forecast fit` on a large catalogue ({stem})", "",
              f"Commands: {'; then '.join(f'`{c}`' for c in commands)}; machine {meta['machine']}. "
              "Data: the embedded sample (300 products with sales) plus N catalogue-only products launching in "
              "the forecast weeks (`make_catalogue`).", "",
-             "| catalogue-only | wall s | CPU s | peak RSS MB | longest log silence s | profiled "
-             "| load avg (start / end) |", "|---|---|---|---|---|---|---|"]
+             "| catalogue-only | code | wall s | CPU s | peak RSS MB | longest log silence s | profiled "
+             "| load avg (start / end) |", "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         wall = r.get("wall_seconds", f"stopped at {r.get('stopped_after_seconds', 0):.0f}")
-        lines.append(f"| {r['catalogue_only']:,} | {wall} | {r.get('cpu_seconds', '')} | {r.get('peak_rss_mb', '')} | "
+        lines.append(f"| {r['catalogue_only']:,} | {r.get('code', '')} | {wall} | {r.get('cpu_seconds', '')} | {r.get('peak_rss_mb', '')} | "
                      f"{r.get('longest_silence_seconds')} | {r['profiled']} | {r.get('load')} / {r.get('load_end')} |")
     for r in runs:
         if r.get("profile_top"):
-            lines += ["", f"Top cumulative seconds (cProfile), {r['catalogue_only']:,} catalogue-only:", "",
+            lines += ["", f"Top cumulative seconds (cProfile), {r['catalogue_only']:,} catalogue-only, "
+                      f"{r.get('code', '')}:", "",
                       "| function | calls | cumulative s |", "|---|---|---|"]
             lines += [f"| `{p['function']}` | {p['calls']} | {p['cumulative_seconds']} |" for p in r["profile_top"]]
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (results / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -177,6 +179,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep each size's folder (tables, log, export) under here")
     parser.add_argument("--tag", help="write catalogue_TAG.{json,md}")
     parser.add_argument("--add", action="store_true", help="keep the other sizes' runs already in the results")
+    parser.add_argument("--label", default="this tree",
+                        help="the code measured, kept with each run (e.g. 'before: 01d2f87')")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the folder the results go to")
     parser.add_argument("--make", type=int, help="only write a catalogue of this many catalogue-only products")
     parser.add_argument("--out", type=Path, help="with --make: the folder")
     parser.add_argument("fit_args", nargs="*", help="after --: extra fit options, e.g. -- --models knn,ets")
@@ -186,10 +191,10 @@ def main() -> None:
         return
     stem = f"catalogue_{args.tag}" if args.tag else "catalogue"
     runs, commands = [], []
-    if args.add and (RESULTS / f"{stem}.json").is_file():
-        earlier = json.loads((RESULTS / f"{stem}.json").read_text())
-        wanted = {int(s) for s in args.sizes.split(",")}
-        runs = [r for r in earlier["runs"] if r["catalogue_only"] not in wanted]
+    if args.add and (args.results / f"{stem}.json").is_file():
+        earlier = json.loads((args.results / f"{stem}.json").read_text())
+        wanted = {(int(s), args.label, args.profile) for s in args.sizes.split(",")}
+        runs = [r for r in earlier["runs"] if (r["catalogue_only"], r.get("code"), r["profiled"]) not in wanted]
         commands = earlier["commands"]
     with tempfile.TemporaryDirectory() as tmp:
         base = args.keep or Path(tmp)
@@ -197,10 +202,11 @@ def main() -> None:
             print(f"[catalogue] fit with {n} catalogue-only products ...", flush=True)
             load = round(os.getloadavg()[0], 1)
             run = measure(n, base / f"n{n}", args.seed, args.timeout, args.profile, args.fit_args)
-            runs.append({**run, "load": load, "load_end": round(os.getloadavg()[0], 1)})
+            runs.append({**run, "code": args.label, "load": load, "load_end": round(os.getloadavg()[0], 1)})
             print(f"[catalogue] {json.dumps(runs[-1])[:2000]}", flush=True)
-    runs.sort(key=lambda r: (r["catalogue_only"], r["profiled"]))
-    write(runs, commands + ["python experiments/catalogue_benchmark.py " + " ".join(sys.argv[1:])], args.tag)
+    runs.sort(key=lambda r: (r["catalogue_only"], r["profiled"], r.get("code", "")))
+    write(runs, commands + ["python experiments/catalogue_benchmark.py " + " ".join(sys.argv[1:])], args.tag,
+          args.results)
 
 
 if __name__ == "__main__":
