@@ -14,8 +14,9 @@ EVERY_SECONDS = 15.0
 class Progress:
     """``step(done)`` logs ``label: done/total (pct), elapsed`` at most every ``every`` seconds."""
 
-    def __init__(self, label: str, total: int, every: float = EVERY_SECONDS):
-        self.label, self.total, self.every = label, total, every
+    def __init__(self, label: str, total: int, every: float | None = None):
+        self.label, self.total = label, total
+        self.every = EVERY_SECONDS if every is None else every  # read here, so a test can set it
         self.start = self.last = time.monotonic()
 
     def step(self, done: int) -> None:

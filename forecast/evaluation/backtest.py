@@ -117,6 +117,17 @@ def stand_ins(used: Mapping[str, list[str | None]]) -> dict[str, str]:
     return {model: next(iter(names)) for model, names in found.items() if len(names) == 1 and None not in names}
 
 
+def fold_panel(panel: Panel, cutoff: int) -> Panel:
+    """The panel as known before ``cutoff``, in which no model forecasts the products never sold in the
+    whole table: they have nothing to score in any fold, and a catalogue of them (100,000 products
+    launching after the data) was forecast at every origin by every new-product model for nothing.
+    They stay in the panel with their series ended at their launch (``Panel.forecastable``), because a
+    model may read them while training (fusion standardises its text vectors over every description)."""
+    known = panel.truncate(cutoff)
+    never_sold = panel.first_sale >= panel.n_periods
+    return replace(known, end=np.where(never_sold, np.minimum(known.end, known.start), known.end))
+
+
 def _fold_targets(panel: Panel, cutoff: int, horizon: int) -> FoldResult:
     known = panel.truncate(cutoff)
     sold = panel.first_sale < panel.n_periods
@@ -153,7 +164,7 @@ def run_backtest(panel: Panel, models: Mapping[str, Callable[[], Model]], cfg: E
     used: dict[str, list[str | None]] = {name: [] for name in models}  # per fold, who forecast in its place
     for k, cutoff in enumerate(cutoffs, 1):
         log.info("backtest fold %d/%d: cut-off %s", k, len(cutoffs), panel.dates[cutoff].date())
-        train = panel.truncate(cutoff)
+        train = fold_panel(panel, cutoff)
         fold = _fold_targets(panel, cutoff, cfg.horizon)
         for name, make in models.items():
             tic = time.perf_counter()

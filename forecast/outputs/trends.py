@@ -86,14 +86,18 @@ def relative_change(new: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def trend_columns(panel: Panel, forecast: Prediction, window: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(trend, trend_direction) arrays [m, H] for a forecast."""
     m, h = forecast.units.shape
-    trend = np.empty((m, h))
     directions = np.full((m, h), NEW_ITEM, dtype=object)
     season = panel.season_length
-    for k, row in enumerate(forecast.item_index):
-        history = panel.history(row) if panel.has_history[row] else np.empty(0)
-        if forecast.trend is not None:
-            trend[k] = forecast.trend[k]
-        else:
+    with_history = panel.has_history[forecast.item_index]
+    if forecast.trend is not None:
+        trend = np.array(forecast.trend, dtype=float)
+    else:  # a new product's trend is that of its forecast alone: all of them at once (100,000 in a catalogue)
+        trend = np.empty((m, h))
+        trend[~with_history] = centred_moving_average(forecast.units[~with_history], window)
+    for k in np.flatnonzero(with_history):
+        row = forecast.item_index[k]
+        history = panel.history(row)
+        if forecast.trend is None:
             tail = history[-window:]
             trend[k] = centred_moving_average(np.concatenate([tail, forecast.units[k]]), window)[len(tail):]
         if not len(history):
@@ -259,7 +263,7 @@ def trend_report(panel: Panel, export: pd.DataFrame, threshold: float, min_produ
     """Which attribute values and description words are forecast to rise or fall, how much, how surely.
     ``level``: of the export's forecast range and of the report's intervals (:func:`report_level`)."""
     horizon = int(export.groupby("item_id").size().max())
-    rows = np.flatnonzero(panel.has_history & np.isin(panel.item_ids, export["item_id"].unique()))
+    rows = np.flatnonzero(panel.has_history & pd.Index(panel.item_ids).isin(export["item_id"].unique()))
     item_ids = panel.item_ids[rows]
     totals = item_totals(export, reference_dispersion(panel, rows, horizon), level).reindex(item_ids)
     items = pd.DataFrame({"forecast_units": totals["units"].to_numpy(),
@@ -372,7 +376,7 @@ def word_effects(model: "NeuralEstimator", panel: Panel, report: pd.DataFrame, e
     beside its word rows; NaN for attribute values."""
     horizon = min(int(export.groupby("item_id").size().max()), model.horizon)
     wanted = set(report.loc[report["dimension"] == "word", "value"])
-    rows = np.flatnonzero(panel.has_history & np.isin(panel.item_ids, export["item_id"].unique()))
+    rows = np.flatnonzero(panel.has_history & pd.Index(panel.item_ids).isin(export["item_id"].unique()))
     pairs = [(r, w) for r in rows for w in sorted(words(panel.products["description"].iloc[r]) & wanted)]
     if not pairs:
         return report.assign(model_effect=np.nan, model_effect_pct=np.nan)

@@ -120,7 +120,15 @@ class NeuralEstimator:
 
     # --- training ------------------------------------------------------------
     def fit(self, panel: Panel, horizon: int, ckpt_path: str | None = None) -> None:
-        """Train on every window of the panel; ``ckpt_path`` resumes a Lightning checkpoint."""
+        """Train on every window of the panel; ``ckpt_path`` resumes a Lightning checkpoint.
+
+        The descriptions are embedded first, with the process's threads: training sets torch to
+        ``train.num_threads`` (1) for its small networks, which would encode a catalogue's 100,000
+        descriptions on one core."""
+        if self.uses_text:
+            from forecast.models.encoders.text import embed_texts
+
+            embed_texts(panel.descriptions, self.config.neural.text_encoder, self.config.neural.max_tokens)
         with _threads(self.config.train.num_threads):
             self._fit(panel, horizon, ckpt_path)
 
