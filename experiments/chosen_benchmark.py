@@ -290,6 +290,8 @@ def collect(split: str, datasets: list[str]) -> dict:
         dates = cutoff_dates(panel, cuts)
         truth = truth_table(panel, cuts, groups_of(dataset))
         arm, metas, seeds = cached_arm(dataset, split, dates)
+        if not arm.empty:  # visuelle scores its launches only (common.groups_of)
+            arm = arm[arm["group"].isin(groups_of(dataset))]
         seeds_done[dataset] = {"complete": seeds, "fits": len(metas), "origins": dates}
         choices += [{k: m[k] for k in ("dataset", "seed", "cutoff", "chosen", "ensemble", "wall_seconds")}
                     for m in metas]
@@ -299,7 +301,8 @@ def collect(split: str, datasets: list[str]) -> dict:
         if arm.empty:
             continue
         forecasts = pd.concat(frames, ignore_index=True)
-        forecasts = pd.concat([forecasts, seed_average(forecasts[forecasts["model"] == CHOSEN])], ignore_index=True)
+        point = ["cutoff", "model", "group", "item_id", "date", "units", "seed", "source"]  # seeds differ in the rest
+        forecasts = pd.concat([forecasts, seed_average(arm[point])], ignore_index=True)
         for source, frame in forecasts.groupby("source", sort=False):
             scored, _ = score_all(dataset, panel, truth, frame)
             rows += [r | {"source": source} for r in scored]
@@ -407,7 +410,8 @@ def markdown(found: dict, commands: list[str]) -> str:
                   "| target | value | bound | met | detail |", "|---|---|---|---|---|"]
         for g in found["targets"]:
             miss = "" if g["met"] else f" (misses by {g['margin']:+.1%})"
-            lines.append(f"| {g['target'].replace(CHOSEN + ' ', 'chosen forecast ')} | {g['value']} | {g['bound']} | "
+            target = g["target"].replace(CHOSEN + " ", "chosen forecast ").replace("|bias|", "abs(bias)")
+            lines.append(f"| {target} | {g['value']} | {g['bound']} | "
                          f"{'met' if g['met'] else 'MISSED'} | {g['detail']}{miss} |")
         lines.append("")
     check = RESULTS / "chosen_cli_check.json"
@@ -459,6 +463,32 @@ def range_lines(ranges: list[dict], dataset: str, group: str) -> list[str]:
     return lines
 
 
+def plot(table: pd.DataFrame, path: Path) -> None:
+    """One panel per data set and group: each arm's WAPE (seed mean), the chosen forecast's seeds as dots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(table.groupby(["dataset", "group"], sort=True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    colours = {"forecast": "tab:green", "peer": "tab:orange", "reference": "tab:gray"}
+    for ax, ((dataset, group), part) in zip(axes.flat, panels):
+        part = part.sort_values("wape").reset_index(drop=True)
+        chosen = part["model"].str.startswith(CHOSEN)
+        ax.barh(part["model"], part["wape"], color=["tab:blue" if c else colours.get(s, "k")
+                                                     for c, s in zip(chosen, part["source"])])
+        for y, r in part[part["model"] == CHOSEN].iterrows():
+            ax.plot(r["per_seed"], [y] * len(r["per_seed"]), "k.", label="chosen, each seed")
+        ax.invert_yaxis()
+        ax.set_title(f"{dataset}: {group}", fontsize=9)
+        ax.set_xlabel("WAPE (pooled over origins; blue: what fit exports)")
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def write_report(split: str, datasets: list[str]) -> Path:
     """experiments/results/chosen[_validation].{md,json} from what the caches hold now."""
     found = collect(split, datasets)
@@ -471,6 +501,8 @@ def write_report(split: str, datasets: list[str]) -> Path:
                  f"python experiments/chosen_benchmark.py report --split {split} --datasets {','.join(datasets)}"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(markdown(found, commands))
+    if len(found["table"]):
+        plot(found["table"], RESULTS / f"{name}_wape.png")
     payload = {k: (v.to_dict("records") if isinstance(v, pd.DataFrame) else v) for k, v in found.items()}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1, default=_json) + "\n")
     return RESULTS / f"{name}.md"
