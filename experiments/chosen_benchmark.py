@@ -43,7 +43,7 @@ from experiments.common import (  # noqa: E402
     cutoffs_of, export_long_frame, fit_config, groups_of, item_errors, load, mean_launch_curve, panel_tables, score_all,
     targets, truth_table)
 from experiments.protocol import (  # noqa: E402
-    LEVEL, SEED_AVERAGE_SUFFIX, is_reference, mean_over_seeds, paired_bootstrap, seed_average)
+    LEVEL, MIN_SEEDS, SEED_AVERAGE_SUFFIX, is_reference, mean_over_seeds, paired_bootstrap, seed_average)
 from forecast.intervals import band_coverage, range_columns  # noqa: E402
 from forecast.metrics import coverage, interval_width, msis, wql  # noqa: E402
 from forecast.models.base import HISTORY  # noqa: E402
@@ -371,8 +371,14 @@ def markdown(found: dict, commands: list[str]) -> str:
              "deterministic (one run). Spread = max − min of the seeds' WAPE.", "", "Commands:", "", "```bash",
              *commands, "```", ""]
     for dataset, info in found["seeds"].items():
+        short = len(info["complete"]) < MIN_SEEDS
         lines.append(f"- {dataset}: seeds complete on every origin {info['complete']} "
-                     f"({info['fits']} fits cached; origins {', '.join(info['origins'])})")
+                     f"({info['fits']} fits cached; origins {', '.join(info['origins'])})"
+                     + (f" — **partial: {len(info['complete'])} of the protocol's {MIN_SEEDS} seeds**" if short else ""))
+        sources = set(table[table["dataset"] == dataset]["source"]) if len(table) else set()
+        if "peer" not in sources:
+            lines.append(f"  - {dataset}: no peer in this run (the targets' best reference is over the package's "
+                         "references and the mean launch curve only)")
     lines.append("")
     for (dataset, group), part in (table.groupby(["dataset", "group"], sort=True) if len(table) else []):
         lines += [f"## {dataset} — {'items with history' if group == HISTORY else 'new products'}", "",
