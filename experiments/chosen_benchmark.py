@@ -113,7 +113,7 @@ def references(datasets: list[str], split: str) -> None:
 
 # --- the cheap peers (their own venv: bash experiments/peers/setup.sh) -------------------------------
 PEERS = ROOT / "experiments" / "peers"
-CHEAP_PEERS = {"online_retail": "lgbm,autoets,autotheta,croston,adida,imapa",
+CHEAP_PEERS = {"online_retail": "lgbm,autoets,autotheta,croston,adida,imapa,lgbm_new_text,ridge_new_text",
                "visuelle": "lgbm_new_onehot,lgbm_new_text,ridge_new_text"}  # no TFT/DeepAR: hours on 2 cores
 
 
