@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.common import (  # noqa: E402
     CACHE, CHOSEN, DATA, HORIZON, MEAN_LAUNCH_CURVE, RESULTS, ROOT, align, cached, chosen_forecast, cutoff_dates,
     cutoffs_of, export_long_frame, fit_config, groups_of, item_errors, load, mean_launch_curve, panel_tables, score_all,
-    targets, truth_table)
+    label, targets, truth_table)
 from experiments.protocol import (  # noqa: E402
     LEVEL, MIN_SEEDS, SEED_AVERAGE_SUFFIX, is_reference, mean_over_seeds, paired_bootstrap, seed_average)
 from forecast.intervals import band_coverage, range_columns  # noqa: E402
@@ -328,24 +328,28 @@ def compare(dataset: str, group: str, part: pd.DataFrame, errors: pd.DataFrame) 
     the mean launch curve on each origin."""
     arms = errors[(errors["dataset"] == dataset) & (errors["group"] == group)]
 
-    def arm(model: str, cutoff: str | None = None) -> pd.DataFrame:
-        picked = arms[arms["model"] == model]
+    def arm(model: str, cutoff: str | None = None, source: str = "forecast") -> pd.DataFrame:
+        picked = arms[(arms["model"] == model) & (arms["source"] == source)]
         return mean_over_seeds(picked if cutoff is None else picked[picked["cutoff"] == cutoff])
 
     refs = part[[is_reference(m, s) for m, s in zip(part["model"], part["source"])]].sort_values("wape")
     out = []
     if refs.empty:
         return out
-    best = refs.iloc[0]["model"]
-    against = [(best, None)]
+    best = refs.iloc[0]
+    against = [((best["model"], best["source"]), None)]
+    ours = refs[refs["source"] != "peer"]  # the best of the package's own references too, when a peer is best
+    if best["source"] == "peer" and len(ours):
+        against.append(((ours.iloc[0]["model"], ours.iloc[0]["source"]), None))
     if dataset == "visuelle":
-        against += [(MEAN_LAUNCH_CURVE, c) for c in sorted(arms["cutoff"].unique())]
+        against += [((MEAN_LAUNCH_CURVE, "reference"), c) for c in sorted(arms["cutoff"].unique())]
     for candidate in (CHOSEN, CHOSEN + SEED_AVERAGE_SUFFIX):
         if candidate not in set(arms["model"]):
             continue
-        for reference, cutoff in against:
-            result = paired_bootstrap(arm(candidate, cutoff), arm(reference, cutoff))
-            out.append({"dataset": dataset, "group": group, "candidate": candidate, "reference": reference,
+        for (reference, source), cutoff in against:
+            result = paired_bootstrap(arm(candidate, cutoff), arm(reference, cutoff, source))
+            out.append({"dataset": dataset, "group": group, "candidate": candidate,
+                        "reference": label(reference, source),
                         "cutoff": cutoff or "all", **asdict(result)})
     return out
 
@@ -376,7 +380,10 @@ def markdown(found: dict, commands: list[str]) -> str:
                      f"({info['fits']} fits cached; origins {', '.join(info['origins'])})"
                      + (f" — **partial: {len(info['complete'])} of the protocol's {MIN_SEEDS} seeds**" if short else ""))
         sources = set(table[table["dataset"] == dataset]["source"]) if len(table) else set()
-        if "peer" not in sources:
+        if "peer" in sources:
+            lines.append(f"  - {dataset}: peers ({CHEAP_PEERS[dataset]}) run once, seed 0 (LightGBM is seeded; the "
+                         "statsforecast models are deterministic); TFT and DeepAR not run")
+        else:
             lines.append(f"  - {dataset}: no peer in this run (the targets' best reference is over the package's "
                          "references and the mean launch curve only)")
     lines.append("")
@@ -388,7 +395,7 @@ def markdown(found: dict, commands: list[str]) -> str:
             pct = 100 * r["seed_spread"] / r["wape"] if np.isfinite(r["seed_spread"]) else float("nan")
             per = ", ".join(f"{v:.3f}" for v in r["per_seed"]) if r["seeds"] > 1 else ""
             bias = ", ".join(f"{v:+.3f}" for v in r["bias_per_seed"]) if r["seeds"] > 1 else ""
-            lines.append(f"| {r['model']} | {r['source']} | {_f(r['wape'])} | {_f(r['seed_spread'])} | {_f(pct, 1)} | "
+            lines.append(f"| {label(r['model'], r['source'])} | {r['source']} | {_f(r['wape'])} | {_f(r['seed_spread'])} | {_f(pct, 1)} | "
                          f"{per} | {r['bias']:+.3f} | {bias} | {_f(r['mase'])} |")
         origin = found["by_origin"]
         at = origin[(origin.dataset == dataset) & (origin.group == group)]
