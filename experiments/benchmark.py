@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments import protocol  # noqa: E402
 from experiments.common import (  # noqa: E402
     CACHE, DATA, HORIZON, RESULTS, ROOT, cached, cutoff_dates, cutoffs_of, groups_of,
-    item_errors, label, load, long_frame, mean_launch_curve, score_all, targets, truth_table)
+    item_errors, label, load, long_frame, mean_launch_curve, panel_tables, score_all, targets, truth_table)
 from forecast.evaluation.backtest import run_backtest  # noqa: E402
 from forecast.core.config import RunConfig  # noqa: E402
 from forecast.data.panel import Panel  # noqa: E402
@@ -197,7 +197,7 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int,
     from forecast.models.encoders.text import embed_texts
 
     sales, products = tmp / f"{dataset}_sales.csv", tmp / f"{dataset}_products.csv"
-    _panel_tables(panel, sales, products)
+    panel_tables(panel, sales, products)
     emb = tmp / f"{dataset}_embeddings.npz"
     np.savez(emb, item_id=panel.item_ids.astype(str), embedding=embed_texts(panel.descriptions))
     out = cache
@@ -213,18 +213,6 @@ def run_peers(dataset: str, panel: Panel, cuts: list[int], tmp: Path, seed: int,
         return pd.DataFrame(), {"error": f"run_peers exited {proc.returncode}"}
     frame = pd.read_csv(out / "forecasts.csv", dtype={"item_id": str})
     return frame, json.loads((out / "timings.json").read_text())
-
-
-def _panel_tables(panel: Panel, sales: Path, products: Path) -> None:
-    """The panel's products and observed sales rows as contract CSVs: the peers see exactly the
-    products and weeks our models see (e.g. without the reported launches in validation)."""
-    rows, cols = np.nonzero(np.isfinite(panel.units))
-    frame = pd.DataFrame({"item_id": panel.item_ids[rows], "date": panel.dates[cols].strftime("%Y-%m-%d"),
-                          "units": panel.units[rows, cols]})
-    if panel.price is not None:
-        frame["price"] = panel.price[rows, cols]
-    frame.to_csv(sales, index=False)
-    panel.products.to_csv(products, index=False)
 
 
 # --- scaling and profile ------------------------------------------------------------------

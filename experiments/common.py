@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from experiments.protocol import SEED_AVERAGE_SUFFIX, is_reference  # noqa: E402
 from forecast.evaluation.backtest import _fold_targets, origins  # noqa: E402
-from forecast.core.config import DataConfig, EvalConfig  # noqa: E402
+from forecast.core.config import DataConfig, EvalConfig, RunConfig  # noqa: E402
 from forecast.data.contract import Tables, load_tables  # noqa: E402
 from forecast.data.panel import Panel, build_panel  # noqa: E402
 from forecast.evaluation.metrics import score, score_by_step  # noqa: E402
@@ -75,6 +75,18 @@ def load(dataset: str, split: str = "reported") -> Panel:
         tables = _launched_before(tables, visuelle_launch_quantile(tables, 1 - VISUELLE_NEW_SHARE))
     series_end = "last-sale" if dataset == "visuelle" else "table"  # visuelle: 12 weeks per product, then unknown
     return build_panel(tables, series_end=series_end)
+
+
+def panel_tables(panel: Panel, sales: Path, products: Path) -> None:
+    """The panel's products and observed sales rows as contract CSVs: the peers see exactly the
+    products and weeks our models see (e.g. without the reported launches in validation)."""
+    rows, cols = np.nonzero(np.isfinite(panel.units))
+    frame = pd.DataFrame({"item_id": panel.item_ids[rows], "date": panel.dates[cols].strftime("%Y-%m-%d"),
+                          "units": panel.units[rows, cols]})
+    if panel.price is not None:
+        frame["price"] = panel.price[rows, cols]
+    frame.to_csv(sales, index=False)
+    panel.products.to_csv(products, index=False)
 
 
 def visuelle_launch_quantile(tables: Tables, q: float) -> pd.Timestamp:
@@ -146,6 +158,58 @@ def mean_launch_curve(panel: Panel, cuts: list[int]) -> pd.DataFrame:
             values = np.repeat(curve[None, :], len(rows), axis=0)
             frames.append(long_frame(panel, cutoff, MEAN_LAUNCH_CURVE, NEW, rows, panel.start[rows], values))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --- the forecast fit chooses -------------------------------------------------------
+CHOSEN = "chosen"  # the model name of the chosen arm's rows: what ``fit`` exports, whichever model that is
+
+
+def fit_config(dataset: str, seed: int) -> RunConfig:
+    """The config of ``python -m forecast fit`` on a data set as a user runs it: the package defaults, the
+    data set's loading options (visuelle: ``--series-end last-sale --negative-units zero``), the seed, the
+    benchmark's horizon and no progress bar (which changes no forecast)."""
+    series_end = "last-sale" if dataset == "visuelle" else "table"
+    return RunConfig(seed=seed).updated({"data.negative_units": "zero", "data.series_end": series_end,
+                                         "evaluation.horizon": HORIZON, "train.progress": False})
+
+
+def chosen_forecast(panel: Panel, cutoff: int, cfg: RunConfig) -> tuple[pd.DataFrame, dict]:
+    """What ``fit`` exports when the data end at ``cutoff``: its own path (``forecast.pipeline.plan`` then
+    ``refit``, which ``Forecaster.fit`` and the CLI's fit run; no MLflow, nothing written) on the panel
+    truncated as the backtest truncates it. Returns (the export's rows, {"chosen": group -> model,
+    "ensemble": group -> members and weights, "backtest": fit's own pooled backtest table})."""
+    from forecast.pipeline import check_models_serve, plan, refit
+
+    train = panel.truncate(cutoff)
+    check_models_serve(cfg, train)
+    planned = plan(cfg, train)
+    fitted = refit(cfg, train, planned)
+    ensemble = {g: {"members": list(w.members), "weights": [round(float(v), 4) for v in w.weights]}
+                for g, w in planned.combined().items()}
+    summary = planned.backtest.summary()
+    columns = [c for c in ("model", "group", "wape", "bias", "coverage", "wql") if c in summary]
+    return fitted.frame, {"chosen": dict(planned.chosen), "ensemble": ensemble,
+                          "backtest": summary[columns].round(4).to_dict("records")}
+
+
+def export_long_frame(panel: Panel, cutoff: int, export: pd.DataFrame, name: str = CHOSEN) -> pd.DataFrame:
+    """An export's rows for the items the fold at ``cutoff`` scores, as the benchmark's long frame
+    (cutoff, model = ``name``, group, item_id, date, units, the range's units_pXX columns) plus
+    ``exported``, the model the export names for the row. The group is the fold's; an export that puts
+    one of the fold's items in the other group is refused (the truth would be of other weeks)."""
+    fold = _fold_targets(panel, cutoff, HORIZON)
+    group = pd.Series({item: g for g in (HISTORY, NEW) for item in panel.item_ids[fold.rows[g]]}, dtype=object)
+    rows = export[export["item_id"].astype(str).isin(group.index)]
+    wrong = rows["group"].to_numpy() != group.reindex(rows["item_id"].astype(str)).to_numpy()
+    if wrong.any():
+        raise ValueError(f"the export puts {rows.loc[wrong, 'item_id'].nunique()} of the fold's items in the "
+                         f"other group than the fold at {panel.dates[cutoff].date()} (e.g. "
+                         f"{rows.loc[wrong, 'item_id'].iloc[0]})")
+    ranges = [c for c in rows.columns if str(c).startswith("units_p")]
+    return pd.DataFrame({"cutoff": panel.dates[cutoff].strftime("%Y-%m-%d"), "model": name,
+                         "group": rows["group"].to_numpy(), "item_id": rows["item_id"].astype(str).to_numpy(),
+                         "date": rows["date"].astype(str).to_numpy(), "units": rows["units"].to_numpy(),
+                         **{c: rows[c].to_numpy() for c in ranges}, "exported": rows["model"].to_numpy()})
 
 
 # --- scoring --------------------------------------------------------------------------
