@@ -17,6 +17,7 @@ import torch
 from forecast.cli import main
 from forecast.core import progress
 from forecast.core.config import DataConfig, EvalConfig, RunConfig
+from forecast.models.encoders import text
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
 from forecast.data.smoothing import centred_moving_average
@@ -129,7 +130,6 @@ def test_a_batch_is_padded_as_the_tokenizer_pads_it():
 
 def test_a_text_model_embeds_with_the_process_threads_not_the_training_ones(monkeypatch, panel):
     """Training runs on train.num_threads (1); the descriptions are embedded before, on the caller's."""
-    from forecast.models.encoders import text
     from forecast.models.neural.estimator import NeuralEstimator
 
     threads = []
@@ -150,6 +150,7 @@ def test_a_catalogue_fit_logs_its_progress_and_forecasts_every_product(workdir, 
     batches) says how far it is, and the export has every catalogue product from its launch."""
     files = catalogue_files(tmp_path, n=130)
     monkeypatch.setattr(progress, "EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(text, "_EMBED_CACHE", {})  # an earlier test in this process may have embedded them
     with caplog.at_level(logging.INFO, logger="forecast"):
         code = main(["fit", "--sales", files[0], "--products", files[1], "--horizon", "3", "--folds", "2",
                      "--step", "2", "--models", "moving_average,knn", "--no-progress"])

@@ -305,11 +305,17 @@ def _band_metrics(bands: pd.DataFrame) -> Iterator[tuple[str, float, int]]:
 
 @contextmanager
 def in_run(run_id: str) -> Iterator[None]:
-    """Reopen a (child) run as the active one for the block, e.g. to log a model into it."""
+    """Reopen a finished (child) run as the active one for the block, e.g. to log a model into it, then
+    end it at its former end time: a model run's Duration is its backtest fit time, not the logging's."""
     import mlflow
+    from mlflow.tracking import MlflowClient
 
+    client = MlflowClient()
+    ended = client.get_run(run_id).info.end_time
     with mlflow.start_run(run_id=run_id, nested=True):
         yield
+    if ended is not None:
+        client.set_terminated(run_id, end_time=ended)
 
 
 def log_pyfunc_model(model_dir: Path, loader_module: str, input_example: pd.DataFrame, required: tuple[str, ...],
