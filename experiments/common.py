@@ -185,7 +185,7 @@ def chosen_forecast(panel: Panel, cutoff: int, cfg: RunConfig) -> tuple[pd.DataF
     planned = plan(cfg, train)
     fitted = refit(cfg, train, planned)
     ensemble = {g: {"members": list(w.members), "weights": [round(float(v), 4) for v in w.weights]}
-                for g, w in planned.combined().items()}
+                for g, w in planned.combined.items()}
     summary = planned.backtest.summary()
     columns = [c for c in ("model", "group", "wape", "bias", "coverage", "wql") if c in summary]
     return fitted.frame, {"chosen": dict(planned.chosen), "ensemble": ensemble,

@@ -122,7 +122,7 @@ class Forecaster:
         planned = plan(self.config, panel)
         fitted = refit(self.config, panel, planned)
         self.panel_, self.chosen_, self.models_, self.widths_ = panel, planned.chosen, fitted.models, fitted.widths
-        self.ensemble_, self.freq_ = fitted.combined, panel.freq
+        self.ensemble_, self.freq_ = planned.combined, panel.freq
         self.scores_ = planned.backtest.table
         self.backtest_ = backtest_frame(panel, planned.backtest)
         self._forecast = fitted.frame

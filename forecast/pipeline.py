@@ -182,10 +182,7 @@ class Plan:
     chosen: dict[str, str]  # item group -> model (or variant, or "ensemble") name
     ensemble: combination.Ensemble
     calibrations: dict[str, dict[str, intervals.Calibration]]  # chosen name -> item group -> its backtest ranges
-
-    def combined(self) -> dict[str, combination.GroupWeights]:
-        """The groups the ensemble forecasts, with their members and weights."""
-        return combination.chosen_groups(self.chosen, self.ensemble)
+    combined: dict[str, combination.GroupWeights]  # the groups the ensemble forecasts: members and weights
 
     def chosen_models(self) -> list[str]:
         """The fitted models chosen for a group (variants of one model sharing its training)."""
@@ -193,7 +190,7 @@ class Plan:
 
     def refit_models(self) -> list[str]:
         """The models to refit: the chosen ones, then the ensemble's members."""
-        members = [m for weights in self.combined().values() for m in weights.members]
+        members = [m for weights in self.combined.values() for m in weights.members]
         return list(dict.fromkeys(self.chosen_models() + members))
 
 
@@ -209,7 +206,7 @@ def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None, resume: bool
     chosen = choose_models(cfg, backtest, panel)
     log.info("chosen models: %s (%s)", ", ".join(f"{g}: {m}" for g, m in chosen.items()), WHY)
     calibrations = {name: backtest.calibrations(name) for name in dict.fromkeys(chosen.values())}
-    return Plan(backtest, chosen, ensemble, calibrations)
+    return Plan(backtest, chosen, ensemble, calibrations, combination.chosen_groups(chosen, ensemble))
 
 
 @dataclass
@@ -221,7 +218,6 @@ class Refitted:
     widths: dict[str, dict[str, intervals.Calibration]]  # model name (or "ensemble") -> item group -> ranges
     forecasts: list[Prediction]  # one ranged forecast per item group, of the products that group serves
     frame: pd.DataFrame  # the export's rows
-    combined: dict[str, combination.GroupWeights]  # the groups the ensemble forecasts: Plan.combined()
 
 
 def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = None, resume: bool = False,
@@ -247,7 +243,7 @@ def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = No
             ranged = intervals.with_range(prediction.variant(label), panel.has_history[prediction.item_index],
                                           widths[base])
             forecasts.append(ranged.for_groups(panel.has_history, [group]))
-    combined_groups = planned.combined()
+    combined_groups = planned.combined
     if combined_groups:  # the ensemble's ranges, only when it forecasts a group
         widths[combination.NAME] = planned.calibrations[combination.NAME]
     for group, weights in combined_groups.items():
@@ -256,7 +252,7 @@ def refit(cfg: RunConfig, panel: Panel, planned: Plan, workdir: Path | None = No
                                               widths[combination.NAME]))
     frame = forecast_frame(panel, forecasts, cfg.neural.trend_window, cfg.output.trend_threshold)
     warn_products_without_rows(panel, frame)
-    return Refitted(planned, models, widths, forecasts, frame, combined_groups)
+    return Refitted(planned, models, widths, forecasts, frame)
 
 
 def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_path: Path | None,
@@ -272,7 +268,7 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
         run_folder = Path(cfg.output.checkpoint_dir) / run_id
         for base in fitted.plan.chosen_models():
             model_dirs[base] = save_chosen(cfg, panel, fitted, base, run_folder / base)
-        if fitted.combined:
+        if fitted.plan.combined:
             neural = {base: path for base, path in model_dirs.items() if base in registry.NEURAL}
             model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted).save(run_folder / combination.NAME,
                                                                                     neural)
@@ -306,7 +302,7 @@ def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted) -> artifact.C
     """The chosen ensemble as ``predict`` reads it back: the groups it forecasts with their weights, its
     refitted members and the ensemble's ranges (a neural member's files are inside it, so the folder
     serves on its own, e.g. as an MLflow model)."""
-    combined = fitted.combined
+    combined = fitted.plan.combined
     members = list(dict.fromkeys(m for weights in combined.values() for m in weights.members))
     widths = {name: fitted.widths.get(name, {}) for name in (combination.NAME, *members)}
     return artifact.Choice(cfg, {group: combination.NAME for group in combined},

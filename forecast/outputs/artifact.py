@@ -230,7 +230,7 @@ def _as_chosen(prediction: Prediction, name: str, panel: Panel) -> Prediction:
         return prediction
     if label in prediction.variants:
         return prediction.variant(label)
-    if registry.MODELS[_base(name)].reads or not len(prediction.item_index):  # reads: a network
+    if _base(name) in registry.NEURAL or not len(prediction.item_index):
         return replace(prediction, model=name, variants={})
     raise DataError(f"the products table ({panel.n_items} products) lacks the columns {name}, the model fit "
                     f"chose, forecasts from (launch_curve:attributes: the attribute columns, e.g. category, "
@@ -239,10 +239,9 @@ def _as_chosen(prediction: Prediction, name: str, panel: Panel) -> Prediction:
 
 def how_it_forecasts(base: str) -> str:
     """What a saved model holds and what it reads at predict time, in its folder's metadata."""
-    entry = registry.MODELS[base]
-    if entry.reads:  # a network (its entry names the inputs it reads)
+    if base in registry.NEURAL:
         return f"trained on the fitted data: its weights are in {base}/ and forecast as saved"
-    if entry.groups == frozenset({NEW}):
+    if registry.MODELS[base].groups == frozenset({NEW}):
         return ("nothing learned is saved: forecasts each new product from the launch curves of the products "
                 "predict is given that launched before the forecast starts; the ranges are the fit's")
     return ("local to each series: nothing learned is saved; predict refits it on the history of each series "
