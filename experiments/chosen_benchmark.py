@@ -84,8 +84,9 @@ def run(dataset: str, split: str, seed: int) -> None:
 
 # --- the references, through benchmark.py's own child process ---------------------------------
 REFERENCES = {
-    "online_retail": ["seasonal_naive", "moving_average", "imapa", "croston", "tsb", "knn", "launch_curve"],
-    "visuelle": ["knn", "launch_curve"],
+    "online_retail": ["seasonal_naive", "moving_average", "imapa", "croston", "tsb", "knn", "launch_curve",
+                      "launch_boosting"],
+    "visuelle": ["knn", "launch_curve", "launch_boosting"],
 }
 
 

@@ -25,7 +25,7 @@ from forecast.models.baselines.statistical import (
 )
 from forecast.core.config import EvalConfig, RunConfig
 from forecast.data.contract import load_tables
-from forecast.data.panel import Panel, build_panel
+from forecast.data.panel import Panel, attribute_columns, build_panel
 from forecast.core.errors import DataError
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW
@@ -203,3 +203,33 @@ def test_fit_chooses_and_exports_the_attribute_variant_when_it_wins_the_backtest
     assert set(export["model"]) == {"launch_curve:attributes"}  # L12 (red) in the backtest: the red curve won
     overall = (7 * 10 + 6 * 2) / 13  # 7 red launches at 10, 6 blue at 2
     np.testing.assert_allclose(export["units"], [(7 * 10 + 5 * overall) / (7 + 5)] * 3, atol=0.005)  # 2 decimals
+
+
+def two_kinds_of_launch(tmp_path: Path, **columns: list[str]):
+    """40 launches in weeks 1..10, the even ones (kind a) selling 10 a week, the odd ones (kind b) 2, each
+    until week 15; three new products, of kind a, b and one no launch had. ``columns`` get one value per
+    product (40 launches, then the three new ones)."""
+    rows = [(f"L{j}", 1 + j // 4 + t, 10.0 if j % 2 == 0 else 2.0) for j in range(40) for t in range(15 - j // 4)]
+    return panel_from(tmp_path, rows, [f"L{j}" for j in range(40)] + ["new_a", "new_b", "new_c"], **columns)
+
+
+def test_launch_boosting_forecasts_a_new_product_from_the_launches_with_its_attributes(tmp_path):
+    kinds = ["silk" if j % 2 == 0 else "cotton" for j in range(40)]
+    panel = two_kinds_of_launch(tmp_path, fabric=kinds + ["silk", "cotton", "linen"])
+    prediction = registry.build("launch_boosting", RunConfig()).predict(panel, 3)
+    assert list(panel.item_ids[prediction.item_index]) == ["new_a", "new_b", "new_c"]
+    a, b, unseen = prediction.units
+    np.testing.assert_allclose(a, 10.0, rtol=0.1)
+    np.testing.assert_allclose(b, 2.0, rtol=0.1)
+    assert np.all(np.isfinite(unseen) & (unseen >= 0))  # a value no launch had: none of the column's indicators
+    again = registry.build("launch_boosting", RunConfig(seed=7)).predict(panel, 3)
+    np.testing.assert_array_equal(again.units, prediction.units)  # deterministic: the seed changes nothing
+
+
+def test_launch_boosting_reads_description_words_when_there_are_no_attributes(tmp_path):
+    words = [f"{'silk' if j % 2 == 0 else 'cotton'} scarf {j}" for j in range(40)]
+    panel = two_kinds_of_launch(tmp_path, description=words + ["silk scarf", "cotton scarf", "wool scarf"])
+    assert not attribute_columns(panel.products)
+    a, b, _ = registry.build("launch_boosting", RunConfig()).predict(panel, 3).units
+    np.testing.assert_allclose(a, 10.0, rtol=0.1)
+    np.testing.assert_allclose(b, 2.0, rtol=0.1)

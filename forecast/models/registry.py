@@ -78,6 +78,12 @@ def _launch_curve(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -
     return LaunchCurveBaseline(name, groups)
 
 
+def _launch_boosting(name: str, cfg: RunConfig, groups: frozenset[str], **_: Any) -> Model:
+    from forecast.models.baselines.boosting import LaunchBoosting
+
+    return LaunchBoosting(name, groups)
+
+
 def croston(cfg: RunConfig):
     from forecast.models.baselines.statistical import Croston
 
@@ -118,6 +124,7 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (  # preference 
     ModelEntry("sequence", BOTH_GROUPS, _neural, READS["sequence"]),
     ModelEntry("knn", frozenset({NEW}), _knn),
     ModelEntry("launch_curve", frozenset({NEW}), _launch_curve),
+    ModelEntry("launch_boosting", frozenset({NEW}), _launch_boosting),
     ModelEntry("ets", frozenset({HISTORY}), _series(ets)),
     ModelEntry("theta", frozenset({HISTORY}), _series(theta)),
     ModelEntry("moving_average", frozenset({HISTORY}), _series(moving_average)),
