@@ -218,14 +218,16 @@ def cli_check(dataset: str, items: int, seed: int, split: str = "reported") -> d
 
 
 # --- the report ----------------------------------------------------------------------------------
-def cached_arm(dataset: str, split: str, dates: list[str]) -> tuple[pd.DataFrame, list[dict], list[int]]:
-    """(the chosen arm's rows of every seed done on every origin, every fit's meta, the seeds done)."""
-    metas = [json.loads(p.read_text()) for p in sorted(CHOSEN_CACHE.glob(f"{dataset}_{split}_*.csv.json"))]
+def cached_arm(dataset: str, split: str, dates: list[str],
+               folder: Path = CHOSEN_CACHE) -> tuple[pd.DataFrame, list[dict], list[int]]:
+    """(the chosen arm's rows of every seed done on every origin, every fit's meta, the seeds done), from
+    ``folder`` (the arm's cache; another folder holds the same arm run by other code)."""
+    metas = [json.loads(p.read_text()) for p in sorted(folder.glob(f"{dataset}_{split}_*.csv.json"))]
     metas = [m for m in metas if m["cutoff"] in dates]
     seeds = sorted(s for s in {m["seed"] for m in metas}
                    if {m["cutoff"] for m in metas if m["seed"] == s} == set(dates))
-    frames = [pd.read_csv(cache_path(dataset, split, s, d), dtype={"item_id": str}).assign(seed=s, source="forecast")
-              for s in seeds for d in dates]
+    frames = [pd.read_csv(folder / cache_path(dataset, split, s, d).name, dtype={"item_id": str})
+              .assign(seed=s, source="forecast") for s in seeds for d in dates]
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), metas, seeds
 
 
@@ -532,6 +534,47 @@ def _json(value):
     return str(value)
 
 
+# --- a change to fit, paired: the arm run by this code against the same arm run by earlier code ---------
+def compare_code(dataset: str, split: str, before: Path) -> dict:
+    """The chosen forecast now (experiments/.cache/chosen) against the one ``before`` holds (the same arm
+    cached by earlier code), on the seeds both ran at every origin: each arm's seed-mean WAPE, spread and
+    bias, and the paired difference (seeds averaged per item) with its 90 % bootstrap interval over
+    products and origins, pooled and per origin. Appended to results/chosen_changes.json; printed."""
+    panel = load(dataset, split)
+    cuts = cutoffs_of(dataset, panel, split)
+    dates = cutoff_dates(panel, cuts)
+    truth = truth_table(panel, cuts, groups_of(dataset))
+    arms = {name: cached_arm(dataset, split, dates, folder) for name, folder in (("now", CHOSEN_CACHE),
+                                                                                ("before", before))}
+    seeds = sorted(set(arms["now"][2]) & set(arms["before"][2]))
+    if not seeds:
+        raise SystemExit(f"no seed done at every origin of {dataset} {split} in both arms")
+    out = {"dataset": dataset, "split": split, "seeds": seeds, "before": str(before), "groups": {}}
+    for group in groups_of(dataset):
+        errors = {name: item_errors(dataset, panel, truth, arm[(arm["group"] == group) & arm["seed"].isin(seeds)])
+                  for name, (arm, _, _) in arms.items()}
+        per_seed = {name: e.groupby("seed").apply(lambda x: x["abs_error"].sum() / x["actual"].sum()).round(4).tolist()
+                    for name, e in errors.items()}
+        result = {"per_seed_wape": per_seed,
+                  "spread_pct": {n: round(100 * (max(w) - min(w)) / np.mean(w), 1) for n, w in per_seed.items()}}
+        for origin in ["all", *dates]:
+            a, b = (mean_over_seeds(e if origin == "all" else e[e["cutoff"] == origin]) for e in
+                    (errors["now"], errors["before"]))
+            c = paired_bootstrap(a, b)
+            result[origin] = {"wape_now": round(c.wape_a, 4), "wape_before": round(c.wape_b, 4),
+                              "difference": round(c.difference, 4), "interval": [round(c.low, 4), round(c.high, 4)],
+                              "bias_now": round(c.bias_a, 4), "bias_before": round(c.bias_b, 4),
+                              "excludes_zero": c.excludes_zero}
+        chosen = {name: sorted({f"{m['cutoff']}: {m['chosen']}" for m in metas if m["seed"] in seeds})
+                  for name, (_, metas, _) in arms.items()}
+        out["groups"][group] = result | {"chosen": chosen}
+    path = RESULTS / "chosen_changes.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps(history + [out], indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -552,6 +595,10 @@ def main() -> None:
     report = verbs.add_parser("report", help="write results/chosen[_SPLIT].{md,json} from the caches")
     report.add_argument("--datasets", default="online_retail,visuelle")
     report.add_argument("--split", default="reported", choices=["reported", "validation"])
+    change = verbs.add_parser("compare", help="the arm now against the same arm cached by earlier code, paired")
+    change.add_argument("--dataset", required=True, choices=["online_retail", "visuelle"])
+    change.add_argument("--split", default="validation", choices=["reported", "validation"])
+    change.add_argument("--before", type=Path, required=True, help="the earlier code's chosen cache folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.verb == "run":
@@ -562,6 +609,8 @@ def main() -> None:
         peers(args.datasets.split(","), args.split)
     elif args.verb == "cli-check":
         cli_check(args.dataset, args.items, args.seed)
+    elif args.verb == "compare":
+        compare_code(args.dataset, args.split, args.before)
     elif args.verb == "report":
         print(write_report(args.split, args.datasets.split(",")).read_text())
 
