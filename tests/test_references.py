@@ -226,10 +226,8 @@ def test_launch_boosting_forecasts_a_new_product_from_the_launches_with_its_attr
     np.testing.assert_array_equal(again.units, prediction.units)  # deterministic: the seed changes nothing
 
 
-def test_launch_boosting_reads_description_words_when_there_are_no_attributes(tmp_path):
-    words = [f"{'silk' if j % 2 == 0 else 'cotton'} scarf {j}" for j in range(40)]
-    panel = two_kinds_of_launch(tmp_path, description=words + ["silk scarf", "cotton scarf", "wool scarf"])
+def test_launch_boosting_without_attributes_forecasts_the_mean_launch_curve(tmp_path):
+    # no attribute column, launches within a season (weeks 1..10): nothing but the step since launch to read
+    panel = two_kinds_of_launch(tmp_path)
     assert not attribute_columns(panel.products)
-    a, b, _ = registry.build("launch_boosting", RunConfig()).predict(panel, 3).units
-    np.testing.assert_allclose(a, 10.0, rtol=0.1)
-    np.testing.assert_allclose(b, 2.0, rtol=0.1)
+    np.testing.assert_allclose(registry.build("launch_boosting", RunConfig()).predict(panel, 3).units, 6.0, rtol=0.02)
