@@ -244,8 +244,9 @@ def choose(evaluated: dict[str, tuple[float, float]]) -> str:
     When none is within TOLERANCE, the folds disagree with one another (e.g. a fold cut just after a
     week the shop was closed, where a model forecast 0 for every item): leave-one-fold-out then measures
     how that fold's errors fit the others', and the method nearest to passing was the one that suited
-    the odd fold (``sqrt`` or ``absolute``, whose ranges do not grow in proportion to the forecast, so
-    the best sellers' were far too narrow on the later weeks; experiments/results/ranges_shift.md).
+    the odd fold (Online Retail's naive forecasts: ``sqrt`` and ``absolute+bands``, whose ranges do not
+    grow in proportion to the forecast, so the best sellers' were far too narrow on the weeks after the
+    backtest; experiments/results/ranges_shift.md).
     FALLBACK_METHOD is taken instead: calibrated per band of forecast level, with a score proportional
     to the forecast inside each band. The one with the smallest worst gap only when it was not scored."""
     scored = {m: v for m, v in evaluated.items() if np.isfinite(v[0])}
