@@ -129,7 +129,7 @@ def markdown(frame: pd.DataFrame, command: str) -> str:
              "coverage per quintile of forecast level (q5 the best sellers), `cov_top5`: the top 5 %; "
              "`worst_gap`: the largest gap between coverage and level over the bands (coverage above the level "
              "up to the band's share of zero-sale weeks, below, not counted); `auto` is the method `fit` chooses "
-             "(every band within 5 points, then lowest WQL; else the smallest worst gap). MSIS needs the "
+             "(every band within 5 points, then lowest WQL; else scaled+bands). MSIS needs the "
              "MASE scale, so it is empty for new products.", ""]
     cols = ["method", "coverage", *[f"cov_{b}" for b in BANDS], "worst_gap", "width", "msis", "wql"]
     for (dataset, group, model, level), part in frame.groupby(["dataset", "group", "model", "level"], sort=False):
