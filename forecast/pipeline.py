@@ -190,7 +190,7 @@ class Plan:
 
     def refit_models(self) -> list[str]:
         """The models to refit: the chosen ones, then the ensemble's members."""
-        members = [m for weights in self.combined.values() for m in weights.members]
+        members = [variant_name(m)[0] for weights in self.combined.values() for m in weights.members]
         return list(dict.fromkeys(self.chosen_models() + members))
 
 
@@ -303,7 +303,7 @@ def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted) -> artifact.C
     refitted members and the ensemble's ranges (a neural member's files are inside it, so the folder
     serves on its own, e.g. as an MLflow model)."""
     combined = fitted.plan.combined
-    members = list(dict.fromkeys(m for weights in combined.values() for m in weights.members))
+    members = list(dict.fromkeys(variant_name(m)[0] for weights in combined.values() for m in weights.members))
     widths = {name: fitted.widths.get(name, {}) for name in (combination.NAME, *members)}
     return artifact.Choice(cfg, {group: combination.NAME for group in combined},
                            {m: fitted.models[m] for m in members}, widths, combined, panel.freq)

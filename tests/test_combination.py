@@ -14,6 +14,7 @@ from forecast.evaluation import combination
 from forecast.evaluation.backtest import run_backtest
 from forecast.cli import main
 from forecast.core.config import EvalConfig
+from forecast.core.errors import DataError
 from forecast.data.contract import load_tables
 from forecast.data.panel import build_panel
 from forecast.evaluation.metrics import score
@@ -140,3 +141,35 @@ def test_an_ensemble_of_nothing_and_a_shrinkage_outside_0_1_are_refused(workdir:
                      "--no-progress"], "add the models to combine", outputs=("forecast.csv",))
     with pytest.raises(ConfigError, match="baselines.ensemble_shrinkage: 1.5 is out of range; it must be between 0 and 1"):
         RunConfig().updated({"baselines.ensemble_shrinkage": 1.5}).validate()
+
+
+class _WithVariant(_Scaled):
+    """_Scaled whose prediction also offers the variant ``exact``: the truth, 1 everywhere."""
+
+    def predict(self, panel, horizon):
+        prediction = super().predict(panel, horizon)
+        return Prediction(prediction.model, prediction.item_index, prediction.start, prediction.units,
+                          variants={"exact": np.ones_like(prediction.units)})
+
+
+def test_a_prediction_variant_is_a_member_and_the_ensemble_forecasts_it(tmp_path: Path) -> None:
+    # a forecasts 2 (its variant a:exact the truth, 1) and b forecasts 3 on every fold: the weight goes to a:exact
+    panel = build_panel(load_tables(*_flat_panel(tmp_path)))
+    models = {"a": lambda: _WithVariant("a", dict.fromkeys(CUTOFFS, 2.0)), "b": lambda: _Scaled("b", dict.fromkeys(CUTOFFS, 3.0))}
+    backtest = run_backtest(panel, models, EvalConfig(horizon=4, folds=3, step=4), cutoffs=list(CUTOFFS))
+    result, ensemble = combination.add_to_backtest(backtest, shrinkage=0.0)
+    gw = ensemble.groups[HISTORY]
+    assert gw.members == ["a", "a:exact", "b"]
+    assert dict(zip(gw.members, gw.weights))["a:exact"] == pytest.approx(1.0, abs=1e-3)
+    assert result.summary().set_index(["model", "group"]).loc[(combination.NAME, HISTORY), "wape"] == pytest.approx(0.0, abs=1e-3)
+    # the future forecast takes the variant from its model's prediction: 1, not a's own 2
+    future = {"a": _WithVariant("a", {}).predict(panel, 4), "b": _Scaled("b", {}).predict(panel, 4)}
+    future["a"] = Prediction("a", future["a"].item_index, future["a"].start, future["a"].units * 2,
+                             variants={"exact": np.ones_like(future["a"].units)})
+    np.testing.assert_allclose(combination.combine(panel, future, HISTORY, gw).units, 1.0, atol=1e-3)
+
+
+def test_an_ensemble_member_whose_variant_is_missing_is_refused() -> None:
+    plain = {"launch_curve": Prediction("launch_curve", np.arange(2), np.zeros(2, dtype=int), np.ones((2, 3)))}
+    with pytest.raises(DataError, match="launch_curve:attributes: launch_curve did not forecast its attributes variant"):
+        combination.member_forecast(plain, "launch_curve:attributes")

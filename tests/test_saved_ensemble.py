@@ -46,7 +46,7 @@ def test_fit_saves_the_chosen_ensemble_and_names_its_folder(fitted):
     meta = json.loads((saved / "forecaster.json").read_text())
     assert meta["chosen"] == {"history": "ensemble", "new": "ensemble"}
     assert set(meta["ensemble"]["history"]["members"]) == {"moving_average", "tsb", "fusion"}
-    assert set(meta["ensemble"]["new"]["members"]) == {"knn", "fusion"}
+    assert set(meta["ensemble"]["new"]["members"]) == {"knn", "fusion", "fusion:average_text_new"}  # a variant too
     for weights in meta["ensemble"].values():
         assert sum(weights["weights"]) == pytest.approx(1.0)
     assert (saved / "fusion" / "model.safetensors").is_file()  # the neural member's weights travel with it

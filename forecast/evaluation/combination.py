@@ -21,9 +21,12 @@ combination only learns, per group (history / new), non-negative weights that su
   hold out: the ensemble is not scored, so not chosen (``--model ensemble`` still forces it).
 - **Future forecast.** The weights fitted on all folds, applied to the refitted members' forecasts.
 
-Members: per group, every fitted model (not its prediction variants) with a forecast on every fold
-that scores the group; a group with fewer than two members has nothing to combine and is not
-scored.
+Members: per group, every forecast on every fold that scores the group: each fitted model's own and
+its prediction variants' (``fusion:average_text_new``, ``launch_curve:attributes``), so a variant
+that wins on its own (fusion's average-description forecast of VISUELLE's launches) is not left out
+of the combination. They are not pre-selected on the folds, so the leave-one-fold-out score stays
+honest; the weights sort them (a variant equal to its model's forecast for a group just splits its
+weight). A group with fewer than two members has nothing to combine and is not scored.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ import numpy as np
 
 from forecast.evaluation.backtest import BacktestResult, FoldResult
 from forecast.data.panel import Panel
+from forecast.core.errors import DataError
 from forecast.models.base import HISTORY, NEW, Prediction, in_group, variant_name
+from forecast.models.registry import NEURAL
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +154,12 @@ def _on_simplex(weights: np.ndarray) -> np.ndarray:
 
 # --- on the backtest --------------------------------------------------------------------------
 def members(folds: list[FoldResult], group: str) -> list[str]:
-    """The fitted models (not variants, not a combination) with a forecast of ``group`` on every fold
+    """The fitted models' forecasts and prediction variants (not a combination) of ``group`` on every fold
     that scores it, in the backtest's order."""
     scored = [f for f in folds if f.truth[group].size]
     if not scored:
         return []
-    names = [n for n in scored[0].forecasts if variant_name(n)[1] is None and n != NAME]
-    return [n for n in names if all(group in f.forecasts.get(n, {}) for f in scored)]
+    return [n for n in scored[0].forecasts if n != NAME and all(group in f.forecasts.get(n, {}) for f in scored)]
 
 
 def add_to_backtest(backtest: BacktestResult, shrinkage: float) -> tuple[BacktestResult, Ensemble]:
@@ -207,8 +211,9 @@ def chosen_groups(chosen: dict[str, str], ensemble: Ensemble) -> dict[str, Group
 def combine(panel: Panel, predictions: dict[str, Prediction], group: str, gw: GroupWeights) -> Prediction:
     """The ensemble's forecast of ``group``'s items: the members' refitted forecasts, weighted.
 
-    Items are those every member forecasts; price comes from the heaviest member that forecasts one."""
-    parts = {m: _group_rows(panel, predictions[m], group) for m in gw.members}
+    Items are those every member forecasts; price comes from the heaviest member that forecasts one.
+    ``predictions`` are keyed by fitted model; a member that is a variant takes that model's variant."""
+    parts = {m: _group_rows(panel, member_forecast(predictions, m), group) for m in gw.members}
     common = sorted(set.intersection(*(set(p.item_index.tolist()) for p in parts.values())))
     dropped = max(len(p.item_index) for p in parts.values()) - len(common)
     if dropped:
@@ -220,6 +225,19 @@ def combine(panel: Panel, predictions: dict[str, Prediction], group: str, gw: Gr
     heaviest = [aligned[m] for m in np.array(gw.members)[np.argsort(-gw.weights, kind="stable")]]
     price = next((p.price for p in heaviest if p.price is not None), None)
     return Prediction(NAME, first.item_index, first.start, np.asarray(units, dtype=float), price)
+
+
+def member_forecast(predictions: dict[str, Prediction], name: str) -> Prediction:
+    """Member ``name``'s forecast: its model's prediction, or the variant it names. A neural model saved
+    after fit chose that variant for a group forecasts as the variant already (it offers none)."""
+    stem, label = variant_name(name)
+    prediction = predictions[stem]
+    if label is None or (label not in prediction.variants and not prediction.variants and stem in NEURAL):
+        return prediction
+    if label not in prediction.variants:
+        raise DataError(f"ensemble member {name}: {stem} did not forecast its {label} variant on these tables "
+                        f"(launch_curve:attributes needs the attribute columns it was fitted with)")
+    return prediction.variant(label)
 
 
 def _group_rows(panel: Panel, prediction: Prediction, group: str) -> Prediction:
