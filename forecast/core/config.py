@@ -354,10 +354,10 @@ def ranges_text() -> str:
 
 @dataclass
 class RunConfig:
-    models: list[str] = option(  # the references (croston, tsb, imapa, launch_curve) add ~10% to a baselines-only
+    models: list[str] = option(  # the references (croston, tsb, imapa, launch_curve, launch_boosting) add ~10% to a baselines-only
         flag="--models", verbs=FITTING, group="models",  # fit of the sample
         factory=lambda: ["seasonal_naive", "moving_average", "ets", "theta", "croston", "tsb", "imapa", "knn",
-                         "launch_curve", "ensemble", "fusion"],
+                         "launch_curve", "launch_boosting", "ensemble", "fusion"],
         help="comma-separated models to fit and compare, from: {models}")
     data: DataConfig = field(default_factory=DataConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
