@@ -188,10 +188,13 @@ class Plan:
         """The fitted models chosen for a group (variants of one model sharing its training)."""
         return list(dict.fromkeys(variant_name(m)[0] for m in self.chosen.values() if m != combination.NAME))
 
+    def ensemble_models(self) -> list[str]:
+        """The fitted models behind the members of the ensemble's groups (a variant member: its model)."""
+        return list(dict.fromkeys(variant_name(m)[0] for weights in self.combined.values() for m in weights.members))
+
     def refit_models(self) -> list[str]:
         """The models to refit: the chosen ones, then the ensemble's members."""
-        members = [variant_name(m)[0] for weights in self.combined.values() for m in weights.members]
-        return list(dict.fromkeys(self.chosen_models() + members))
+        return list(dict.fromkeys(self.chosen_models() + self.ensemble_models()))
 
 
 def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None, resume: bool = False) -> Plan:
@@ -303,7 +306,7 @@ def saved_ensemble(cfg: RunConfig, panel: Panel, fitted: Refitted) -> artifact.C
     refitted members and the ensemble's ranges (a neural member's files are inside it, so the folder
     serves on its own, e.g. as an MLflow model)."""
     combined = fitted.plan.combined
-    members = list(dict.fromkeys(variant_name(m)[0] for weights in combined.values() for m in weights.members))
+    members = fitted.plan.ensemble_models()
     widths = {name: fitted.widths.get(name, {}) for name in (combination.NAME, *members)}
     return artifact.Choice(cfg, {group: combination.NAME for group in combined},
                            {m: fitted.models[m] for m in members}, widths, combined, panel.freq)

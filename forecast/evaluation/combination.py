@@ -38,9 +38,8 @@ import numpy as np
 
 from forecast.evaluation.backtest import BacktestResult, FoldResult
 from forecast.data.panel import Panel
-from forecast.core.errors import DataError
 from forecast.models.base import HISTORY, NEW, Prediction, in_group, variant_name
-from forecast.models.registry import NEURAL
+from forecast.models.registry import forecast_as
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +227,8 @@ def combine(panel: Panel, predictions: dict[str, Prediction], group: str, gw: Gr
 
 
 def member_forecast(predictions: dict[str, Prediction], name: str) -> Prediction:
-    """Member ``name``'s forecast: its model's prediction, or the variant it names. A neural model saved
-    after fit chose that variant for a group forecasts as the variant already (it offers none)."""
-    stem, label = variant_name(name)
-    prediction = predictions[stem]
-    if label is None or (label not in prediction.variants and not prediction.variants and stem in NEURAL):
-        return prediction
-    if label not in prediction.variants:
-        raise DataError(f"ensemble member {name}: {stem} did not forecast its {label} variant on these tables "
-                        f"(launch_curve:attributes needs the attribute columns it was fitted with)")
-    return prediction.variant(label)
+    """Member ``name``'s forecast from its fitted model's prediction (:func:`registry.forecast_as`)."""
+    return forecast_as(predictions[variant_name(name)[0]], name)
 
 
 def _group_rows(panel: Panel, prediction: Prediction, group: str) -> Prediction:

@@ -10,13 +10,13 @@ the table costs no torch or statsmodels import.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from forecast.core.config import RunConfig
-from forecast.core.errors import ConfigError
-from forecast.models.base import BOTH_GROUPS, HISTORY, NEW, Model
+from forecast.core.errors import ConfigError, DataError
+from forecast.models.base import BOTH_GROUPS, HISTORY, NEW, Model, Prediction, variant_name
 from forecast.models.neural.variants import READS
 
 
@@ -160,6 +160,23 @@ def build(name: str, cfg: RunConfig, logger=None, workdir: Path | None = None, r
     """The model called ``name``, configured by ``cfg`` (neural ones checkpoint into ``workdir`` when given)."""
     found = entry(name)
     return found.build(name, cfg, groups=found.groups, logger=logger, workdir=workdir, resume=resume)
+
+
+def forecast_as(prediction: Prediction, name: str) -> Prediction:
+    """The forecast of ``name`` (a model, or a variant such as ``launch_curve:attributes``) from its model's
+    prediction, as fit exported it: a baseline offers a variant beside its own forecast; a saved neural model
+    that fit chose as a variant forecasts as the variant already. One rule for a chosen model and for an
+    ensemble member; a baseline's missing variant is refused by name."""
+    stem, label = variant_name(name)
+    if label is None:
+        return prediction
+    if label in prediction.variants:
+        return prediction.variant(label)
+    if stem in NEURAL or not len(prediction.item_index):
+        return replace(prediction, model=name, variants={})
+    raise DataError(f"{name}: {stem} did not forecast its {label} variant: the products table lacks the columns "
+                    f"it forecasts from (launch_curve:attributes: the attribute columns, e.g. category, colour); "
+                    f"give the products table with the fitted data's columns, or fit on this data")
 
 
 def check_models(cfg: RunConfig) -> RunConfig:

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +185,7 @@ class Choice:
             prediction = predictions[base] = model.predict(panel, horizon)
             for group, name in self.chosen.items():
                 if _base(name) == base:
-                    chosen = _as_chosen(prediction, name, panel)
+                    chosen = registry.forecast_as(prediction, name)
                     ranged = intervals.with_range(chosen, panel.has_history[chosen.item_index], self.widths[base])
                     out.append(ranged.for_groups(panel.has_history, [group]))
         for group, weights in self.ensemble.items():
@@ -220,21 +220,6 @@ class Choice:
 def _base(name: str | None) -> str | None:
     """The fitted model behind a chosen name (a variant's model; ``ensemble`` itself)."""
     return None if name is None else variant_name(name)[0]
-
-
-def _as_chosen(prediction: Prediction, name: str, panel: Panel) -> Prediction:
-    """The forecast of the chosen variant ``name`` (e.g. ``launch_curve:attributes``), as fit exported it:
-    a baseline offers it beside its own forecast; a saved neural model forecasts as its variant already."""
-    label = variant_name(name)[1]
-    if label is None:
-        return prediction
-    if label in prediction.variants:
-        return prediction.variant(label)
-    if _base(name) in registry.NEURAL or not len(prediction.item_index):
-        return replace(prediction, model=name, variants={})
-    raise DataError(f"the products table ({panel.n_items} products) lacks the columns {name}, the model fit "
-                    f"chose, forecasts from (launch_curve:attributes: the attribute columns, e.g. category, "
-                    f"colour); give the products table with the fitted data's columns, or fit on this data")
 
 
 def how_it_forecasts(base: str) -> str:
