@@ -199,7 +199,7 @@ class Plan:
 
 def plan(cfg: RunConfig, panel: Panel, workdir: Path | None = None, resume: bool = False) -> Plan:
     """Backtest every configured model on the same origins, combine them, choose one per item group."""
-    factories = {m: partial(registry.build, m, cfg, workdir=workdir, resume=resume)
+    factories = {m: partial(registry.build, m, cfg.one_network(), workdir=workdir, resume=resume)
                  for m in registry.fitted(cfg.models)}
     backtest = run_backtest(panel, factories, cfg.evaluation)
     ensemble = combination.Ensemble(cfg.baselines.ensemble_shrinkage)

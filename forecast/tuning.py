@@ -187,7 +187,7 @@ def holdout_wape(cfg: RunConfig, panel: Panel, callbacks: list, logger=None) -> 
     from forecast.models.neural.estimator import NeuralEstimator
 
     cutoff = origins(panel.n_periods, cfg.evaluation)[-1]
-    make = lambda: NeuralEstimator("fusion", cfg, logger=logger, callbacks=callbacks)  # noqa: E731
+    make = lambda: NeuralEstimator("fusion", cfg.one_network(), logger=logger, callbacks=callbacks)  # noqa: E731
     summary = run_backtest(panel, {"fusion": make}, cfg.evaluation, cutoffs=[cutoff]).summary()
     return float(summary.loc[summary["group"] == HISTORY, "wape"].iloc[0])
 

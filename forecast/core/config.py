@@ -153,6 +153,8 @@ class NeuralConfig:
                                 # is not taken for a launch: its empty-context window is not trained on
     bias_correction: Literal["none", "variance", "binned"] = "none"  # add back what squaring the sqrt-space
                                                                      # forecast loses (forecast.models.calibration)
+    members: int = 3  # networks averaged in the forecast fit exports (seeds seed .. seed + members - 1, each the
+                      # full budget); the backtest trains one per fold, so its scores are one network's
 
 
 @dataclass
@@ -313,7 +315,7 @@ RANGES: dict[str, Range] = {
     "neural.level_weight": Range(-10.0, 10.0), "neural.trend_window": POSITIVE, "neural.text_dropout": SHARE,
     "neural.text_mix": SHARE, "neural.text_mix_new": SHARE, "neural.knn_feature": COUNT,
     "neural.recent_launches": COUNT, "neural.launch_weight": Range(0.0, lo_open=True),
-    "neural.censored_launches": COUNT,
+    "neural.censored_launches": COUNT, "neural.members": POSITIVE,
     "train.max_epochs": POSITIVE, "train.batch_size": POSITIVE, "train.learning_rate": Range(0.0, 1.0, lo_open=True),
     "train.text_learning_rate": Range(0.0, 1.0), "train.weight_decay": WEIGHT, "train.patience": COUNT,
     "train.gradient_clip_val": WEIGHT, "train.log_every_n_steps": POSITIVE, "train.val_periods": COUNT,
@@ -421,6 +423,12 @@ class RunConfig:
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
         return cls.from_dict(data or {})
+
+    def one_network(self) -> "RunConfig":
+        """The settings a backtest fold or a tuning trial trains with: one network. ``neural.members`` are
+        averaged only in the forecast fit exports, so a backtest costs the same whatever their number, and its
+        score is one network's (the average of several is no worse in expectation)."""
+        return self.updated({"neural.members": 1}) if self.neural.members != 1 else self
 
     def updated(self, overrides: dict[str, Any]) -> "RunConfig":
         """A copy with dotted-key overrides applied, e.g. {"evaluation.horizon": 8}."""

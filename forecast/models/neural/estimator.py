@@ -55,7 +55,7 @@ from forecast.models.base import BOTH_GROUPS, Prediction, forecast_targets
 from forecast.models.calibration import BiasCorrection
 from forecast.models.neural.devices import is_rank_zero, resolve_text_mode, trainer_devices
 from forecast.models.neural.features import PanelDataModule, Reference, Scaler, build_features
-from forecast.models.neural.network import ForecastNetwork, NetworkSpec
+from forecast.models.neural.network import ForecastNetwork, NetworkAverage, NetworkSpec
 from forecast.models.neural.progress import EpochBar
 from forecast.models.neural.rank_watch import RankWatch
 from forecast.models.neural.ranks import reporting_dead_workers
@@ -80,8 +80,9 @@ class EpochLine(Callback):
 
 WEIGHTS, CONFIG, META, SUMS = "model.safetensors", "config.yaml", "meta.json", checksums.SUMS
 REFERENCE = "reference.safetensors"  # /6: the training products the retrieval features are computed from
-FORMAT = "forecast-neural/6"  # /6: REFERENCE; /5: scaler.attributes (neural.attribute_curves); /4: text_dropout, ...
-READABLE_FORMATS = (FORMAT, "forecast-neural/5", "forecast-neural/4")  # older: no REFERENCE (see predict)
+FORMAT = "forecast-neural/7"  # /7: fit.members networks (neural.members); /6: REFERENCE; /5: scaler.attributes ...
+WITH_REFERENCE = (FORMAT, "forecast-neural/6")
+READABLE_FORMATS = (*WITH_REFERENCE, "forecast-neural/5", "forecast-neural/4")  # older: no REFERENCE (see predict)
 # Prediction variants fusion offers the backtest (see forecast.models.base.Prediction.variants):
 # new products forecast from the average description only, as when the words do not generalise.
 AVERAGE_TEXT_NEW = "average_text_new"
@@ -137,18 +138,51 @@ class NeuralEstimator:
         pl.seed_everything(self.config.seed, workers=True, verbose=False)
         datamodule = PanelDataModule(panel, horizon, self.config, use_text=self.uses_text)
         datamodule.setup("fit")
-        network = self._build_network(self._spec(datamodule, horizon))
+        spec = self._spec(datamodule, horizon)
+        networks, trainer, best = [], None, ""
+        for k in range(self.config.neural.members):
+            network, trainer, best = self._train_member(datamodule, spec, k, ckpt_path)
+            networks.append(network)
+        self.network = networks[0] if len(networks) == 1 else NetworkAverage(networks)
+        self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq
+        self.sales_price = panel.price is not None
+        self.reference = Reference.of(panel, self.scaler, self.config, horizon, self.uses_text)
+        self.correction = self._fit_correction(datamodule)
+        self.fit_info = {
+            "epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - tic, 2),
+            "train_windows": len(datamodule.train_set), "val_windows": len(datamodule.val_set),
+            "best_val_loss": _float(trainer.checkpoint_callback.best_model_score) if best else None,
+            "members": len(networks),
+        }
+        best_val = self.fit_info["best_val_loss"]
+        log.info("%s: trained %s%d epoch(s) on %d windows in %.1fs%s", self.name,
+                 f"{len(networks)} networks, " if len(networks) > 1 else "",
+                 self.fit_info["epochs"], self.fit_info["train_windows"], self.fit_info["seconds"],
+                 f" (best val/loss {best_val:.4f})" if best_val is not None else "")
+
+    def _train_member(self, datamodule: PanelDataModule, spec: NetworkSpec, k: int,
+                      ckpt_path: str | None) -> tuple[ForecastNetwork, pl.Trainer, str]:
+        """Network k of ``neural.members``: seed + k for its weights, dropout and window draws, the full
+        training budget, its own checkpoint folder (a resumed fit continues each member from its own)."""
+        seed = self.config.seed + k
+        pl.seed_everything(seed, workers=True, verbose=False)
+        datamodule.seed = seed
+        network = self._build_network(spec, fresh_encoder=k > 0)
         if self.uses_text:
             network.set_text_stats(self._base_embeddings(datamodule))
         nt = self.config.neural
         system = ForecastSystem(
             network, {"demand": nt.demand_weight, "price": nt.price_weight, "trend": nt.trend_weight},
             self.config.train.learning_rate, self.config.train.text_learning_rate, self.config.train.weight_decay,
-            lr_schedule=self.config.train.lr_schedule, seed=self.config.seed,
+            lr_schedule=self.config.train.lr_schedule, seed=seed,
         )
+        folder = self.name if k == 0 else f"{self.name}-member{k}"
         persistent = self.checkpoint_dir
         with (nullcontext(persistent) if persistent else tempfile.TemporaryDirectory()) as root:
-            dirpath = Path(root) / self.name if persistent else Path(root)
+            dirpath = Path(root) / folder if persistent else Path(root)
+            if k and ckpt_path is not None:  # resuming: member 0 had a checkpoint; this one may have its own
+                last = dirpath / "last.ckpt"
+                ckpt_path = str(last) if last.is_file() and _readable_checkpoint(last) else None
             trainer = self._trainer(dirpath, datamodule.has_validation)
             with (reporting_dead_workers(resumable=persistent is not None),  # DDP: a rank that died, by name
                   disk_faults(f"training checkpoints in {dirpath} (--checkpoint-dir, or the temporary folder "
@@ -160,20 +194,7 @@ class NeuralEstimator:
                 system.load_state_dict(state)
             with reporting_dead_workers(resumable=persistent is not None):
                 trainer.strategy.barrier("best weights loaded")  # DDP: rank 0 keeps the folder until all have read
-        self.network = network.cpu().eval()
-        self.scaler, self.horizon, self.freq = datamodule.scaler, horizon, panel.freq
-        self.sales_price = panel.price is not None
-        self.reference = Reference.of(panel, self.scaler, self.config, horizon, self.uses_text)
-        self.correction = self._fit_correction(datamodule)
-        self.fit_info = {
-            "epochs": trainer.current_epoch, "seconds": round(time.perf_counter() - tic, 2),
-            "train_windows": len(datamodule.train_set), "val_windows": len(datamodule.val_set),
-            "best_val_loss": _float(trainer.checkpoint_callback.best_model_score) if best else None,
-        }
-        best_val = self.fit_info["best_val_loss"]
-        log.info("%s: trained %d epoch(s) on %d windows in %.1fs%s", self.name,
-                 self.fit_info["epochs"], self.fit_info["train_windows"], self.fit_info["seconds"],
-                 f" (best val/loss {best_val:.4f})" if best_val is not None else "")
+        return network.cpu().eval(), trainer, best
 
     def _spec(self, datamodule: PanelDataModule, horizon: int) -> NetworkSpec:
         f, nt = datamodule.features, self.config.neural
@@ -224,7 +245,11 @@ class NeuralEstimator:
             self._encoder = TextEncoder(nt.text_encoder, nt.text_mode, nt.finetune_layers)
         return self._encoder
 
-    def _build_network(self, spec: NetworkSpec) -> ForecastNetwork:
+    def _build_network(self, spec: NetworkSpec, fresh_encoder: bool = False) -> ForecastNetwork:
+        """The network; ``fresh_encoder``: with a text encoder of its own (a fine-tuned encoder is part of
+        one member's weights, never shared between the members of ``neural.members``)."""
+        if fresh_encoder:
+            self._encoder = None
         return ForecastNetwork(spec, self._text_encoder())
 
     def _trainer(self, dirpath: Path, validate: bool) -> pl.Trainer:
@@ -363,7 +388,9 @@ class NeuralEstimator:
         config = RunConfig.from_yaml(directory / CONFIG)
         model = cls(meta["name"], config)
         spec = NetworkSpec(**meta["spec"])
-        network = model._build_network(spec)
+        members = int(meta.get("fit", {}).get("members", 1))
+        nets = [model._build_network(spec, fresh_encoder=k > 0) for k in range(members)]
+        network = nets[0] if members == 1 else NetworkAverage(nets)
         try:
             state = load_file(str(directory / WEIGHTS))
             network.load_state_dict(state, strict=True)
@@ -375,7 +402,7 @@ class NeuralEstimator:
         model.fit_info = meta.get("fit", {})
         model.correction = BiasCorrection(**meta["bias_correction"])
         model.sales_price = meta.get("sales_price")  # absent in models saved before it was recorded
-        if meta["format"] == FORMAT:
+        if meta["format"] in WITH_REFERENCE:
             model.reference = _load_reference(directory / REFERENCE)
         return model
 

@@ -716,6 +716,7 @@ class PanelDataModule(pl.LightningDataModule):
         super().__init__()
         self.panel, self.horizon, self.config, self.use_text = panel, horizon, config, use_text
         self.scaler = scaler
+        self.seed = config.seed  # the training windows' draws; each member of neural.members sets its own
         self.features: PanelFeatures | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -745,7 +746,7 @@ class PanelDataModule(pl.LightningDataModule):
         return len(self.val_set) > 0
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, EpochShuffle(len(self.train_set), self.config.seed,
+        return self._loader(self.train_set, EpochShuffle(len(self.train_set), self.seed,
                                                          self.config.train.windows_per_epoch))
 
     def val_dataloader(self) -> DataLoader:

@@ -187,3 +187,18 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | 
         return diff.pow(2).sum() / mask.sum().clamp(min=1)
     w = weight.unsqueeze(-1) * mask
     return (w * diff.pow(2)).sum() / w.sum().clamp(min=1e-8)
+
+
+class NetworkAverage(nn.Module):
+    """``neural.members`` trained networks forecasting as one: the mean of their outputs in the scaled space
+    (where the description mix is done too). Averaging networks that differ only in their seed removes most
+    of the seed's effect on the forecast (experiments/results/ablations.md, round 9)."""
+
+    def __init__(self, members: list[ForecastNetwork]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.spec = members[0].spec
+
+    def forward(self, batch: dict[str, torch.Tensor], average_text: bool = False) -> dict[str, torch.Tensor]:
+        outputs = [member(batch, average_text=average_text) for member in self.members]
+        return {key: torch.stack([out[key] for out in outputs]).mean(dim=0) for key in outputs[0]}
