@@ -251,36 +251,42 @@ def summarise(scored: pd.DataFrame) -> pd.DataFrame:
     return out.join(per_seed_bias.rename("bias_per_seed")).reset_index()
 
 
+def ranges_of(columns: list[str]) -> list[tuple[str, str, float]]:
+    """Every (lower column, upper column, level) among an export's columns: 80 % and 90 % when fit ran
+    with ``--interval 0.8,0.9`` (common.fit_config)."""
+    found, rest = [], list(columns)
+    while (pair := range_columns(rest)) is not None:
+        found.append(pair)
+        rest.remove(pair[0])
+    return found
+
+
 def range_scores(panel, truth: dict, arm: pd.DataFrame, dataset: str) -> list[dict]:
-    """The chosen forecast's exported range per group and seed, pooled over origins: coverage, mean width,
-    WQL and MSIS (history items: their MASE scale) at the exported level, and per volume band
+    """The chosen forecast's exported ranges per group, seed and level, pooled over origins: coverage, mean
+    width, WQL and MSIS (history items: their MASE scale), and per volume band
     (forecast.evaluation.intervals.band_coverage: quintiles of the forecast level and the top 5 %)."""
-    found = range_columns(list(arm.columns)) if not arm.empty else None
-    if found is None:
-        return []
-    low_col, high_col, level = found
     out = []
-    for (group, seed), part in arm.groupby(["group", "seed"]):
-        ys, fs, los, his, scales = [], [], [], [], []
-        for (cutoff, g), (ids, start, y, scale) in truth.items():
-            if g != group:
-                continue
-            fold = part[part["cutoff"] == cutoff]
-            ys.append(y)
-            scales.append(scale)
-            for column, into in (("units", fs), (low_col, los), (high_col, his)):
-                into.append(align(panel, ids, start, fold.assign(units=fold[column]))[0])
-        y, f, lo, hi, scale = (np.concatenate(x) for x in (ys, fs, los, his, scales))
-        pooled = {"dataset": dataset, "group": group, "seed": int(seed), "level": level, "band": "all",
-                  "coverage": coverage(y, lo, hi), "width": interval_width(y, lo, hi),
-                  "wql": wql(y, {(1 - level) / 2: lo, (1 + level) / 2: hi}),
-                  "msis": msis(y, lo, hi, level, scale) if group == HISTORY else float("nan"),
-                  "n": int(np.isfinite(y).sum())}
-        out.append(pooled)
-        out += [{"dataset": dataset, "group": group, "seed": int(seed), "level": level, "band": b["band"],
-                 "coverage": b["coverage"], "width": b["width"], "mean_forecast": b["mean_forecast"],
-                 "zero_share": b["zero_share"], "n": b["n"]}
-                for b in band_coverage(y, f, {level: (lo, hi)})]
+    for low_col, high_col, level in ranges_of(list(arm.columns)) if not arm.empty else []:
+        for (group, seed), part in arm.groupby(["group", "seed"]):
+            ys, fs, los, his, scales = [], [], [], [], []
+            for (cutoff, g), (ids, start, y, scale) in truth.items():
+                if g != group:
+                    continue
+                fold = part[part["cutoff"] == cutoff]
+                ys.append(y)
+                scales.append(scale)
+                for column, into in (("units", fs), (low_col, los), (high_col, his)):
+                    into.append(align(panel, ids, start, fold.assign(units=fold[column]))[0])
+            y, f, lo, hi, scale = (np.concatenate(x) for x in (ys, fs, los, his, scales))
+            out.append({"dataset": dataset, "group": group, "seed": int(seed), "level": level, "band": "all",
+                        "coverage": coverage(y, lo, hi), "width": interval_width(y, lo, hi),
+                        "wql": wql(y, {(1 - level) / 2: lo, (1 + level) / 2: hi}),
+                        "msis": msis(y, lo, hi, level, scale) if group == HISTORY else float("nan"),
+                        "n": int(np.isfinite(y).sum())})
+            out += [{"dataset": dataset, "group": group, "seed": int(seed), "level": level, "band": b["band"],
+                     "coverage": b["coverage"], "width": b["width"], "mean_forecast": b["mean_forecast"],
+                     "zero_share": b["zero_share"], "n": b["n"]}
+                    for b in band_coverage(y, f, {level: (lo, hi)})]
     return out
 
 
@@ -459,24 +465,24 @@ def choice_lines(choices: list[dict], dataset: str, group: str) -> list[str]:
 
 
 def range_lines(ranges: list[dict], dataset: str, group: str) -> list[str]:
-    """The exported range's coverage and width, pooled and per volume band, mean over seeds."""
+    """The exported ranges' coverage and width per level, pooled and per volume band, mean over seeds."""
     frame = pd.DataFrame([r for r in ranges if r["dataset"] == dataset and r["group"] == group])
-    if frame.empty:
-        return []
-    mean = frame.groupby("band", sort=False).mean(numeric_only=True)
-    level = float(frame["level"].iloc[0])
-    pooled = mean.loc["all"]
-    msis_text = _f(pooled["msis"]) or "n/a (new products have no MASE scale)"
-    lines = [f"The exported {level:.0%} range (units_p{round(50 * (1 - level)):g} to "
-             f"units_p{round(50 * (1 + level)):g}), mean over {frame['seed'].nunique()} seed(s): coverage "
-             f"{pooled['coverage']:.3f}, mean width {pooled['width']:.2f}, WQL {_f(pooled['wql'])}, MSIS {msis_text}. "
-             "Per volume band (quintiles of the forecast's level; top5 = the top 5 %, inside q5):", "",
-             "| band | coverage | mean width | mean forecast | share of zero weeks | cells |",
-             "|---|---|---|---|---|---|"]
-    for band, r in mean.drop(index="all").iterrows():
-        lines.append(f"| {band} | {r['coverage']:.3f} | {r['width']:.2f} | {r['mean_forecast']:.2f} | "
-                     f"{r['zero_share']:.2f} | {r['n']:.0f} |")
-    return lines
+    lines = []
+    for level, part in (frame.groupby("level") if not frame.empty else []):
+        mean = part.groupby("band", sort=False).mean(numeric_only=True)
+        pooled = mean.loc["all"]
+        msis_text = _f(pooled["msis"]) or "n/a (new products have no MASE scale)"
+        lines += [f"The exported {level:.0%} range (units_p{round(50 * (1 - level)):g} to "
+                  f"units_p{round(50 * (1 + level)):g}), mean over {part['seed'].nunique()} seed(s): coverage "
+                  f"{pooled['coverage']:.3f}, mean width {pooled['width']:.2f}, WQL {_f(pooled['wql'])}, MSIS "
+                  f"{msis_text}. Per volume band (quintiles of the forecast's level; top5 = the top 5 %, inside q5):",
+                  "", "| band | coverage | mean width | mean forecast | share of zero weeks | cells |",
+                  "|---|---|---|---|---|---|"]
+        for band, r in mean.drop(index="all").iterrows():
+            lines.append(f"| {band} | {r['coverage']:.3f} | {r['width']:.2f} | {r['mean_forecast']:.2f} | "
+                         f"{r['zero_share']:.2f} | {r['n']:.0f} |")
+        lines.append("")
+    return lines[:-1]
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:

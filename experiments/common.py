@@ -167,10 +167,12 @@ CHOSEN = "chosen"  # the model name of the chosen arm's rows: what ``fit`` expor
 def fit_config(dataset: str, seed: int) -> RunConfig:
     """The config of ``python -m forecast fit`` on a data set as a user runs it: the package defaults, the
     data set's loading options (visuelle: ``--series-end last-sale --negative-units zero``), the seed, the
-    benchmark's horizon and no progress bar (which changes no forecast)."""
+    benchmark's horizon, ranges at 80 % and 90 % (``--interval 0.8,0.9``: issue 23's two levels from one fit;
+    the point forecast does not depend on it) and no progress bar (which changes no forecast)."""
     series_end = "last-sale" if dataset == "visuelle" else "table"
     return RunConfig(seed=seed).updated({"data.negative_units": "zero", "data.series_end": series_end,
-                                         "evaluation.horizon": HORIZON, "train.progress": False})
+                                         "evaluation.horizon": HORIZON, "evaluation.interval": [0.8, 0.9],
+                                         "train.progress": False})
 
 
 def chosen_forecast(panel: Panel, cutoff: int, cfg: RunConfig) -> tuple[pd.DataFrame, dict]:
