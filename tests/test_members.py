@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from forecast import pipeline
 from forecast.core.config import RunConfig
@@ -88,3 +89,28 @@ def test_the_backtest_trains_one_network_per_fold_and_the_refit_all(panel, caplo
     assert not any("networks" in line for line in trainings[:-1])  # the folds: one network each
     assert "2 networks" in trainings[-1]
     assert len(refitted.models["fusion"].network.members) == 2
+
+
+class InterruptAt(Callback):
+    """Ctrl-C at the start of the n-th training epoch the trainer runs (counted over the members)."""
+
+    def __init__(self, n: int):
+        self.n, self.seen = n, 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.seen += 1
+        if self.seen == self.n:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_fit_continues_each_member_from_its_own_checkpoint(panel, pair, tmp_path, caplog):
+    cfg = RunConfig().updated(TINY | {"neural.members": 2})
+    killed = NeuralEstimator("fusion", cfg, callbacks=[InterruptAt(4)], checkpoint_dir=tmp_path)  # member 1, epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit(panel, H)
+    assert (tmp_path / "fusion" / "last.ckpt").is_file() and (tmp_path / "fusion-member1" / "last.ckpt").is_file()
+    resumed = NeuralEstimator("fusion", cfg, checkpoint_dir=tmp_path)
+    with caplog.at_level(logging.INFO):
+        resumed.fit(panel, H, ckpt_path=str(tmp_path / "fusion" / "last.ckpt"))
+    assert sum("Restored all states" in r.getMessage() for r in caplog.records) == 2  # both members, each its own
+    np.testing.assert_array_equal(resumed.predict(panel, H).units, pair.predict(panel, H).units)
