@@ -4,7 +4,10 @@
 trains with a seeded, deterministic Lightning ``Trainer`` (by default a fixed
 number of epochs on every window; with ``train.val_periods > 0`` early stopping on
 ``val/loss``; best + last checkpoints) and keeps the best weights; ``predict``
-forecasts every item from the panel's end (or a new product from its launch).
+forecasts every item from the panel's end (or a new product from its launch). With
+``neural.members: K`` it trains K networks one after another (seeds ``seed`` .. ``seed + K - 1``,
+each the full budget and its own checkpoint folder) and forecasts their mean
+(:class:`~forecast.models.neural.network.NetworkAverage`); the pipeline's backtest asks for one.
 
 ``save(dir)`` writes ``model.safetensors`` (weights, no pickle), ``config.yaml``
 (the RunConfig), ``meta.json`` (network shape, scaler statistics, the data's frequency),
