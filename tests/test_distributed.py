@@ -22,7 +22,8 @@ def test_ddp_fit_on_two_cpu_processes_writes_one_run_one_model_one_export(tmp_pa
         cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     # each rank trains and logs its own line per epoch (with its own shard's loss): two processes trained
-    assert done.stderr.count("fusion: epoch 1/2") == 2 * 2  # the backtest fold and the refit, on 2 ranks
+    # the backtest fold's one network and the refit's neural.members (3), on 2 ranks
+    assert done.stderr.count("fusion: epoch 1/2") == 2 * (1 + 3)
 
     export = pd.read_csv(tmp_path / "forecast.csv", dtype={"item_id": str})
     catalogue = pd.read_csv(products, dtype={"item_id": str})

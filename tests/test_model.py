@@ -34,7 +34,8 @@ TRAIN = {"train.max_epochs": 8, "train.progress": False, "train.patience": 8, "n
          "train.val_periods": None,  # hold out the horizon: several tests score the validation windows
          # the architecture as such, reading every description in training: the accuracy options
          # (text dropout, age curve, retrieval) have their own tests in test_accuracy_options.py
-         "neural.text_dropout": 0.0, "neural.age_curve": False, "neural.knn_feature": 0}
+         "neural.text_dropout": 0.0, "neural.age_curve": False, "neural.knn_feature": 0,
+         "neural.members": 1}  # one network: averaging members has its own tests (test_members.py)
 
 
 def recent_launches(panel: Panel, every: int = 2) -> Panel:
