@@ -3,6 +3,7 @@ TSB and IMAPA for items with history, each exactly against a hand computation.""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from forecast.models.baselines.statistical import (
 )
 from forecast.core.config import EvalConfig, RunConfig
 from forecast.data.contract import load_tables
-from forecast.data.panel import Panel, attribute_columns, build_panel
+from forecast.data.panel import Panel, Signals, attribute_columns, build_panel
 from forecast.core.errors import DataError
 from forecast.models import registry
 from forecast.models.base import HISTORY, NEW
@@ -224,6 +225,20 @@ def test_launch_boosting_forecasts_a_new_product_from_the_launches_with_its_attr
     assert np.all(np.isfinite(unseen) & (unseen >= 0))  # a value no launch had: none of the column's indicators
     again = registry.build("launch_boosting", RunConfig(seed=7)).predict(panel, 3)
     np.testing.assert_array_equal(again.units, prediction.units)  # deterministic: the seed changes nothing
+
+
+def test_launch_boosting_reads_each_products_signals_from_before_its_launch(tmp_path):
+    # no attribute column: only the signals (one per product, constant) tell a 10-a-week launch from a 2-a-week
+    panel = two_kinds_of_launch(tmp_path)
+    hot = {f"L{j}": 90.0 if j % 2 == 0 else 10.0 for j in range(40)} | {"new_a": 90.0, "new_b": 10.0, "new_c": 50.0}
+    level = np.array([hot[i] for i in panel.item_ids])
+    signals = Signals([f"s{r}" for r in range(panel.n_items)], np.repeat(level[:, None], 60 + panel.n_periods, axis=1),
+                      -60, [np.array([r]) for r in range(panel.n_items)])
+    a, b, _ = registry.build("launch_boosting", RunConfig()).predict(replace(panel, signals=signals), 3).units
+    np.testing.assert_allclose(a, 10.0, rtol=0.1)
+    np.testing.assert_allclose(b, 2.0, rtol=0.1)
+    hidden = replace(panel, signals=signals.known_before(signals.first))  # no value known: no signal to read
+    np.testing.assert_allclose(registry.build("launch_boosting", RunConfig()).predict(hidden, 3).units, 6.0, rtol=0.02)
 
 
 def test_launch_boosting_without_attributes_forecasts_the_mean_launch_curve(tmp_path):
