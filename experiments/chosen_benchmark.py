@@ -51,19 +51,29 @@ from forecast.models.base import HISTORY  # noqa: E402
 CHOSEN_CACHE = CACHE / "chosen"
 
 
-def cache_path(dataset: str, split: str, seed: int, cutoff: str) -> Path:
+SIGNALS_CACHE = CACHE / "chosen_signals"  # the arm of a user who passes --signals (its own cache)
+
+
+def cache_path(dataset: str, split: str, seed: int, cutoff: str, folder: Path = CHOSEN_CACHE) -> Path:
     """Where one (data set, split, seed, origin) fit's export rows go; its ``.json`` beside it marks it done."""
-    return CHOSEN_CACHE / f"{dataset}_{split}_{seed}_{cutoff}.csv"
+    return folder / f"{dataset}_{split}_{seed}_{cutoff}.csv"
 
 
-def run(dataset: str, split: str, seed: int) -> None:
-    """Every origin of the split not yet cached: fit's own path on the data known then, one after another."""
-    CHOSEN_CACHE.mkdir(parents=True, exist_ok=True)
+def run(dataset: str, split: str, seed: int, signals: str | None = None) -> None:
+    """Every origin of the split not yet cached: fit's own path on the data known then, one after another.
+    ``signals``: as ``fit --signals PATH`` (e.g. visuelle's gtrends.csv), cached in SIGNALS_CACHE."""
+    folder = SIGNALS_CACHE if signals else CHOSEN_CACHE
+    folder.mkdir(parents=True, exist_ok=True)
     panel = load(dataset, split)
     cuts = cutoffs_of(dataset, panel, split)
     cfg = fit_config(dataset, seed)
+    if signals:
+        from forecast.data.signals import attach_signals
+
+        cfg = cfg.updated({"data.signals": signals})
+        panel = attach_signals(panel, signals)
     for cutoff, date in zip(cuts, cutoff_dates(panel, cuts)):
-        out = cache_path(dataset, split, seed, date)
+        out = cache_path(dataset, split, seed, date, folder)
         meta_path = Path(str(out) + ".json")
         if meta_path.exists():
             print(f"[{dataset} {split} seed {seed}] {date}: cached", flush=True)
@@ -541,7 +551,7 @@ def _json(value):
 
 
 # --- a change to fit, paired: the arm run by this code against the same arm run by earlier code ---------
-def compare_code(dataset: str, split: str, before: Path) -> dict:
+def compare_code(dataset: str, split: str, before: Path, now: Path = CHOSEN_CACHE) -> dict:
     """The chosen forecast now (experiments/.cache/chosen) against the one ``before`` holds (the same arm
     cached by earlier code), on the seeds both ran at every origin: each arm's seed-mean WAPE, spread and
     bias, and the paired difference (seeds averaged per item) with its 90 % bootstrap interval over
@@ -550,12 +560,11 @@ def compare_code(dataset: str, split: str, before: Path) -> dict:
     cuts = cutoffs_of(dataset, panel, split)
     dates = cutoff_dates(panel, cuts)
     truth = truth_table(panel, cuts, groups_of(dataset))
-    arms = {name: cached_arm(dataset, split, dates, folder) for name, folder in (("now", CHOSEN_CACHE),
-                                                                                ("before", before))}
+    arms = {name: cached_arm(dataset, split, dates, folder) for name, folder in (("now", now), ("before", before))}
     seeds = sorted(set(arms["now"][2]) & set(arms["before"][2]))
     if not seeds:
         raise SystemExit(f"no seed done at every origin of {dataset} {split} in both arms")
-    out = {"dataset": dataset, "split": split, "seeds": seeds, "before": str(before), "groups": {}}
+    out = {"dataset": dataset, "split": split, "seeds": seeds, "now": str(now), "before": str(before), "groups": {}}
     for group in groups_of(dataset):
         errors = {name: item_errors(dataset, panel, truth, arm[(arm["group"] == group) & arm["seed"].isin(seeds)])
                   for name, (arm, _, _) in arms.items()}
@@ -588,6 +597,7 @@ def main() -> None:
     one.add_argument("--dataset", required=True, choices=["online_retail", "visuelle"])
     one.add_argument("--split", default="reported", choices=["reported", "validation"])
     one.add_argument("--seed", type=int, required=True)
+    one.add_argument("--signals", help="as fit --signals PATH (its own cache: experiments/.cache/chosen_signals)")
     refs = verbs.add_parser("references", help="the deterministic references via benchmark.py --child")
     refs.add_argument("--datasets", default="online_retail,visuelle")
     refs.add_argument("--split", default="reported", choices=["reported", "validation"])
@@ -605,10 +615,11 @@ def main() -> None:
     change.add_argument("--dataset", required=True, choices=["online_retail", "visuelle"])
     change.add_argument("--split", default="validation", choices=["reported", "validation"])
     change.add_argument("--before", type=Path, required=True, help="the earlier code's chosen cache folder")
+    change.add_argument("--now", type=Path, default=CHOSEN_CACHE, help="the arm to compare (default: this code's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.verb == "run":
-        run(args.dataset, args.split, args.seed)
+        run(args.dataset, args.split, args.seed, args.signals)
     elif args.verb == "references":
         references(args.datasets.split(","), args.split)
     elif args.verb == "peers":
@@ -616,7 +627,7 @@ def main() -> None:
     elif args.verb == "cli-check":
         cli_check(args.dataset, args.items, args.seed)
     elif args.verb == "compare":
-        compare_code(args.dataset, args.split, args.before)
+        compare_code(args.dataset, args.split, args.before, args.now)
     elif args.verb == "report":
         print(write_report(args.split, args.datasets.split(",")).read_text())
 
