@@ -34,7 +34,6 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 
 from forecast.data.panel import Panel, attribute_columns
 from forecast.data.signals import signal_windows
@@ -55,26 +54,25 @@ class LaunchBoosting(LaunchBaseline):
 
         encode, horizon, seen = product_encoder(panel, reference), curves.shape[1], np.isfinite(curves)
         weeks = np.ptp(panel.start[reference]) >= panel.season_length  # launch week: a season, not a cohort
+        train = step_rows(panel, encode, reference, horizon, weeks)[seen.ravel()]
+        known = np.isfinite(train).any(axis=0)  # a feature no training row has (no signal before any launch)
         trees = HistGradientBoostingRegressor(random_state=0, **TREES)
-        trees.fit(step_rows(panel, encode, reference, horizon, weeks)[seen.ravel()], curves[seen])
-        return trees.predict(step_rows(panel, encode, rows, horizon, weeks)).reshape(len(rows), horizon)
+        trees.fit(train[:, known], curves[seen])
+        return trees.predict(step_rows(panel, encode, rows, horizon, weeks)[:, known]).reshape(len(rows), horizon)
 
 
 def product_encoder(panel: Panel, reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """rows -> [len(rows), F] product features, learned on the references: attribute one-hots (at most
-    VALUES per column; none without attribute columns), then the trend features some reference has a
-    value of (none without ``--signals``, or when no reference's signals reach before its launch)."""
+    VALUES per column; none without attribute columns), then the trend features (none without ``--signals``)."""
     from sklearn.preprocessing import OneHotEncoder
 
     columns = attribute_columns(panel.products)
-    onehots = lambda rows: np.zeros((len(rows), 0))  # noqa: E731
-    if columns:
-        values = panel.products[columns].astype(str)
-        onehot = OneHotEncoder(handle_unknown="ignore", min_frequency=2, max_categories=VALUES, sparse_output=False)
-        onehot.fit(values.iloc[reference])
-        onehots = lambda rows: onehot.transform(values.iloc[rows]).astype(float)  # noqa: E731
-    known = np.isfinite(trend_features(panel, reference)).any(axis=0)  # an all-missing column teaches nothing
-    return lambda rows: np.column_stack([onehots(rows), trend_features(panel, rows)[:, known]])
+    if not columns:
+        return lambda rows: trend_features(panel, rows)
+    values = panel.products[columns].astype(str)
+    onehot = OneHotEncoder(handle_unknown="ignore", min_frequency=2, max_categories=VALUES, sparse_output=False)
+    onehot.fit(values.iloc[reference])
+    return lambda rows: np.column_stack([onehot.transform(values.iloc[rows]).astype(float), trend_features(panel, rows)])
 
 
 def step_rows(panel: Panel, encode: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, horizon: int,
