@@ -150,8 +150,9 @@ def panel(tmp_path_factory) -> Panel:
 def features(panel: Panel, scaling: str = "global", age_curve: bool = False, neighbours: np.ndarray | None = None,
              attributes: np.ndarray | None = None, recent_launches: int = 0, **options) -> PanelFeatures:
     """The optional inputs as the constructor took them before the block table: launch curves in units,
-    the recent launches' window (over this panel's own launches)."""
-    scaler = Scaler.fit(panel, end=panel.n_periods - 2, transform="sqrt", scaling=scaling, launch_periods=H)
+    the recent launches' window (over this panel's own launches); the panel's signals when it has any."""
+    scaler = Scaler.fit(panel, end=panel.n_periods - 2, transform="sqrt", scaling=scaling, launch_periods=H,
+                        signals=panel.signals is not None)
     f = PanelFeatures(panel, scaler, L, H, trend_window=5, level_weight=0.5, **options)
     if age_curve:
         f.inputs["age_curve"] = np.asarray(scaler.age_curve, dtype=float)
@@ -221,6 +222,7 @@ def test_the_tensor_gather_equals_the_numpy_gather_with_signals(tmp_path):
 
     p = panel_from(tmp_path, signal_csv())
     f = features(p, text=None)
+    assert f.signals is not None
     items, origins = all_windows(p)
     assert_same_batch(f.gather(items, origins), reference_gather(f, items, origins))
 

@@ -1,8 +1,9 @@
-"""The signals block the neural models read (--signals): standardised, and only ever from before the origin."""
+"""The signals block the neural models read (--signals with neural.signals: true): standardised, and only ever from before the origin."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from tests.test_signals import PRODUCTS, SALES, WEEKS, signal_csv
 
 H = 3
 FAST = {"train.max_epochs": 2, "train.windows_per_epoch": 200, "train.progress": False, "neural.hidden_size": 8,
-        "neural.context_length": 6, "train.batch_size": 32, "train.lr_schedule": "constant"}
+        "neural.context_length": 6, "train.batch_size": 32, "train.lr_schedule": "constant", "neural.signals": True}
 # C uses no signal; A uses red (1000 + grid position, so a value names its own date) and wool
 GREY = "".join(f"C,{d.date()},{u}\n" for d, u in zip(WEEKS, [1, 3, 2, 5, 4, 6, 5, 7, 6, 8]))
 PLAIN = "C,plain linen shirt,grey,\n"
@@ -94,7 +95,8 @@ def test_fit_with_signals_saves_models_that_read_them_and_predict_needs_them(wor
     p_signals = write_csv(workdir, "signals.csv", signal_csv())
     Path("fast.yaml").write_text(yaml.safe_dump({"train": {k.split(".")[1]: v for k, v in FAST.items()
                                                             if k.startswith("train.")},
-                                                  "neural": {"hidden_size": 8, "context_length": 6}}))
+                                                  "neural": {"hidden_size": 8, "context_length": 6,
+                                                             "signals": True}}))
     code = main(["fit", "--sales", p_sales, "--products", p_products, "--signals", p_signals, "--config", "fast.yaml",
                  "--horizon", "2", "--folds", "1", "--models", "moving_average,fusion,sequence,text", "--no-progress"])
     assert code == 0, capsys.readouterr().err
@@ -109,3 +111,19 @@ def test_fit_with_signals_saves_models_that_read_them_and_predict_needs_them(wor
                      "--export", "again.csv"], "--signals", outputs=("again.csv",))
     assert main(["predict", "--model-dir", model_dir, "--sales", p_sales, "--products", p_products,
                  "--signals", p_signals, "--export", "again.csv"]) == 0
+
+
+def test_by_default_the_network_reads_no_signals_and_forecasts_as_without_them(tmp_path):
+    """neural.signals is off by default (they made fusion worse on VISUELLE): same forecast with or without."""
+    with_signals = panel_from(tmp_path, signal_csv())
+    without = replace(with_signals, signals=None)
+    cfg = RunConfig().updated({k: v for k, v in FAST.items() if k != "neural.signals"})
+    assert cfg.neural.signals is False
+    forecasts = []
+    for panel in (with_signals, without):
+        model = NeuralEstimator("fusion", cfg)
+        model.fit(panel, H)
+        assert "signals" not in model.network.spec.blocks["context"]
+        assert "signals" not in model.network.spec.blocks["static"]
+        forecasts.append(model.predict(panel, H).units)
+    np.testing.assert_array_equal(forecasts[0], forecasts[1])

@@ -206,7 +206,7 @@ BLOCKS: tuple[Block, ...] = (  # per part, in the order the network concatenates
     Block("context", "age", _cells("context", "age_seen"), reads_history=True),  # where observed, else 0
     Block("context", "price", _context_price),
     Block("context", "covariates", _cells("context", "covariates")),  # standardised, 0 where unknown
-    Block("context", "signals", lambda w: w.signal_blocks[0], input="signals", option="data.signals"),
+    Block("context", "signals", lambda w: w.signal_blocks[0], input="signals", option="neural.signals"),
     Block("future", "calendar", _cells("future", "calendar")),
     Block("future", "age", _cells("future", "age")),
     Block("future", "price_plan", lambda w: w.price_plan[:, None, :].expand(w.B, w.H, 2)),
@@ -222,7 +222,7 @@ BLOCKS: tuple[Block, ...] = (  # per part, in the order the network concatenates
     Block("static", "age", _static_age),  # at the origin
     Block("static", "sales", _sales, reads_history=True),
     Block("static", "price_plan", lambda w: w.price_plan),
-    Block("static", "signals", lambda w: w.signal_blocks[1], input="signals", option="data.signals"),
+    Block("static", "signals", lambda w: w.signal_blocks[1], input="signals", option="neural.signals"),
 )
 
 

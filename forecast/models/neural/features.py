@@ -97,7 +97,7 @@ Windows without targets
     no unknown cell there (zeros fill its gaps, NaN only lies after its end), so a
     series that ends (VISUELLE's 12 weeks) adds no windows that carry no loss.
 
-Signals (``--signals``, :mod:`forecast.data.signals`)
+Signals (``--signals`` with ``neural.signals: true``, :mod:`forecast.data.signals`)
     Context block ``signals``: per step, each signal's value (0 where the product
     does not use it or it has no value) and a flag saying the product has a known
     signal value then; static block ``signals``: per signal, its mean over the whole
@@ -165,9 +165,11 @@ class Scaler:
     attributes: list[str] = field(default_factory=list)  # attribute columns of neural.attribute_curves
 
     @classmethod
-    def fit(cls, panel: Panel, end: int, transform: str, scaling: str, launch_periods: int) -> "Scaler":
+    def fit(cls, panel: Panel, end: int, transform: str, scaling: str, launch_periods: int,
+            signals: bool = False) -> "Scaler":
         """Statistics over the observed cells before period ``end``; ``transform`` and ``scaling``
-        are the config's neural.transform and neural.scaling, ``launch_periods`` the horizon."""
+        are the config's neural.transform and neural.scaling, ``launch_periods`` the horizon, ``signals``
+        neural.signals (off: no signal statistics, so the network has no signal blocks)."""
         fu = TRANSFORMS[transform][0](panel.units[:, :end])
         m_u, s_u = _moments(fu)
         m_p, s_p = (0.0, 1.0) if panel.price is None else _moments(_safe_log(panel.price[:, :end]))
@@ -176,7 +178,7 @@ class Scaler:
         launch = fu[(age >= 0) & (age < launch_periods) & np.isfinite(fu)]
         level = 1.0 + (float(launch.mean()) if launch.size else 0.0)
         return cls(transform, m_u, s_u, m_p, s_p, covs, scaling, level, mean_age_curve((fu - m_u) / s_u, panel.start),
-                   signal_moments(panel.signals, end), attribute_columns(panel.products))
+                   signal_moments(panel.signals if signals else None, end), attribute_columns(panel.products))
 
     def f(self, units: np.ndarray) -> np.ndarray:
         return TRANSFORMS[self.transform][0](units)
@@ -734,7 +736,8 @@ class PanelDataModule(pl.LightningDataModule):
         self.cut = cut
         self.scaler = self.scaler or Scaler.fit(self.panel, end=cut if len(val[0]) else T,
                                                 transform=self.config.neural.transform,
-                                                scaling=self.config.neural.scaling, launch_periods=self.horizon)
+                                                scaling=self.config.neural.scaling, launch_periods=self.horizon,
+                                                signals=self.config.neural.signals)
         self.features = build_features(self.panel, self.scaler, self.config, self.horizon, self.use_text)
         self.train_set = WindowDataset(self.features, *train, target_end=cut)
         self.val_set = WindowDataset(self.features, *val, target_end=T)
