@@ -179,7 +179,8 @@ def chosen_forecast(panel: Panel, cutoff: int, cfg: RunConfig) -> tuple[pd.DataF
     """What ``fit`` exports when the data end at ``cutoff``: its own path (``forecast.pipeline.plan`` then
     ``refit``, which ``Forecaster.fit`` and the CLI's fit run; no MLflow, nothing written) on the panel
     truncated as the backtest truncates it. Returns (the export's rows, {"chosen": group -> model,
-    "ensemble": group -> members and weights, "backtest": fit's own pooled backtest table})."""
+    "ensemble": group -> members and weights, "backtest": fit's own pooled backtest table, "bands": the chosen
+    model's held-out coverage per level and volume band on fit's backtest folds, with the range method it exports})."""
     from forecast.pipeline import check_models_serve, plan, refit
 
     train = panel.truncate(cutoff)
@@ -191,7 +192,18 @@ def chosen_forecast(panel: Panel, cutoff: int, cfg: RunConfig) -> tuple[pd.DataF
     summary = planned.backtest.summary()
     columns = [c for c in ("model", "group", "wape", "bias", "coverage", "wql") if c in summary]
     return fitted.frame, {"chosen": dict(planned.chosen), "ensemble": ensemble,
-                          "backtest": summary[columns].round(4).to_dict("records")}
+                          "backtest": summary[columns].round(4).to_dict("records"),
+                          "bands": chosen_bands(planned.backtest.bands, planned.chosen)}
+
+
+def chosen_bands(bands: pd.DataFrame | None, chosen: dict[str, str]) -> list[dict]:
+    """The backtest's held-out per-band coverage rows of each group's chosen model and chosen range method:
+    what the folds said of the ranges the export carries (to set beside their coverage on later weeks)."""
+    if bands is None or bands.empty:
+        return []
+    mine = bands[bands["chosen"].astype(bool) & (bands["model"] == bands["group"].map(chosen))]
+    columns = ["group", "model", "method", "level", "band", "coverage", "width", "zero_share", "n"]
+    return mine[columns].round(4).to_dict("records")
 
 
 def export_long_frame(panel: Panel, cutoff: int, export: pd.DataFrame, name: str = CHOSEN) -> pd.DataFrame:
