@@ -302,7 +302,7 @@ def range_scores(panel, truth: dict, arm: pd.DataFrame, dataset: str) -> list[di
 
 def collect(split: str, datasets: list[str]) -> dict:
     """Everything the report says, from the caches: scores, seeds, choices, comparisons, targets, ranges."""
-    rows, errors, choices, ranges, seeds_done, comparisons = [], [], [], [], {}, []
+    rows, errors, choices, ranges, seeds_done, comparisons, fold_bands = [], [], [], [], {}, [], []
     for dataset in datasets:
         panel = load(dataset, split)
         cuts = cutoffs_of(dataset, panel, split)
@@ -314,6 +314,7 @@ def collect(split: str, datasets: list[str]) -> dict:
         seeds_done[dataset] = {"complete": seeds, "fits": len(metas), "origins": dates}
         choices += [{k: m[k] for k in ("dataset", "seed", "cutoff", "chosen", "ensemble", "wall_seconds")}
                     for m in metas]
+        fold_bands += [{"dataset": dataset} | row for m in metas for row in m.get("bands", [])]
         frames = [arm, reference_frames(dataset, split, dates), peer_frames(dataset, split, dates),
                   mean_launch_curve(panel, cuts).assign(source="reference", seed=0)]
         frames = [f for f in frames if not f.empty]
@@ -338,7 +339,7 @@ def collect(split: str, datasets: list[str]) -> dict:
     for (dataset, group), part in (table.groupby(["dataset", "group"]) if len(table) else []):
         comparisons += compare(dataset, group, part, errors)
     return {"split": split, "seeds": seeds_done, "table": table, "by_origin": by_origin, "targets": goals,
-            "choices": choices, "comparisons": comparisons, "ranges": ranges}
+            "choices": choices, "comparisons": comparisons, "ranges": ranges, "fold_bands": fold_bands}
 
 
 def compare(dataset: str, group: str, part: pd.DataFrame, errors: pd.DataFrame) -> list[dict]:
@@ -436,7 +437,7 @@ def markdown(found: dict, commands: list[str]) -> str:
                              f"{_f(c['wape_b'])} | {_interval(c)} | {c['wape_a'] / c['wape_b']:.3f} | "
                              f"{'yes' if c['high'] < 0 or c['low'] > 0 else 'no'} |")
         lines += ["", *choice_lines(found["choices"], dataset, group), ""]
-        lines += [*range_lines(found["ranges"], dataset, group), ""]
+        lines += [*range_lines(found["ranges"], dataset, group, found.get("fold_bands", [])), ""]
     if found["targets"]:
         lines += ["## Issue #22 targets (the chosen forecast, mean of the seeds above)", "",
                   "| target | value | bound | met | detail |", "|---|---|---|---|---|"]
@@ -474,9 +475,15 @@ def choice_lines(choices: list[dict], dataset: str, group: str) -> list[str]:
     return lines
 
 
-def range_lines(ranges: list[dict], dataset: str, group: str) -> list[str]:
-    """The exported ranges' coverage and width per level, pooled and per volume band, mean over seeds."""
+def range_lines(ranges: list[dict], dataset: str, group: str, fold_bands: list[dict] = ()) -> list[str]:
+    """The exported ranges' coverage and width per level, pooled and per volume band, mean over seeds;
+    beside each band, the coverage fit's own backtest held out for it (``fold_bands``: common.chosen_bands
+    of each fit, mean over the fits that kept it): a band covered too often on the later weeks but not on
+    the folds is a shift the folds did not show, one covered too often on both a miscalibration."""
     frame = pd.DataFrame([r for r in ranges if r["dataset"] == dataset and r["group"] == group])
+    folds = pd.DataFrame([r for r in fold_bands if r["dataset"] == dataset and r["group"] == group])
+    held = folds.groupby(["level", "band"])["coverage"].mean() if not folds.empty else pd.Series(dtype=float)
+    fits = folds.groupby(["level", "band"]).size().max() if not folds.empty else 0
     lines = []
     for level, part in (frame.groupby("level") if not frame.empty else []):
         mean = part.groupby("band", sort=False).mean(numeric_only=True)
@@ -486,11 +493,12 @@ def range_lines(ranges: list[dict], dataset: str, group: str) -> list[str]:
                   f"units_p{round(50 * (1 + level)):g}), mean over {part['seed'].nunique()} seed(s): coverage "
                   f"{pooled['coverage']:.3f}, mean width {pooled['width']:.2f}, WQL {_f(pooled['wql'])}, MSIS "
                   f"{msis_text}. Per volume band (quintiles of the forecast's level; top5 = the top 5 %, inside q5):",
-                  "", "| band | coverage | mean width | mean forecast | share of zero weeks | cells |",
-                  "|---|---|---|---|---|---|"]
+                  "", "| band | coverage | " + (f"on fit's backtest folds ({fits} fits) | " if fits else "")
+                  + "mean width | mean forecast | share of zero weeks | cells |", "|---" * (7 if fits else 6) + "|"]
         for band, r in mean.drop(index="all").iterrows():
-            lines.append(f"| {band} | {r['coverage']:.3f} | {r['width']:.2f} | {r['mean_forecast']:.2f} | "
-                         f"{r['zero_share']:.2f} | {r['n']:.0f} |")
+            folded = f"{_f(held.get((level, band), float('nan'))) or '–'} | " if fits else ""
+            lines.append(f"| {band} | {r['coverage']:.3f} | {folded}{r['width']:.2f} | "
+                         f"{r['mean_forecast']:.2f} | {r['zero_share']:.2f} | {r['n']:.0f} |")
         lines.append("")
     return lines[:-1]
 

@@ -71,3 +71,12 @@ def test_an_export_that_puts_a_fold_item_in_the_other_group_is_refused(panel) ->
     wrong = export.assign(group=np.where(export["item_id"] == "d", HISTORY, export["group"]))
     with pytest.raises(ValueError, match="other group"):
         common.export_long_frame(panel, CUTOFF, wrong)
+
+
+def test_the_meta_keeps_the_backtests_held_out_bands_of_the_chosen_model_and_method_only(panel) -> None:
+    _, meta = common.chosen_forecast(panel, CUTOFF, baseline_config())
+    bands = pd.DataFrame(meta["bands"])
+    assert not bands.empty
+    assert set(zip(bands["group"], bands["model"])) <= set(meta["chosen"].items())
+    assert (bands.groupby("group")["method"].nunique() == 1).all()  # the method the export's ranges use
+    assert set(bands["level"]) == {0.8, 0.9}
