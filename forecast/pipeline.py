@@ -275,6 +275,9 @@ def publish(cfg: RunConfig, panel: Panel, fitted: Refitted, run_id: str, export_
             neural = {base: path for base, path in model_dirs.items() if base in registry.NEURAL}
             model_dirs[combination.NAME] = saved_ensemble(cfg, panel, fitted).save(run_folder / combination.NAME,
                                                                                     neural)
+        for base, model in fitted.models.items():
+            if base in model_runs:
+                _log_refit_info(model_runs[base], model)
         for base, folder in model_dirs.items():
             if base in model_runs:
                 served = [f for f in fitted.forecasts if variant_name(f.model)[0] == base][-1]
@@ -377,6 +380,18 @@ def _log_served_model(cfg: RunConfig, run_id: str, model_dir: Path, panel: Panel
                                         name=variant_name(prediction.model)[0], code_paths=serving.code_paths())
     log.info("logged %s as an MLflow model; reuse it with: python -m forecast predict --model-uri %s%s",
              prediction.model, uri, f" (registered as {register})" if register else "")
+
+
+def _log_refit_info(run_id: str, model) -> None:
+    """A refitted neural model's training record (epochs, seconds, windows, members, best validation loss)
+    as ``refit/...`` metrics of its child run: the backtest's curves are its folds', not the served model's."""
+    from forecast.tracking import runs as tracking
+
+    info = {f"refit/{k}": float(v) for k, v in getattr(model, "fit_info", {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if info:
+        with tracking.in_run(run_id):
+            tracking.log_metrics(info)
 
 
 def _log_chosen_metrics(backtest: BacktestResult, chosen: dict[str, str]) -> None:

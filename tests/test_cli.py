@@ -63,6 +63,9 @@ def test_fit_records_a_parent_run_and_one_child_run_per_model_with_the_same_keys
                 "history/wql", "history/coverage_q1", "history/coverage_top5", "history/wape_by_step"} <= keys
     assert "new/wape" in set(children["knn"].data.metrics) & set(children["fusion"].data.metrics)
     assert any("train/loss" in k for k in children["fusion"].data.metrics)  # Lightning's curves in its child
+    refit = children["fusion"].data.metrics  # the served model's own training record
+    assert refit["refit/members"] == 3 and refit["refit/epochs"] == 2 and refit["refit/train_windows"] > 0
+    assert not any(k.startswith("refit/") for k in children["theta"].data.metrics)
     assert parent.data.tags["forecast.model.history"] == "fusion" and "history/wape" in parent.data.metrics
     assert "evaluation.horizon" in parent.data.params
     artifacts = {p.name for p in (folder / "mlruns" / "artifacts").rglob("*") if p.is_file()}

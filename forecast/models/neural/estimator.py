@@ -481,6 +481,11 @@ class ResumableNeural:
     def use_variant(self, label: str) -> None:
         self.model.use_variant(label)
 
+    @property
+    def fit_info(self) -> dict:
+        """The trained (or, on resume, loaded) model's training record."""
+        return self.model.fit_info if self.model is not None else {}
+
 
 def _mix(out: dict[str, torch.Tensor], plain: dict[str, torch.Tensor] | None,
          w: torch.Tensor) -> dict[str, torch.Tensor]:
