@@ -241,6 +241,22 @@ def test_launch_boosting_reads_each_products_signals_from_before_its_launch(tmp_
     np.testing.assert_allclose(registry.build("launch_boosting", RunConfig()).predict(hidden, 3).units, 6.0, rtol=0.02)
 
 
+def test_the_trend_features_are_the_same_computed_in_blocks_of_products(tmp_path, monkeypatch):
+    from forecast.models.baselines import boosting
+
+    panel = two_kinds_of_launch(tmp_path)
+    rng = np.random.default_rng(0)
+    signals = Signals([f"s{r}" for r in range(4)], rng.normal(size=(4, 60 + panel.n_periods)), -60,
+                      [rng.choice(4, size=2, replace=False) for _ in range(panel.n_items)])
+    panel = replace(panel, signals=signals)
+    rows = np.arange(panel.n_items)
+    whole = boosting.trend_features(panel, rows)
+    monkeypatch.setattr(boosting, "TREND_BLOCK", 3)  # 43 products: 15 blocks, the last of one
+    assert whole.shape == (panel.n_items, 3) and np.isfinite(whole).all()
+    np.testing.assert_array_equal(boosting.trend_features(panel, rows), whole)
+    assert boosting.trend_features(panel, rows[:0]).shape == (0, 3)
+
+
 def test_launch_boosting_without_attributes_forecasts_the_mean_launch_curve(tmp_path):
     # no attribute column, launches within a season (weeks 1..10): nothing but the step since launch to read
     panel = two_kinds_of_launch(tmp_path)
