@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments import protocol  # noqa: E402
 from experiments.common import (  # noqa: E402
     CACHE, DATA, HORIZON, RESULTS, ROOT, cached, cutoff_dates, cutoffs_of, groups_of,
-    item_errors, label, load, long_frame, mean_launch_curve, panel_tables, score_all, targets, truth_table)
+    item_errors, label, load, long_frame, mean_launch_curve, panel_tables, score_all, targets, truth_table, wape_bars)
 from forecast.evaluation.backtest import run_backtest  # noqa: E402
 from forecast.core.config import RunConfig  # noqa: E402
 from forecast.data.panel import Panel  # noqa: E402
@@ -401,24 +401,8 @@ def _f(v, digits=3) -> str:
 
 
 def plot(table: pd.DataFrame, scaling: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = list(table.groupby(["dataset", "group"], sort=True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
-    colours = {"forecast": "tab:blue", "peer": "tab:orange", "reference": "tab:green", "literature": "tab:gray"}
-    for ax, ((dataset, group), part) in zip(axes.flat, panels):
-        part = part.sort_values("wape")
-        ax.barh(part["model"], part["wape"], color=[colours.get(s, "k") for s in part["source"]])
-        ax.invert_yaxis()
-        ax.set_title(f"{dataset}: {group}", fontsize=9)
-        ax.set_xlabel("WAPE (mean over seeds)")
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    wape_bars(table, path, {"forecast": "tab:blue", "peer": "tab:orange", "reference": "tab:green",
+                            "literature": "tab:gray"}, "WAPE (mean over seeds)")
     plot_scaling(scaling)
 
 

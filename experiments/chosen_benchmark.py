@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.common import (  # noqa: E402
     CACHE, CHOSEN, DATA, HORIZON, MEAN_LAUNCH_CURVE, RESULTS, ROOT, align, cached, chosen_forecast, cutoff_dates,
     cutoffs_of, export_long_frame, fit_config, groups_of, item_errors, load, mean_launch_curve, panel_tables, score_all,
-    label, targets, truth_table)
+    label, targets, truth_table, wape_bars)
 from experiments.protocol import (  # noqa: E402
     LEVEL, MIN_SEEDS, SEED_AVERAGE_SUFFIX, is_reference, mean_over_seeds, paired_bootstrap, seed_average)
 from forecast.evaluation.intervals import band_coverage, range_columns  # noqa: E402
@@ -503,32 +503,6 @@ def range_lines(ranges: list[dict], dataset: str, group: str, fold_bands: list[d
     return lines[:-1]
 
 
-def plot(table: pd.DataFrame, path: Path) -> None:
-    """One panel per data set and group: each arm's WAPE (seed mean), the chosen forecast's seeds as dots."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = list(table.groupby(["dataset", "group"], sort=True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
-    colours = {"forecast": "tab:green", "peer": "tab:orange", "reference": "tab:gray"}
-    for ax, ((dataset, group), part) in zip(axes.flat, panels):
-        part = part.sort_values("wape").reset_index(drop=True)
-        chosen = part["model"].str.startswith(CHOSEN)
-        ax.barh(part["model"], part["wape"], color=["tab:blue" if c else colours.get(s, "k")
-                                                     for c, s in zip(chosen, part["source"])])
-        for y, r in part[part["model"] == CHOSEN].iterrows():
-            ax.plot(r["per_seed"], [y] * len(r["per_seed"]), "k.", label="chosen, each seed")
-        ax.invert_yaxis()
-        ax.set_title(f"{dataset}: {group}", fontsize=9)
-        ax.set_xlabel("WAPE (pooled over origins; blue: what fit exports)")
-        ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def write_report(split: str, datasets: list[str]) -> Path:
     """experiments/results/chosen[_validation].{md,json} from what the caches hold now."""
     found = collect(split, datasets)
@@ -542,7 +516,9 @@ def write_report(split: str, datasets: list[str]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(markdown(found, commands))
     if len(found["table"]):
-        plot(found["table"], RESULTS / f"{name}_wape.png")
+        wape_bars(found["table"], RESULTS / f"{name}_wape.png", {"forecast": "tab:green", "peer": "tab:orange",
+                                                                 "reference": "tab:gray"},
+                  "WAPE (pooled over origins; blue: what fit exports)", width=5.5, highlight=CHOSEN)
     payload = {k: (v.to_dict("records") if isinstance(v, pd.DataFrame) else v) for k, v in found.items()}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1, default=_json) + "\n")
     return RESULTS / f"{name}.md"

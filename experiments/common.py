@@ -376,3 +376,30 @@ def _target(name, value, bound, detail, strict=False) -> dict:
     return {"target": name, "value": round(float(value), 4), "bound": round(float(bound), 4), "met": met,
             "detail": detail, "margin": round(float(value / bound - 1), 4) if bound else None}
 
+
+def wape_bars(table: pd.DataFrame, path: Path, colours: dict[str, str], xlabel: str, width: float = 5.0,
+              highlight: str | None = None) -> None:
+    """One panel per data set and group: each model's WAPE as a bar, best first, coloured by its source;
+    ``highlight``: the models named so (or as a prefix) in blue, and that exact model's ``per_seed``
+    WAPEs as dots on its bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(table.groupby(["dataset", "group"], sort=True))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 4.5), squeeze=False)
+    for ax, ((dataset, group), part) in zip(axes.flat, panels):
+        part = part.sort_values("wape").reset_index(drop=True)
+        marked = part["model"].str.startswith(highlight) if highlight else pd.Series(False, index=part.index)
+        ax.barh(part["model"], part["wape"], color=["tab:blue" if m else colours.get(s, "k")
+                                                     for m, s in zip(marked, part["source"])])
+        for y, r in (part[part["model"] == highlight].iterrows() if highlight else ()):
+            ax.plot(r["per_seed"], [y] * len(r["per_seed"]), "k.", label="each seed")
+        ax.invert_yaxis()
+        ax.set_title(f"{dataset}: {group}", fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
