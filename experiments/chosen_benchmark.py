@@ -475,6 +475,33 @@ def choice_lines(choices: list[dict], dataset: str, group: str) -> list[str]:
     return lines
 
 
+def ranges_by_origin(dataset: str, split: str, group: str, level: float = 0.8) -> None:
+    """Per origin, the exported range's coverage per volume band on the later weeks (seed mean; in brackets
+    the band's share of zero weeks), and beside it the range method fit chose and what its backtest held
+    out for each band (the fits that kept it, common.chosen_bands): shows which origins a pooled miss
+    comes from, and whether their folds saw it. Printed."""
+    panel = load(dataset, split)
+    cuts = cutoffs_of(dataset, panel, split)
+    truth = truth_table(panel, cuts, (group,))
+    arm, metas, seeds = cached_arm(dataset, split, cutoff_dates(panel, cuts))
+    low, high = (f"units_p{round(50 * (1 - level)):g}", f"units_p{round(50 * (1 + level)):g}")
+    for (cutoff, _), (ids, start, y, _) in truth.items():
+        later: dict[str, list[tuple[float, float]]] = {}
+        for seed in seeds:
+            part = arm[(arm["cutoff"] == cutoff) & (arm["group"] == group) & (arm["seed"] == seed)]
+            f, lo, hi = (align(panel, ids, start, part.assign(units=part[c]))[0] for c in ("units", low, high))
+            for row in band_coverage(y, f, {level: (lo, hi)}):
+                later.setdefault(row["band"], []).append((row["coverage"], row["zero_share"]))
+        kept = [r for m in metas if m["cutoff"] == cutoff for r in m.get("bands", [])
+                if r["group"] == group and r["level"] == level]
+        folds = pd.DataFrame(kept).groupby("band")["coverage"].mean() if kept else pd.Series(dtype=float)
+        methods = sorted({r["method"] for r in kept})
+        print(f"{dataset} {group} {cutoff} ({len(seeds)} seeds), {level:.0%} range; later weeks (zero share)"
+              f" / fit's backtest folds{' with ' + ', '.join(methods) if methods else ''}:")
+        print("  " + "  ".join(f"{band} {np.mean([c for c, _ in v]):.2f} ({np.mean([z for _, z in v]):.2f})"
+                               f" / {_f(folds.get(band, float('nan')), 2) or '–'}" for band, v in later.items()))
+
+
 def range_lines(ranges: list[dict], dataset: str, group: str, fold_bands: list[dict] = ()) -> list[str]:
     """The exported ranges' coverage and width per level, pooled and per volume band, mean over seeds;
     beside each band, the coverage fit's own backtest held out for it (``fold_bands``: common.chosen_bands
@@ -600,6 +627,11 @@ def main() -> None:
     change.add_argument("--split", default="validation", choices=["reported", "validation"])
     change.add_argument("--before", type=Path, required=True, help="the earlier code's chosen cache folder")
     change.add_argument("--now", type=Path, default=CHOSEN_CACHE, help="the arm to compare (default: this code's)")
+    by_origin = verbs.add_parser("ranges", help="the exported range's coverage per band at each origin, and its folds'")
+    by_origin.add_argument("--dataset", required=True, choices=["online_retail", "visuelle"])
+    by_origin.add_argument("--split", default="reported", choices=["reported", "validation"])
+    by_origin.add_argument("--group", default="history", choices=["history", "new"])
+    by_origin.add_argument("--level", type=float, default=0.8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.verb == "run":
@@ -612,6 +644,8 @@ def main() -> None:
         cli_check(args.dataset, args.items, args.seed)
     elif args.verb == "compare":
         compare_code(args.dataset, args.split, args.before, args.now)
+    elif args.verb == "ranges":
+        ranges_by_origin(args.dataset, args.split, args.group, args.level)
     elif args.verb == "report":
         print(write_report(args.split, args.datasets.split(",")).read_text())
 
