@@ -283,3 +283,12 @@ def test_fusion_offers_the_average_description_forecast_of_new_products_as_a_var
     again = model.predict(panel, 4)
     np.testing.assert_allclose(again.units, variant, rtol=1e-5)
     assert again.variants == {}
+    # saved and loaded, predict names the new products' rows as fit's export does, the others as fusion
+    from forecast.outputs.artifact import labelled
+
+    loaded = NeuralEstimator.load(model.save(workdir / "saved"))
+    assert loaded.variant == "average_text_new"
+    parts = labelled(loaded.predict(panel, 4), panel, loaded.variant)
+    assert {p.model: bool(panel.has_history[p.item_index].all()) for p in parts} == {
+        "fusion": True, "fusion:average_text_new": False}
+    assert sum(len(p.item_index) for p in parts) == len(prediction.item_index)

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ from forecast.core.errors import ConfigError, DataError, ForecastError
 from forecast.outputs.export import forecast_frame
 from forecast.core.files import disk_faults
 from forecast.models import registry
-from forecast.models.base import NEW, Model, Prediction, in_group, variant_name
+from forecast.models.base import HISTORY, NEW, Model, Prediction, in_group, variant_name
 
 log = logging.getLogger("forecast.pipeline")
 
@@ -97,7 +97,18 @@ class SavedModel:
         else:
             warn_missing_ranges(self.missing, panel, [prediction])
         ranged = intervals.with_range(prediction, panel.has_history[prediction.item_index], self.calibrations)
-        return forecast_frame(panel, [ranged], cfg.neural.trend_window, cfg.output.trend_threshold)
+        return forecast_frame(panel, labelled(ranged, panel, model.variant), cfg.neural.trend_window,
+                              cfg.output.trend_threshold)
+
+
+def labelled(prediction: Prediction, panel: Panel, variant: str | None) -> list[Prediction]:
+    """A saved neural model's forecast named as fit's export named it: a model fit chose as a variant for new
+    products (fusion:average_text_new) names those rows so; its other rows are its own forecast."""
+    if variant is None:
+        return [prediction]
+    parts = [prediction.for_groups(panel.has_history, [HISTORY]),
+             replace(prediction.for_groups(panel.has_history, [NEW]), model=f"{prediction.model}:{variant}")]
+    return [part for part in parts if len(part.item_index)] or [prediction]
 
 
 @dataclass

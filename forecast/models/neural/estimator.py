@@ -113,6 +113,7 @@ class NeuralEstimator:
         self.correction = BiasCorrection()
         self.sales_price: bool | None = None  # whether the training sales had a price column (None: unknown)
         self.reference: Reference | None = None  # the training products (features.Reference); None: saved by /5
+        self.variant: str | None = None  # the prediction variant fit chose for new products (use_variant)
 
     @property
     def uses_text(self) -> bool:
@@ -342,6 +343,7 @@ class NeuralEstimator:
     def use_variant(self, label: str) -> None:
         """Forecast from now on (and once saved) as the prediction variant ``label`` says."""
         self.config = self.config.updated(VARIANTS[label])
+        self.variant = label
 
     # --- persistence -----------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -363,7 +365,7 @@ class NeuralEstimator:
             "format": FORMAT, "name": self.name, "horizon": self.horizon, "freq": self.freq,
             "spec": self.network.spec.to_dict(), "scaler": self.scaler.to_dict(),
             "text_mode": self.text_mode, "fit": self.fit_info, "bias_correction": self.correction.to_dict(),
-            "sales_price": self.sales_price,
+            "sales_price": self.sales_price, "variant": self.variant,
         }
         (directory / META).write_text(json.dumps(meta, indent=2))
         tensors, about = self.reference.to_tensors()
@@ -405,6 +407,7 @@ class NeuralEstimator:
         model.fit_info = meta.get("fit", {})
         model.correction = BiasCorrection(**meta["bias_correction"])
         model.sales_price = meta.get("sales_price")  # absent in models saved before it was recorded
+        model.variant = meta.get("variant")  # likewise
         if meta["format"] in WITH_REFERENCE:
             model.reference = _load_reference(directory / REFERENCE)
         return model
