@@ -149,7 +149,7 @@ class NeuralConfig:
     recent_launches: int = 0  # horizon feature: the mean launch curve of the products launched in the last
                                # this many periods before the origin, as far as observed then; 0: off
     signals: bool = False  # read data.signals as context and static blocks; off by default: on VISUELLE's Google
-                           # Trends they made fusion worse (ablations rounds 3 and 9c), while launch_boosting,
+                           # Trends they made fusion worse (ablations rounds 3 and 9b), while launch_boosting,
                            # which reads them whenever given, gained from them
     launch_weight: float = 1.0  # training: loss weight of a launch window (empty context) against other windows
     censored_launches: int = 0  # training: a first sale in the table's first this many periods (no launch_date)
