@@ -39,9 +39,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.common import (  # noqa: E402
-    CACHE, CHOSEN, DATA, HORIZON, MEAN_LAUNCH_CURVE, RESULTS, ROOT, align, cached, chosen_forecast, cutoff_dates,
-    cutoffs_of, export_long_frame, fit_config, groups_of, item_errors, load, mean_launch_curve, panel_tables, score_all,
-    label, targets, truth_table, wape_bars)
+    CACHE, CHOSEN, DATA, HORIZON, MEAN_LAUNCH_CURVE, RESULTS, ROOT, align_columns, cached, chosen_forecast,
+    cutoff_dates, cutoffs_of, export_long_frame, fit_config, groups_of, item_errors, load, mean_launch_curve,
+    panel_tables, score_all, label, targets, truth_table, wape_bars)
 from experiments.protocol import (  # noqa: E402
     LEVEL, MIN_SEEDS, SEED_AVERAGE_SUFFIX, is_reference, mean_over_seeds, paired_bootstrap, seed_average)
 from forecast.evaluation.intervals import band_coverage, range_columns  # noqa: E402
@@ -278,16 +278,16 @@ def range_scores(panel, truth: dict, arm: pd.DataFrame, dataset: str) -> list[di
     out = []
     for low_col, high_col, level in ranges_of(list(arm.columns)) if not arm.empty else []:
         for (group, seed), part in arm.groupby(["group", "seed"]):
-            ys, fs, los, his, scales = [], [], [], [], []
+            ys, scales, aligned = [], [], []
             for (cutoff, g), (ids, start, y, scale) in truth.items():
                 if g != group:
                     continue
-                fold = part[part["cutoff"] == cutoff]
                 ys.append(y)
                 scales.append(scale)
-                for column, into in (("units", fs), (low_col, los), (high_col, his)):
-                    into.append(align(panel, ids, start, fold.assign(units=fold[column]))[0])
-            y, f, lo, hi, scale = (np.concatenate(x) for x in (ys, fs, los, his, scales))
+                aligned.append(align_columns(panel, ids, start, part[part["cutoff"] == cutoff],
+                                             ("units", low_col, high_col)))
+            f, lo, hi = (np.concatenate(column) for column in zip(*aligned))
+            y, scale = np.concatenate(ys), np.concatenate(scales)
             out.append({"dataset": dataset, "group": group, "seed": int(seed), "level": level, "band": "all",
                         "coverage": coverage(y, lo, hi), "width": interval_width(y, lo, hi),
                         "wql": wql(y, {(1 - level) / 2: lo, (1 + level) / 2: hi}),
@@ -484,12 +484,16 @@ def ranges_by_origin(dataset: str, split: str, group: str, level: float = 0.8) -
     cuts = cutoffs_of(dataset, panel, split)
     truth = truth_table(panel, cuts, (group,))
     arm, metas, seeds = cached_arm(dataset, split, cutoff_dates(panel, cuts))
-    low, high = (f"units_p{round(50 * (1 - level)):g}", f"units_p{round(50 * (1 + level)):g}")
+    exported = {lvl: (lo, hi) for lo, hi, lvl in ranges_of(list(arm.columns))}
+    if level not in exported:
+        raise SystemExit(f"the cached {dataset} {split} fits export no {level:.0%} range "
+                         f"(they export: {', '.join(f'{lvl:.0%}' for lvl in exported) or 'none'})")
+    low, high = exported[level]
     for (cutoff, _), (ids, start, y, _) in truth.items():
         later: dict[str, list[tuple[float, float]]] = {}
         for seed in seeds:
             part = arm[(arm["cutoff"] == cutoff) & (arm["group"] == group) & (arm["seed"] == seed)]
-            f, lo, hi = (align(panel, ids, start, part.assign(units=part[c]))[0] for c in ("units", low, high))
+            f, lo, hi = align_columns(panel, ids, start, part, ("units", low, high))
             for row in band_coverage(y, f, {level: (lo, hi)}):
                 later.setdefault(row["band"], []).append((row["coverage"], row["zero_share"]))
         kept = [r for m in metas if m["cutoff"] == cutoff for r in m.get("bands", [])

@@ -262,6 +262,12 @@ def align(panel: Panel, ids: np.ndarray, start: np.ndarray, forecasts: pd.DataFr
     return pred, own
 
 
+def align_columns(panel: Panel, ids: np.ndarray, start: np.ndarray, forecasts: pd.DataFrame,
+                  columns: tuple[str, ...]) -> list[np.ndarray]:
+    """:func:`align`'s forecast [m, H] of each of ``columns`` (e.g. units and a range's two bounds)."""
+    return [align(panel, ids, start, forecasts.assign(units=forecasts[c]))[0] for c in columns]
+
+
 def _aligned(panel: Panel, truth: dict, forecasts: pd.DataFrame):
     """(model, group, seed, [(cutoff, ids, truth, forecast, MASE scale, own) per origin]) for every model,
     group and seed of ``forecasts``, on the truth's items and steps (see ``align``)."""

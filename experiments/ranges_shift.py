@@ -38,7 +38,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.common import (  # noqa: E402
-    CACHE, RESULTS, align, cutoff_dates, cutoffs_of, fit_config, groups_of, load, truth_table)
+    CACHE, RESULTS, align_columns, cutoff_dates, cutoffs_of, fit_config, groups_of, load, truth_table)
 from forecast.evaluation import intervals  # noqa: E402
 from forecast.evaluation.backtest import _align, _method, _pairs, run_backtest  # noqa: E402
 from forecast.evaluation.metrics import BANDS, coverage, msis, volume_bands, wql  # noqa: E402
@@ -370,8 +370,7 @@ def chosen_exports(folder: Path) -> list[dict]:
             for group in groups_of(dataset):
                 part = frame[frame["group"] == group]
                 ids, start, y, _ = truth[cutoff, group]
-                f, lo, hi = (align(panel, ids, start, part.assign(units=part[c]))[0]
-                             for c in ("units", "units_p10", "units_p90"))
+                f, lo, hi = align_columns(panel, ids, start, part, ("units", "units_p10", "units_p90"))
                 masks = rank_bands(intervals.item_level(f), (0.8, 0.95, 0.99))
                 out.append({"dataset": dataset, "group": group, "seed": seed, "cutoff": cutoff,
                             "score": inferred_score(f, hi), "exported": str(part["exported"].iloc[0]),
