@@ -33,14 +33,17 @@ def backtest_bias(meta: dict, group: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--split", required=True)
+    parser.add_argument("--dataset", required=True, choices=["online_retail", "visuelle"])
+    parser.add_argument("--split", required=True, choices=["reported", "validation"])
     parser.add_argument("--cache", type=Path, default=CHOSEN_CACHE, help="the arm's cache folder")
     args = parser.parse_args()
     panel = load(args.dataset, args.split)
     cuts = cutoffs_of(args.dataset, panel, args.split)
     truth = truth_table(panel, cuts, groups_of(args.dataset))
     arm, metas, seeds = cached_arm(args.dataset, args.split, cutoff_dates(panel, cuts), args.cache)
+    if not seeds:
+        raise SystemExit(f"{args.cache}: no {args.dataset} {args.split} seed done at every origin: run "
+                         f"chosen_benchmark.py run --dataset {args.dataset} --split {args.split} --seed S first")
     metas = {(m["seed"], m["cutoff"]): m for m in metas}
     for group in groups_of(args.dataset):
         sums = {"plain": np.zeros(3), "corrected": np.zeros(3)}  # absolute error, truth, signed error
