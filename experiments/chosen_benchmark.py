@@ -484,6 +484,8 @@ def ranges_by_origin(dataset: str, split: str, group: str, level: float = 0.8) -
     cuts = cutoffs_of(dataset, panel, split)
     truth = truth_table(panel, cuts, (group,))
     arm, metas, seeds = cached_arm(dataset, split, cutoff_dates(panel, cuts))
+    if not seeds:
+        raise SystemExit(f"{CHOSEN_CACHE}: no {dataset} {split} seed done at every origin (run first)")
     exported = {lvl: (lo, hi) for lo, hi, lvl in ranges_of(list(arm.columns))}
     if level not in exported:
         raise SystemExit(f"the cached {dataset} {split} fits export no {level:.0%} range "
